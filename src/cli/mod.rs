@@ -1,0 +1,133 @@
+//! The command line: argument definitions (clap) and dispatch to `commands`.
+//! Parses and hands over; never computes anything itself.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+use crate::ui::Ui;
+
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat", version, about = "Provision and operate per-hospital HiX emergency environments in Azure")]
+pub struct Cli {
+    /// Project directory (holds platform.yaml and tenants/).
+    #[arg(short = 'C', long = "dir", global = true, default_value = ".")]
+    pub dir: PathBuf,
+    /// Which cloud to talk to: the embedded local emulator or Azure.
+    #[arg(long, global = true, value_enum, default_value_t = CloudKind::Local, env = "LIFEBOAT_CLOUD")]
+    pub cloud: CloudKind,
+    /// Azure Resource Manager endpoint (default https://management.azure.com).
+    #[arg(long, global = true, env = "LIFEBOAT_ARM_ENDPOINT")]
+    pub arm_endpoint: Option<String>,
+    /// Credential source for Azure.
+    #[arg(long, global = true, value_enum, default_value_t = AuthMode::Auto)]
+    pub auth: AuthMode,
+    /// Where locks, journal, audit log and saved plans live: `local` or `azblob://ACCOUNT/CONTAINER`.
+    #[arg(long, global = true, default_value = "local")]
+    pub state: String,
+    /// Output for machines (`json`) or people (`human`).
+    #[arg(long, global = true, value_enum, default_value_t = OutputKind::Human)]
+    pub output: OutputKind,
+    /// Never draw progress bars.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CloudKind {
+    Local,
+    Azure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    Auto,
+    Token,
+    Pipelines,
+    ServicePrincipal,
+    WorkloadIdentity,
+    ManagedIdentity,
+    Cli,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputKind {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Human,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Refresh {
+    Graph,
+    Direct,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate platform.yaml and every tenants/*.yaml; exit 1 on any error.
+    Validate,
+    /// Show what would change, against the cloud's current state.
+    Plan(PlanArgs),
+    /// Export the resource graph in another tool's format.
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Plan only this tenant's layer (repeatable).
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenants: Vec<String>,
+    /// Plan the shared layer (alone, or with the given tenants).
+    #[arg(long)]
+    pub shared: bool,
+    /// Save the plan for `apply`, with what it was computed from.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Output format (defaults to json with --output json).
+    #[arg(long, value_enum)]
+    pub format: Option<PlanFormat>,
+    /// Exit 0 when there are no changes, 2 when there are.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// How prior state is read: one Resource Graph query, or a GET per resource.
+    #[arg(long, value_enum, default_value_t = Refresh::Graph)]
+    pub refresh: Refresh,
+    /// Allow deleting or replacing protected resources of this tenant (`shared` for the shared layer).
+    #[arg(long = "allow-data-loss", value_name = "ID")]
+    pub allow_data_loss: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Terraform JSON (azapi_resource) equivalent of the graph.
+    Terraform {
+        /// Directory to write *.tf.json files into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ui = Ui::new(cli.output, cli.no_progress);
+    match commands::run(&cli, &ui) {
+        Ok(code) => code,
+        Err(e) => {
+            ui.error(&e);
+            ExitCode::from(1)
+        }
+    }
+}

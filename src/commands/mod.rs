@@ -1,0 +1,51 @@
+//! Command implementations: each wires the pipeline stages together for one
+//! subcommand and hands the result to the `ui`. This is the `anyhow` boundary.
+
+mod export;
+mod plan;
+mod validate;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::cli::{Cli, CloudKind, Command, ExportCommand};
+use crate::cloud::Inventory;
+use crate::cloud::local::LocalCloud;
+use crate::emulator::store::Store;
+use crate::graph::templates::TemplateSet;
+use crate::manifest;
+use crate::model::Project;
+use crate::ui::Ui;
+
+pub fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Validate => validate::run(cli, ui),
+        Command::Plan(args) => plan::run(cli, ui, args),
+        Command::Export(ExportCommand::Terraform { out }) => export::run(cli, ui, out),
+    }
+}
+
+/// Validated project, or the diagnostics printed and exit 1.
+pub(crate) fn load_project(cli: &Cli, ui: &Ui) -> Result<Project, ExitCode> {
+    manifest::load(&cli.dir).map_err(|d| {
+        ui.diagnostics(&d);
+        ExitCode::from(1)
+    })
+}
+
+pub(crate) fn load_templates(cli: &Cli) -> anyhow::Result<TemplateSet> {
+    TemplateSet::load(&cli.dir).context("loading templates")
+}
+
+/// The cloud behind `--cloud`.
+pub(crate) fn inventory(cli: &Cli) -> anyhow::Result<Box<dyn Inventory>> {
+    match cli.cloud {
+        CloudKind::Local => Ok(Box::new(LocalCloud {
+            store: Store::for_project(&cli.dir),
+        })),
+        CloudKind::Azure => bail!(
+            "--cloud azure: the Azure Resource Manager client is not part of this build yet; use the embedded local cloud (--cloud local)"
+        ),
+    }
+}

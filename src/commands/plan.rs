@@ -1,0 +1,79 @@
+//! `plan`: manifests -> graph -> prior state -> plan -> report, optionally saved.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use super::{inventory, load_project, load_templates};
+use crate::cli::{Cli, PlanArgs, PlanFormat, Refresh};
+use crate::graph::{self, Scope};
+use crate::plan::{self, Inputs, PlanOptions};
+use crate::report;
+use crate::ui::Ui;
+
+pub fn scope_from(project: &crate::model::Project, tenants: &[String], shared: bool) -> anyhow::Result<Scope> {
+    for t in tenants {
+        if project.tenant(t).is_none() {
+            let known: Vec<&str> = project.tenants.iter().map(|t| t.id.value.as_str()).collect();
+            let hint = crate::manifest::diag::did_you_mean(t, known.iter().copied())
+                .map(|h| format!(", did you mean `{h}`?"))
+                .unwrap_or_default();
+            bail!("--tenant {t}: no tenants/{t}.yaml in this project{hint}");
+        }
+    }
+    Ok(match (tenants.is_empty(), shared) {
+        (true, false) => Scope::everything(),
+        (true, true) => Scope { shared: true, tenants: Some(Vec::new()) },
+        (false, s) => Scope { shared: s, tenants: Some(tenants.to_vec()) },
+    })
+}
+
+pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let project = match load_project(cli, ui) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let scope = scope_from(&project, &args.tenants, args.shared)?;
+    if args.refresh == Refresh::Direct {
+        ui.note("note: the local cloud is read from its store in one pass; --refresh direct matters for --cloud azure");
+    }
+    let templates = load_templates(cli)?;
+    let graph = graph::build(&project, &templates, &scope).context("rendering the resource graph")?;
+    let prior = inventory(cli)?.prior_state().context("reading the current state")?;
+    let inputs = Inputs {
+        lifeboat_version: env!("CARGO_PKG_VERSION").into(),
+        manifests: project.sources.iter().map(|s| (s.path.clone(), s.sha256.clone())).collect(),
+        templates: templates
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.sha256.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        prior_state: prior.fingerprint(),
+    };
+    let plan = plan::plan(
+        &graph,
+        &prior,
+        PlanOptions {
+            scope: &scope,
+            allow_data_loss: &args.allow_data_loss,
+            inputs,
+        },
+    )?;
+    if let Some(out) = &args.out {
+        let text = serde_json::to_vec_pretty(&plan).expect("plan serializes");
+        std::fs::write(out, text).with_context(|| format!("writing the plan to {}", out.display()))?;
+        ui.note(&format!("Saved the plan to {}.", out.display()));
+    }
+    let format = args.format.unwrap_or(if ui.json() { PlanFormat::Json } else { PlanFormat::Human });
+    match format {
+        PlanFormat::Human => ui.print(&report::plan_human(&plan)),
+        PlanFormat::Json => ui.print(&serde_json::to_string(&report::plan_json(&plan)).expect("JSON")),
+        PlanFormat::Markdown => ui.print(&report::plan_markdown(&plan)),
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

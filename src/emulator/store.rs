@@ -1,0 +1,147 @@
+//! The local cloud's persistent resource store: one JSON file per resource under
+//! `<project>/.lifeboat/cloud/resources/`, written atomically (temp file + rename)
+//! so a crash never leaves a half-written resource.
+//!
+//! Owns the on-disk format only. It never decides what a resource should look like.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::graph::ResourceId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("local cloud store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("local cloud store {path}: corrupt resource file: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// A resource as the cloud holds it: what a GET returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredResource {
+    pub id: ResourceId,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub api_version: String,
+    pub body: Value,
+}
+
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// The store of the project at `root`.
+    pub fn for_project(root: &Path) -> Store {
+        Store::at(root.join(".lifeboat").join("cloud"))
+    }
+
+    pub fn at(dir: PathBuf) -> Store {
+        Store { dir }
+    }
+
+    fn resources_dir(&self) -> PathBuf {
+        self.dir.join("resources")
+    }
+
+    fn file_for(&self, id: &ResourceId) -> PathBuf {
+        let digest = Sha256::digest(id.key().as_bytes());
+        self.resources_dir().join(format!("{}.json", crate::manifest::hex(&digest[..16])))
+    }
+
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Every stored resource, sorted by id. An absent store is an empty cloud.
+    pub fn list(&self) -> Result<Vec<StoredResource>, StoreError> {
+        let dir = self.resources_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Self::io(&dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(Self::io(&dir))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(Self::io(&path))?;
+            let r: StoredResource =
+                serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
+            out.push(r);
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    pub fn get(&self, id: &ResourceId) -> Result<Option<StoredResource>, StoreError> {
+        let path = self.file_for(id);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::Corrupt { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::io(&path)(e)),
+        }
+    }
+
+    /// Write atomically: a reader sees the old or the new resource, never a mix.
+    pub fn put(&self, r: &StoredResource) -> Result<(), StoreError> {
+        let dir = self.resources_dir();
+        std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
+        let path = self.file_for(&r.id);
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let bytes = serde_json::to_vec_pretty(r).expect("a JSON value serializes");
+        std::fs::write(&tmp, bytes).map_err(Self::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(Self::io(&path))
+    }
+
+    pub fn delete(&self, id: &ResourceId) -> Result<bool, StoreError> {
+        let path = self.file_for(id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Self::io(&path)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let dir = std::env::temp_dir().join(format!("lifeboat-store-{}", std::process::id()));
+        let store = Store::at(dir.clone());
+        assert!(store.list().unwrap().is_empty());
+        let id = ResourceId::parse("/subscriptions/s/resourceGroups/rg").unwrap();
+        let r = StoredResource {
+            id: id.clone(),
+            resource_type: "Microsoft.Resources/resourceGroups".into(),
+            api_version: "2021-04-01".into(),
+            body: serde_json::json!({"location": "westeurope"}),
+        };
+        store.put(&r).unwrap();
+        assert_eq!(store.get(&id).unwrap(), Some(r.clone()));
+        assert_eq!(store.list().unwrap(), vec![r]);
+        assert!(store.delete(&id).unwrap());
+        assert!(store.get(&id).unwrap().is_none());
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

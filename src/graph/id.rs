@@ -1,0 +1,235 @@
+//! ARM resource ids as a type: parsing, case-insensitive identity, parent and
+//! resource-type navigation. ARM treats ids case-insensitively, so equality,
+//! hashing and ordering use the lower-cased form while display keeps the spelling.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Clone)]
+pub struct ResourceId {
+    raw: String,
+    key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{id}` is not an ARM resource id: {reason}")]
+pub struct IdError {
+    pub id: String,
+    pub reason: &'static str,
+}
+
+impl ResourceId {
+    /// Parse and check the shape `/subscriptions/S[/resourceGroups/RG][/providers/NS/T/N[/T/N]...]...`.
+    pub fn parse(s: &str) -> Result<ResourceId, IdError> {
+        let err = |reason| IdError {
+            id: s.to_string(),
+            reason,
+        };
+        let segs: Vec<&str> = s.split('/').collect();
+        if segs.len() < 3 || !segs[0].is_empty() || !segs[1].eq_ignore_ascii_case("subscriptions") {
+            return Err(err("must start with /subscriptions/"));
+        }
+        if segs.iter().skip(1).any(|p| p.is_empty()) {
+            return Err(err("has an empty segment"));
+        }
+        let mut i = 3;
+        if segs.len() > i && segs[i].eq_ignore_ascii_case("resourceGroups") {
+            if segs.len() < i + 2 {
+                return Err(err("resourceGroups needs a name"));
+            }
+            i += 2;
+        }
+        while i < segs.len() {
+            if !segs[i].eq_ignore_ascii_case("providers") || segs.len() < i + 4 {
+                return Err(err("expected providers/NAMESPACE/TYPE/NAME"));
+            }
+            i += 2;
+            // type/name pairs until the next `providers` (extension resource) or the end.
+            loop {
+                if segs.len() < i + 2 {
+                    return Err(err("a resource type has no name"));
+                }
+                i += 2;
+                if i >= segs.len() || segs[i].eq_ignore_ascii_case("providers") {
+                    break;
+                }
+            }
+        }
+        Ok(ResourceId {
+            raw: s.to_string(),
+            key: s.to_ascii_lowercase(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// Lower-cased form, the identity ARM uses.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn segments(&self) -> Vec<&str> {
+        self.raw.split('/').collect()
+    }
+
+    pub fn subscription(&self) -> &str {
+        self.raw.split('/').nth(2).unwrap_or_default()
+    }
+
+    pub fn resource_group(&self) -> Option<&str> {
+        let mut it = self.raw.split('/');
+        it.nth(3)
+            .filter(|s| s.eq_ignore_ascii_case("resourceGroups"))
+            .and_then(|_| it.next())
+    }
+
+    /// The resource's own name (last segment).
+    pub fn name(&self) -> &str {
+        self.raw.rsplit('/').next().unwrap_or_default()
+    }
+
+    /// The names along the type chain: `account/default/logshipping` for a container.
+    pub fn display_name(&self) -> String {
+        let segs = self.segments();
+        match segs.iter().rposition(|s| s.eq_ignore_ascii_case("providers")) {
+            Some(p) => segs[p + 3..].iter().step_by(2).copied().collect::<Vec<_>>().join("/"),
+            None => self.name().to_string(),
+        }
+    }
+
+    /// True for `/subscriptions/S/resourceGroups/RG`.
+    pub fn is_resource_group(&self) -> bool {
+        self.segments().len() == 5 && self.resource_group().is_some()
+    }
+
+    /// `Microsoft.Network/virtualNetworks/virtualNetworkPeerings` for a peering id;
+    /// `Microsoft.Resources/resourceGroups` for a resource group.
+    pub fn resource_type(&self) -> String {
+        let segs = self.segments();
+        if self.is_resource_group() {
+            return "Microsoft.Resources/resourceGroups".into();
+        }
+        let Some(p) = segs.iter().rposition(|s| s.eq_ignore_ascii_case("providers")) else {
+            return "Microsoft.Resources/subscriptions".into();
+        };
+        let mut t = segs[p + 1].to_string();
+        let mut i = p + 2;
+        while i < segs.len() {
+            t.push('/');
+            t.push_str(segs[i]);
+            i += 2;
+        }
+        t
+    }
+
+    /// The resource this one lives in: the parent resource for a child, the scope for
+    /// an extension resource, the resource group for a top-level resource.
+    pub fn parent(&self) -> Option<ResourceId> {
+        let segs = self.segments();
+        if segs.len() <= 3 {
+            return None;
+        }
+        let mut end = segs.len() - 2;
+        if end >= 2 && segs[end - 2].eq_ignore_ascii_case("providers") {
+            end -= 2;
+        }
+        let raw = segs[..end].join("/");
+        Some(ResourceId {
+            key: raw.to_ascii_lowercase(),
+            raw,
+        })
+    }
+
+    /// Id of a child: `self/type/name`.
+    pub fn child(&self, type_segment: &str, name: &str) -> ResourceId {
+        let raw = format!("{}/{type_segment}/{name}", self.raw);
+        ResourceId {
+            key: raw.to_ascii_lowercase(),
+            raw,
+        }
+    }
+}
+
+impl PartialEq for ResourceId {
+    fn eq(&self, o: &Self) -> bool {
+        self.key == o.key
+    }
+}
+impl Eq for ResourceId {}
+impl Hash for ResourceId {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.key.hash(h)
+    }
+}
+impl PartialOrd for ResourceId {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for ResourceId {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.key.cmp(&o.key)
+    }
+}
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+impl fmt::Debug for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ResourceId({})", self.raw)
+    }
+}
+impl Serialize for ResourceId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.raw)
+    }
+}
+impl<'de> Deserialize<'de> for ResourceId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ResourceId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VNET: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v";
+
+    #[test]
+    fn navigates() {
+        let peer = ResourceId::parse(&format!("{VNET}/virtualNetworkPeerings/p")).unwrap();
+        assert_eq!(peer.resource_type(), "Microsoft.Network/virtualNetworks/virtualNetworkPeerings");
+        assert_eq!(peer.parent().unwrap().as_str(), VNET);
+        assert_eq!(peer.parent().unwrap().parent().unwrap().as_str(), "/subscriptions/s/resourceGroups/rg");
+        assert!(peer.parent().unwrap().parent().unwrap().is_resource_group());
+        assert_eq!(peer.resource_group(), Some("rg"));
+        assert_eq!(peer.name(), "p");
+        assert_eq!(peer.display_name(), "v/p");
+        let ra = ResourceId::parse(&format!("{VNET}/providers/Microsoft.Authorization/roleAssignments/g")).unwrap();
+        assert_eq!(ra.resource_type(), "Microsoft.Authorization/roleAssignments");
+        assert_eq!(ra.parent().unwrap().as_str(), VNET);
+    }
+
+    #[test]
+    fn case_insensitive_identity() {
+        let a = ResourceId::parse(VNET).unwrap();
+        let b = ResourceId::parse(&VNET.to_uppercase().replace("/SUBSCRIPTIONS", "/subscriptions")).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in ["", "subscriptions/x", "/subscriptions/", "/subscriptions/s/resourceGroups", "/subscriptions/s/providers/Microsoft.Network/virtualNetworks", "/subscriptions/s//x"] {
+            assert!(ResourceId::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

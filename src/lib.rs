@@ -1,0 +1,26 @@
+//! lifeboat: provisions and operates per-hospital HiX emergency environments in Azure.
+//!
+//! Codemap, in pipeline order (each stage is a plain function of the previous one):
+//!
+//! - [`manifest`]: reads `platform.yaml` and `tenants/*.yaml`, validates every rule,
+//!   reports all errors with file:line:column and field path.
+//! - [`model`]: the typed, validated project; derived Azure names and address plan.
+//! - [`graph`]: renders the Tera templates into resources with ARM ids and edges.
+//! - [`plan`]: desired graph vs. prior state -> a serializable plan (pure).
+//! - [`report`]: plan as text, JSON, Markdown.
+//! - [`export`]: the graph as Terraform JSON (azapi).
+//! - [`cloud`]: reading prior state from a cloud ([`cloud::Inventory`]).
+//! - [`emulator`]: the embedded local cloud's store.
+//! - [`cli`], [`commands`], [`ui`]: argument parsing, command wiring, printing.
+
+pub mod cli;
+pub mod cloud;
+pub mod commands;
+pub mod emulator;
+pub mod export;
+pub mod graph;
+pub mod manifest;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod ui;

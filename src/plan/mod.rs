@@ -1,0 +1,396 @@
+//! Stage 4: the plan, a pure function of (desired graph, prior state, options).
+//!
+//! Decides per resource: create, update, replace, delete or no-op, with the
+//! attribute diff. Enforces data protection: a resource protected by its template
+//! (`preventDestroy`) or by its tags in the cloud is never planned for delete or
+//! replace unless `--allow-data-loss` names its tenant. The plan is a serializable
+//! value that carries everything `apply` needs. No I/O.
+
+pub mod diff;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cloud::{PriorState, Requests};
+use crate::graph::{Graph, Layer, Lifecycle, ResourceId, Scope};
+pub use diff::DiffEntry;
+use diff::{DiffOptions, diff};
+
+pub const FORMAT_VERSION: &str = "1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    NoOp,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+            Action::NoOp => "no-op",
+        }
+    }
+    /// Terraform's markers.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+            Action::NoOp => " ",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+    pub no_op: usize,
+}
+
+impl Summary {
+    pub fn has_changes(&self) -> bool {
+        self.create + self.update + self.replace + self.delete > 0
+    }
+    fn count(&mut self, a: Action) {
+        match a {
+            Action::Create => self.create += 1,
+            Action::Update => self.update += 1,
+            Action::Replace => self.replace += 1,
+            Action::Delete => self.delete += 1,
+            Action::NoOp => self.no_op += 1,
+        }
+    }
+}
+
+/// One planned resource change, with what `apply` needs to carry it out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    pub id: ResourceId,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub tenant: Option<String>,
+    pub layer: Layer,
+    pub action: Action,
+    pub diff: Vec<DiffEntry>,
+    pub api_version: String,
+    /// Desired PUT body (absent for deletes). Secrets are `$secret` references.
+    pub body: Option<Value>,
+    /// Ids this change waits for (from the graph; for deletes, the reverse order is
+    /// derived by apply from these and the ids' parents).
+    pub depends_on: Vec<ResourceId>,
+    pub lifecycle: Lifecycle,
+    pub protected: bool,
+    /// Why the action was chosen, when that is not obvious (replace triggers).
+    pub reason: Option<String>,
+}
+
+/// A managed resource that is no longer desired but stays, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kept {
+    pub id: ResourceId,
+    pub tenant: Option<String>,
+    pub reason: String,
+}
+
+/// What a plan was computed from; `apply` refuses a saved plan when any of it changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Inputs {
+    pub lifeboat_version: String,
+    /// `path -> sha256` of every manifest.
+    pub manifests: BTreeMap<String, String>,
+    /// `template name -> sha256` (embedded or override).
+    pub templates: BTreeMap<String, String>,
+    pub prior_state: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: String,
+    pub summary: Summary,
+    pub changes: Vec<Change>,
+    pub requests: Requests,
+    pub scope: Scope,
+    pub allow_data_loss: Vec<String>,
+    pub kept: Vec<Kept>,
+    /// Shared resources that change, with the tenants that depend on them.
+    pub shared_dependents: BTreeMap<String, Vec<String>>,
+    pub inputs: Inputs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "{id} (tenant {}) is protected (preventDestroy) but {what}; refusing to plan data loss. Re-run with --allow-data-loss {} if this is really intended",
+        .tenant.as_deref().unwrap_or("shared"), .tenant.as_deref().unwrap_or("shared")
+    )]
+    Protected {
+        id: ResourceId,
+        tenant: Option<String>,
+        what: String,
+    },
+}
+
+pub struct PlanOptions<'a> {
+    pub scope: &'a Scope,
+    /// Tenant ids (or `shared`) whose protected resources may be destroyed.
+    pub allow_data_loss: &'a [String],
+    pub inputs: Inputs,
+}
+
+fn allowed(opts: &PlanOptions<'_>, tenant: Option<&str>) -> bool {
+    let who = tenant.unwrap_or("shared");
+    opts.allow_data_loss.iter().any(|a| a == who)
+}
+
+/// Compute the plan. Pure.
+pub fn plan(graph: &Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<Plan, PlanError> {
+    let mut changes = Vec::with_capacity(graph.len());
+    let mut desired_keys = std::collections::HashSet::with_capacity(graph.len());
+    for (i, r) in graph.resources.iter().enumerate() {
+        desired_keys.insert(r.id.key());
+        let depends_on: Vec<ResourceId> = graph.deps[i].iter().map(|&j| graph.resources[j].id.clone()).collect();
+        let observed = prior.get(&r.id);
+        let protected = r.lifecycle.prevent_destroy || observed.is_some_and(|o| o.is_protected());
+        let (action, entries, reason) = match observed {
+            None => (Action::Create, Vec::new(), None),
+            Some(o) => {
+                let entries = diff(
+                    &r.body,
+                    &o.body,
+                    &DiffOptions {
+                        ignore: &r.lifecycle.ignore,
+                        replace_on: &r.lifecycle.replace_on,
+                        prior,
+                    },
+                );
+                let triggers: Vec<&str> = entries
+                    .iter()
+                    .filter(|e| e.forces_replacement)
+                    .map(|e| e.path.as_str())
+                    .collect();
+                if !triggers.is_empty() {
+                    let reason = format!("{} cannot change in place", triggers.join(", "));
+                    if protected && !allowed(&opts, r.tenant.as_deref()) {
+                        return Err(PlanError::Protected {
+                            id: r.id.clone(),
+                            tenant: r.tenant.clone(),
+                            what: format!("{reason}, so it would be replaced"),
+                        });
+                    }
+                    (Action::Replace, entries, Some(reason))
+                } else if entries.is_empty() {
+                    (Action::NoOp, entries, None)
+                } else {
+                    (Action::Update, entries, None)
+                }
+            }
+        };
+        changes.push(Change {
+            id: r.id.clone(),
+            resource_type: r.resource_type.clone(),
+            tenant: r.tenant.clone(),
+            layer: r.layer,
+            action,
+            diff: entries,
+            api_version: r.api_version.clone(),
+            body: Some(r.body.clone()),
+            depends_on,
+            lifecycle: r.lifecycle.clone(),
+            protected,
+            reason,
+        });
+    }
+
+    // Managed resources in scope that no template declares any more.
+    let mut kept = Vec::new();
+    for o in &prior.resources {
+        if desired_keys.contains(o.id.key()) {
+            continue;
+        }
+        let Some(own) = prior.ownership(o) else { continue };
+        if !opts.scope.includes(own.layer, own.tenant.as_deref()) {
+            continue;
+        }
+        if own.protected && !allowed(&opts, own.tenant.as_deref()) {
+            kept.push(Kept {
+                id: o.id.clone(),
+                tenant: own.tenant.clone(),
+                reason: format!(
+                    "protected: no longer declared, kept; delete it with --allow-data-loss {}",
+                    own.tenant.as_deref().unwrap_or("shared")
+                ),
+            });
+            continue;
+        }
+        changes.push(Change {
+            id: o.id.clone(),
+            resource_type: o.resource_type.clone(),
+            tenant: own.tenant,
+            layer: own.layer,
+            action: Action::Delete,
+            diff: Vec::new(),
+            api_version: String::new(),
+            body: None,
+            depends_on: Vec::new(),
+            lifecycle: Lifecycle::default(),
+            protected: own.protected,
+            reason: Some("no longer declared by any manifest".into()),
+        });
+    }
+
+    changes.sort_by(|a, b| (a.layer, &a.tenant, &a.id).cmp(&(b.layer, &b.tenant, &b.id)));
+    let mut summary = Summary::default();
+    let mut writes = 0;
+    for c in &changes {
+        summary.count(c.action);
+        writes += match c.action {
+            Action::Create | Action::Update | Action::Delete => 1,
+            Action::Replace => 2,
+            Action::NoOp => 0,
+        };
+    }
+    let changed: std::collections::HashSet<&str> = changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp && c.layer == Layer::Shared)
+        .map(|c| c.id.key())
+        .collect();
+    let shared_dependents = graph
+        .dependent_tenants()
+        .into_iter()
+        .filter(|(id, _)| changed.contains(id.to_ascii_lowercase().as_str()))
+        .collect();
+    Ok(Plan {
+        format_version: FORMAT_VERSION.into(),
+        summary,
+        changes,
+        requests: Requests {
+            read: prior.requests.read,
+            write: writes,
+        },
+        scope: opts.scope.clone(),
+        allow_data_loss: opts.allow_data_loss.to_vec(),
+        kept,
+        shared_dependents,
+        inputs: opts.inputs,
+    })
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.summary.has_changes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::ObservedResource;
+    use crate::graph::{Resource, connect};
+    use serde_json::json;
+
+    const RG: &str = "/subscriptions/s/resourceGroups/lb-cwz-rg";
+
+    fn disk(size: u32, zone: &str) -> Resource {
+        Resource {
+            id: ResourceId::parse(&format!("{RG}/providers/Microsoft.Compute/disks/d")).unwrap(),
+            resource_type: "Microsoft.Compute/disks".into(),
+            api_version: "2024-03-02".into(),
+            layer: Layer::Tenant,
+            tenant: Some("cwz".into()),
+            body: json!({"zones": [zone], "properties": {"diskSizeGB": size}, "tags": {"lifeboat-managed": "true", "lifeboat-layer": "tenant", "lifeboat-tenant": "cwz", "lifeboat-protected": "true"}}),
+            depends_on: vec![],
+            lifecycle: Lifecycle {
+                prevent_destroy: true,
+                ignore: vec![],
+                replace_on: vec!["zones".into()],
+            },
+            template: "tenant/sql.yaml.tera".into(),
+            template_line: 1,
+        }
+    }
+
+    fn observed(r: &Resource) -> ObservedResource {
+        let mut body = r.body.clone();
+        body["properties"]["provisioningState"] = json!("Succeeded");
+        ObservedResource {
+            id: r.id.clone(),
+            resource_type: r.resource_type.clone(),
+            body,
+        }
+    }
+
+    fn run(desired: Vec<Resource>, prior: Vec<ObservedResource>, allow: &[String], scope: &Scope) -> Result<Plan, PlanError> {
+        let g = connect(desired, scope).unwrap();
+        let prior = PriorState::new(prior, Requests { read: 1, write: 0 });
+        plan(
+            &g,
+            &prior,
+            PlanOptions {
+                scope,
+                allow_data_loss: allow,
+                inputs: Inputs::default(),
+            },
+        )
+    }
+
+    #[test]
+    fn create_noop_update() {
+        let all = Scope::everything();
+        let p = run(vec![disk(64, "1")], vec![], &[], &all).unwrap();
+        assert_eq!(p.summary.create, 1);
+        let p = run(vec![disk(64, "1")], vec![observed(&disk(64, "1"))], &[], &all).unwrap();
+        assert_eq!(p.summary.no_op, 1);
+        assert!(!p.has_changes());
+        let p = run(vec![disk(128, "1")], vec![observed(&disk(64, "1"))], &[], &all).unwrap();
+        assert_eq!(p.summary.update, 1);
+        assert_eq!(p.changes[0].diff[0].path, "properties.diskSizeGB");
+    }
+
+    #[test]
+    fn protected_resources_are_never_replaced_or_deleted_without_the_flag() {
+        let all = Scope::everything();
+        let err = run(vec![disk(64, "2")], vec![observed(&disk(64, "1"))], &[], &all).unwrap_err();
+        assert!(err.to_string().contains("--allow-data-loss cwz"), "{err}");
+        let p = run(vec![disk(64, "2")], vec![observed(&disk(64, "1"))], &["cwz".into()], &all).unwrap();
+        assert_eq!(p.summary.replace, 1);
+
+        // Manifest gone: protection read from the tags keeps it.
+        let p = run(vec![], vec![observed(&disk(64, "1"))], &[], &all).unwrap();
+        assert_eq!(p.summary.delete, 0);
+        assert_eq!(p.kept.len(), 1);
+        let p = run(vec![], vec![observed(&disk(64, "1"))], &["cwz".into()], &all).unwrap();
+        assert_eq!(p.summary.delete, 1);
+        // Another tenant's flag does not count.
+        let p = run(vec![], vec![observed(&disk(64, "1"))], &["mst".into()], &all).unwrap();
+        assert_eq!(p.summary.delete, 0);
+    }
+
+    #[test]
+    fn deletes_respect_scope() {
+        let mut r = disk(64, "1");
+        r.lifecycle.prevent_destroy = false;
+        r.body["tags"].as_object_mut().unwrap().remove("lifeboat-protected");
+        let only_mst = Scope {
+            shared: false,
+            tenants: Some(vec!["mst".into()]),
+        };
+        let p = run(vec![], vec![observed(&r)], &[], &only_mst).unwrap();
+        assert_eq!(p.summary.delete, 0);
+        let p = run(vec![], vec![observed(&r)], &[], &Scope::everything()).unwrap();
+        assert_eq!(p.summary.delete, 1);
+    }
+}
