@@ -10,9 +10,13 @@ use crate::commands;
 use crate::ui::Ui;
 
 #[derive(Debug, Parser)]
-#[command(name = "lifeboat", version, about = "Provision and operate per-hospital HiX emergency environments in Azure")]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Provision and operate per-hospital HiX emergency environments in Azure"
+)]
 pub struct Cli {
-    /// Project directory (holds platform.yaml and tenants/).
+    /// Project directory (holds platform.yaml and tenants/); relative paths are taken inside it.
     #[arg(short = 'C', long = "dir", global = true, default_value = ".")]
     pub dir: PathBuf,
     /// Which cloud to talk to: the embedded local emulator or Azure.
@@ -121,8 +125,17 @@ pub enum ExportCommand {
 
 /// Entry point used by `main`.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     let ui = Ui::new(cli.output, cli.no_progress);
+    // Like `git -C` and `terraform -chdir`: every relative path is inside DIR.
+    if let Err(e) = std::env::set_current_dir(&cli.dir) {
+        ui.error(&anyhow::anyhow!(
+            "cannot enter project directory {}: {e}",
+            cli.dir.display()
+        ));
+        return ExitCode::from(1);
+    }
+    cli.dir = PathBuf::from(".");
     match commands::run(&cli, &ui) {
         Ok(code) => code,
         Err(e) => {

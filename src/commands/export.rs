@@ -16,14 +16,21 @@ pub fn run(cli: &Cli, ui: &Ui, out: &Path) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let templates = load_templates(cli)?;
-    let graph = graph::build(&project, &templates, &Scope::everything()).context("rendering the resource graph")?;
+    let graph = graph::build(&project, &templates, &Scope::everything())
+        .context("rendering the resource graph")?;
     let files = crate::export::terraform(&graph, &project.platform.subscription_id);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for (name, doc) in &files {
         let path = out.join(name);
         let text = serde_json::to_string_pretty(doc).expect("JSON serializes");
-        std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, text + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
     }
-    ui.print(&format!("Wrote {} Terraform JSON files ({} resources) to {}.", files.len(), graph.len(), out.display()));
+    ui.print(&format!(
+        "Wrote {} Terraform JSON files ({} resources) to {}.",
+        files.len(),
+        graph.len(),
+        out.display()
+    ));
     Ok(ExitCode::SUCCESS)
 }

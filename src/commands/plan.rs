@@ -12,10 +12,18 @@ use crate::plan::{self, Inputs, PlanOptions};
 use crate::report;
 use crate::ui::Ui;
 
-pub fn scope_from(project: &crate::model::Project, tenants: &[String], shared: bool) -> anyhow::Result<Scope> {
+pub fn scope_from(
+    project: &crate::model::Project,
+    tenants: &[String],
+    shared: bool,
+) -> anyhow::Result<Scope> {
     for t in tenants {
         if project.tenant(t).is_none() {
-            let known: Vec<&str> = project.tenants.iter().map(|t| t.id.value.as_str()).collect();
+            let known: Vec<&str> = project
+                .tenants
+                .iter()
+                .map(|t| t.id.value.as_str())
+                .collect();
             let hint = crate::manifest::diag::did_you_mean(t, known.iter().copied())
                 .map(|h| format!(", did you mean `{h}`?"))
                 .unwrap_or_default();
@@ -24,8 +32,14 @@ pub fn scope_from(project: &crate::model::Project, tenants: &[String], shared: b
     }
     Ok(match (tenants.is_empty(), shared) {
         (true, false) => Scope::everything(),
-        (true, true) => Scope { shared: true, tenants: Some(Vec::new()) },
-        (false, s) => Scope { shared: s, tenants: Some(tenants.to_vec()) },
+        (true, true) => Scope {
+            shared: true,
+            tenants: Some(Vec::new()),
+        },
+        (false, s) => Scope {
+            shared: s,
+            tenants: Some(tenants.to_vec()),
+        },
     })
 }
 
@@ -39,11 +53,18 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
         ui.note("note: the local cloud is read from its store in one pass; --refresh direct matters for --cloud azure");
     }
     let templates = load_templates(cli)?;
-    let graph = graph::build(&project, &templates, &scope).context("rendering the resource graph")?;
-    let prior = inventory(cli)?.prior_state().context("reading the current state")?;
+    let graph =
+        graph::build(&project, &templates, &scope).context("rendering the resource graph")?;
+    let prior = inventory(cli)?
+        .prior_state()
+        .context("reading the current state")?;
     let inputs = Inputs {
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
-        manifests: project.sources.iter().map(|s| (s.path.clone(), s.sha256.clone())).collect(),
+        manifests: project
+            .sources
+            .iter()
+            .map(|s| (s.path.clone(), s.sha256.clone()))
+            .collect(),
         templates: templates
             .sources
             .iter()
@@ -52,7 +73,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
         prior_state: prior.fingerprint(),
     };
     let plan = plan::plan(
-        &graph,
+        graph,
         &prior,
         PlanOptions {
             scope: &scope,
@@ -62,13 +83,20 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     )?;
     if let Some(out) = &args.out {
         let text = serde_json::to_vec_pretty(&plan).expect("plan serializes");
-        std::fs::write(out, text).with_context(|| format!("writing the plan to {}", out.display()))?;
+        std::fs::write(out, text)
+            .with_context(|| format!("writing the plan to {}", out.display()))?;
         ui.note(&format!("Saved the plan to {}.", out.display()));
     }
-    let format = args.format.unwrap_or(if ui.json() { PlanFormat::Json } else { PlanFormat::Human });
+    let format = args.format.unwrap_or(if ui.json() {
+        PlanFormat::Json
+    } else {
+        PlanFormat::Human
+    });
     match format {
         PlanFormat::Human => ui.print(&report::plan_human(&plan)),
-        PlanFormat::Json => ui.print(&serde_json::to_string(&report::plan_json(&plan)).expect("JSON")),
+        PlanFormat::Json => {
+            ui.print(&serde_json::to_string(&report::plan_json(&plan)).expect("JSON"))
+        }
         PlanFormat::Markdown => ui.print(&report::plan_markdown(&plan)),
     }
     Ok(if args.detailed_exitcode && plan.has_changes() {

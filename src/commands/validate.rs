@@ -16,7 +16,8 @@ pub fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let templates = load_templates(cli)?;
-    let graph = graph::build(&project, &templates, &Scope::everything()).context("rendering the resource graph")?;
+    let graph = graph::build(&project, &templates, &Scope::everything())
+        .context("rendering the resource graph")?;
     if ui.json() {
         ui.print_json(&json!({
             "valid": true,

@@ -56,7 +56,8 @@ impl Store {
 
     fn file_for(&self, id: &ResourceId) -> PathBuf {
         let digest = Sha256::digest(id.key().as_bytes());
-        self.resources_dir().join(format!("{}.json", crate::manifest::hex(&digest[..16])))
+        self.resources_dir()
+            .join(format!("{}.json", crate::manifest::hex(&digest[..16])))
     }
 
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -82,7 +83,10 @@ impl Store {
             }
             let bytes = std::fs::read(&path).map_err(Self::io(&path))?;
             let r: StoredResource =
-                serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
+                serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                    path: path.clone(),
+                    source,
+                })?;
             out.push(r);
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));

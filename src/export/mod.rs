@@ -14,7 +14,12 @@ use crate::graph::{Graph, Resource};
 /// `(file name, document)` pairs.
 pub fn terraform(graph: &Graph, subscription_id: &str) -> Vec<(String, Value)> {
     let labels = labels(graph);
-    let by_key: HashMap<&str, usize> = graph.resources.iter().enumerate().map(|(i, r)| (r.id.key(), i)).collect();
+    let by_key: HashMap<&str, usize> = graph
+        .resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.key(), i))
+        .collect();
     let mut files: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut secrets: BTreeMap<String, Value> = BTreeMap::new();
     let mut exports: HashMap<usize, HashSet<String>> = HashMap::new();
@@ -36,7 +41,10 @@ pub fn terraform(graph: &Graph, subscription_id: &str) -> Vec<(String, Value)> {
         let parent = parent_id(r, subscription_id);
         let parent = ctx.rewrite(&Value::String(parent));
         let mut block = Map::new();
-        block.insert("type".into(), json!(format!("{}@{}", r.resource_type, r.api_version)));
+        block.insert(
+            "type".into(),
+            json!(format!("{}@{}", r.resource_type, r.api_version)),
+        );
         block.insert("parent_id".into(), parent);
         block.insert("name".into(), json!(r.id.name()));
         if let Some(l) = location {
@@ -77,7 +85,10 @@ pub fn terraform(graph: &Graph, subscription_id: &str) -> Vec<(String, Value)> {
         res["azapi_resource"][label] = Value::Object(block);
     }
 
-    let mut out: Vec<(String, Value)> = files.into_iter().map(|(f, m)| (f, Value::Object(m))).collect();
+    let mut out: Vec<(String, Value)> = files
+        .into_iter()
+        .map(|(f, m)| (f, Value::Object(m)))
+        .collect();
     let mut providers = json!({
         "terraform": {
             "required_version": ">= 1.6",
@@ -98,7 +109,9 @@ fn parent_id(r: &Resource, subscription_id: &str) -> String {
     if r.id.is_resource_group() {
         return format!("/subscriptions/{subscription_id}");
     }
-    r.id.parent().map(|p| p.to_string()).unwrap_or_else(|| format!("/subscriptions/{subscription_id}"))
+    r.id.parent()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| format!("/subscriptions/{subscription_id}"))
 }
 
 /// Terraform labels: `<tenant|layer>_<type>_<name>`, sanitised and unique.
@@ -108,12 +121,21 @@ fn labels(graph: &Graph) -> Vec<String> {
         .resources
         .iter()
         .map(|r| {
-            let owner = r.tenant.clone().unwrap_or_else(|| r.layer.as_str().to_string());
+            let owner = r
+                .tenant
+                .clone()
+                .unwrap_or_else(|| r.layer.as_str().to_string());
             let ty = r.resource_type.rsplit('/').next().unwrap_or("resource");
             let raw = format!("{owner}_{ty}_{}", r.id.name());
             let mut label: String = raw
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_ascii_lowercase() } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
             let n = seen.entry(label.clone()).or_default();
             *n += 1;
@@ -136,14 +158,22 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn rewrite(&mut self, v: &Value) -> Value {
         match v {
-            Value::String(s) if s.len() > 15 && s[..15].eq_ignore_ascii_case("/subscriptions/") => self.reference(s),
+            Value::String(s) if s.len() > 15 && s[..15].eq_ignore_ascii_case("/subscriptions/") => {
+                self.reference(s)
+            }
             Value::Object(m) if m.contains_key("$secret") => {
                 let vault = m["$secret"]["vault"].as_str().unwrap_or_default();
                 let name = m["$secret"]["name"].as_str().unwrap_or_default();
                 let vault_name = vault.rsplit('/').next().unwrap_or_default();
                 let var: String = format!("secret_{vault_name}_{name}")
                     .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_ascii_lowercase()
+                        } else {
+                            '_'
+                        }
+                    })
                     .collect();
                 self.secrets.insert(
                     var.clone(),
@@ -158,13 +188,22 @@ impl Ctx<'_> {
                     Some(&j) => {
                         self.used.insert(j);
                         self.exports.entry(j).or_default().insert(path.to_string());
-                        json!(format!("${{azapi_resource.{}.output.{path}}}", self.labels[j]))
+                        json!(format!(
+                            "${{azapi_resource.{}.output.{path}}}",
+                            self.labels[j]
+                        ))
                     }
-                    None if path == "tenantId" => json!("${data.azapi_client_config.current.tenant_id}"),
+                    None if path == "tenantId" => {
+                        json!("${data.azapi_client_config.current.tenant_id}")
+                    }
                     None => Value::Null,
                 }
             }
-            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), self.rewrite(v))).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), self.rewrite(v)))
+                    .collect(),
+            ),
             Value::Array(items) => Value::Array(items.iter().map(|i| self.rewrite(i)).collect()),
             other => other.clone(),
         }
@@ -178,7 +217,11 @@ impl Ctx<'_> {
         loop {
             if let Some(&j) = self.by_key.get(&lower[..cut]) {
                 self.used.insert(j);
-                return json!(format!("${{azapi_resource.{}.id}}{}", self.labels[j], &id[cut..]));
+                return json!(format!(
+                    "${{azapi_resource.{}.id}}{}",
+                    self.labels[j],
+                    &id[cut..]
+                ));
             }
             match lower[..cut].rfind('/') {
                 Some(k) if k > 15 => cut = k,

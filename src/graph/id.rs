@@ -96,8 +96,16 @@ impl ResourceId {
     /// The names along the type chain: `account/default/logshipping` for a container.
     pub fn display_name(&self) -> String {
         let segs = self.segments();
-        match segs.iter().rposition(|s| s.eq_ignore_ascii_case("providers")) {
-            Some(p) => segs[p + 3..].iter().step_by(2).copied().collect::<Vec<_>>().join("/"),
+        match segs
+            .iter()
+            .rposition(|s| s.eq_ignore_ascii_case("providers"))
+        {
+            Some(p) => segs[p + 3..]
+                .iter()
+                .step_by(2)
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/"),
             None => self.name().to_string(),
         }
     }
@@ -114,7 +122,10 @@ impl ResourceId {
         if self.is_resource_group() {
             return "Microsoft.Resources/resourceGroups".into();
         }
-        let Some(p) = segs.iter().rposition(|s| s.eq_ignore_ascii_case("providers")) else {
+        let Some(p) = segs
+            .iter()
+            .rposition(|s| s.eq_ignore_ascii_case("providers"))
+        else {
             return "Microsoft.Resources/subscriptions".into();
         };
         let mut t = segs[p + 1].to_string();
@@ -202,33 +213,58 @@ impl<'de> Deserialize<'de> for ResourceId {
 mod tests {
     use super::*;
 
-    const VNET: &str = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v";
+    const VNET: &str =
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v";
 
     #[test]
     fn navigates() {
         let peer = ResourceId::parse(&format!("{VNET}/virtualNetworkPeerings/p")).unwrap();
-        assert_eq!(peer.resource_type(), "Microsoft.Network/virtualNetworks/virtualNetworkPeerings");
+        assert_eq!(
+            peer.resource_type(),
+            "Microsoft.Network/virtualNetworks/virtualNetworkPeerings"
+        );
         assert_eq!(peer.parent().unwrap().as_str(), VNET);
-        assert_eq!(peer.parent().unwrap().parent().unwrap().as_str(), "/subscriptions/s/resourceGroups/rg");
+        assert_eq!(
+            peer.parent().unwrap().parent().unwrap().as_str(),
+            "/subscriptions/s/resourceGroups/rg"
+        );
         assert!(peer.parent().unwrap().parent().unwrap().is_resource_group());
         assert_eq!(peer.resource_group(), Some("rg"));
         assert_eq!(peer.name(), "p");
         assert_eq!(peer.display_name(), "v/p");
-        let ra = ResourceId::parse(&format!("{VNET}/providers/Microsoft.Authorization/roleAssignments/g")).unwrap();
-        assert_eq!(ra.resource_type(), "Microsoft.Authorization/roleAssignments");
+        let ra = ResourceId::parse(&format!(
+            "{VNET}/providers/Microsoft.Authorization/roleAssignments/g"
+        ))
+        .unwrap();
+        assert_eq!(
+            ra.resource_type(),
+            "Microsoft.Authorization/roleAssignments"
+        );
         assert_eq!(ra.parent().unwrap().as_str(), VNET);
     }
 
     #[test]
     fn case_insensitive_identity() {
         let a = ResourceId::parse(VNET).unwrap();
-        let b = ResourceId::parse(&VNET.to_uppercase().replace("/SUBSCRIPTIONS", "/subscriptions")).unwrap();
+        let b = ResourceId::parse(
+            &VNET
+                .to_uppercase()
+                .replace("/SUBSCRIPTIONS", "/subscriptions"),
+        )
+        .unwrap();
         assert_eq!(a, b);
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "subscriptions/x", "/subscriptions/", "/subscriptions/s/resourceGroups", "/subscriptions/s/providers/Microsoft.Network/virtualNetworks", "/subscriptions/s//x"] {
+        for bad in [
+            "",
+            "subscriptions/x",
+            "/subscriptions/",
+            "/subscriptions/s/resourceGroups",
+            "/subscriptions/s/providers/Microsoft.Network/virtualNetworks",
+            "/subscriptions/s//x",
+        ] {
             assert!(ResourceId::parse(bad).is_err(), "{bad}");
         }
     }

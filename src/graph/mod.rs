@@ -106,7 +106,9 @@ impl Scope {
         }
     }
     pub fn includes_tenant(&self, id: &str) -> bool {
-        self.tenants.as_ref().is_none_or(|t| t.iter().any(|x| x == id))
+        self.tenants
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|x| x == id))
     }
     /// Does a resource of this layer and tenant fall inside the scope?
     pub fn includes(&self, layer: Layer, tenant: Option<&str>) -> bool {
@@ -139,7 +141,11 @@ pub enum GraphError {
 }
 
 /// Render every template of the scope and build the graph.
-pub fn build(project: &Project, templates: &TemplateSet, scope: &Scope) -> Result<Graph, GraphError> {
+pub fn build(
+    project: &Project,
+    templates: &TemplateSet,
+    scope: &Scope,
+) -> Result<Graph, GraphError> {
     let resources = render::render_all(project, templates, scope)?;
     connect(resources, scope)
 }
@@ -216,7 +222,9 @@ pub fn connect(mut resources: Vec<Resource>, scope: &Scope) -> Result<Graph, Gra
 /// Every string in a body that looks like an ARM id.
 fn collect_refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     match v {
-        Value::String(s) if s.len() > 15 && s[..15].eq_ignore_ascii_case("/subscriptions/") => out.push(s),
+        Value::String(s) if s.len() > 15 && s[..15].eq_ignore_ascii_case("/subscriptions/") => {
+            out.push(s)
+        }
         Value::Array(items) => items.iter().for_each(|i| collect_refs(i, out)),
         Value::Object(m) => m.values().for_each(|i| collect_refs(i, out)),
         _ => {}
@@ -267,7 +275,10 @@ impl Graph {
                 .find(|&&j| indegree[j] > 0)
                 .expect("a blocked node has a blocked dependency");
             if let Some(&p) = pos.get(&next) {
-                let mut cycle: Vec<ResourceId> = path[p..].iter().map(|&i| self.resources[i].id.clone()).collect();
+                let mut cycle: Vec<ResourceId> = path[p..]
+                    .iter()
+                    .map(|&i| self.resources[i].id.clone())
+                    .collect();
                 cycle.push(self.resources[next].id.clone());
                 return Err(GraphError::Cycle { cycle });
             }
@@ -332,7 +343,12 @@ mod tests {
             &Scope::everything(),
         )
         .unwrap();
-        let idx = |id: &str| g.resources.iter().position(|r| r.id.as_str() == id).unwrap();
+        let idx = |id: &str| {
+            g.resources
+                .iter()
+                .position(|r| r.id.as_str() == id)
+                .unwrap()
+        };
         assert_eq!(g.deps[idx(&nic)], {
             let mut v = vec![idx(RG), idx(&vnet)];
             v.sort();
@@ -347,19 +363,36 @@ mod tests {
         let a = format!("{RG}/providers/Microsoft.Test/things/a");
         let b = format!("{RG}/providers/Microsoft.Test/things/b");
         let err = connect(
-            vec![res(&a, &[&b], serde_json::json!({})), res(&b, &[], serde_json::json!({"x": a.clone()}))],
+            vec![
+                res(&a, &[&b], serde_json::json!({})),
+                res(&b, &[], serde_json::json!({"x": a.clone()})),
+            ],
             &Scope::everything(),
         )
         .unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("dependency cycle"), "{msg}");
-        assert!(msg.contains("things/a") && msg.contains("things/b"), "{msg}");
+        assert!(
+            msg.contains("things/a") && msg.contains("things/b"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn duplicates_are_errors() {
         let a = format!("{RG}/providers/Microsoft.Test/things/a");
-        let err = connect(vec![res(&a, &[], Value::Null), res(&a.to_uppercase().replace("/SUBSCRIPTIONS", "/subscriptions"), &[], Value::Null)], &Scope::everything()).unwrap_err();
+        let err = connect(
+            vec![
+                res(&a, &[], Value::Null),
+                res(
+                    &a.to_uppercase().replace("/SUBSCRIPTIONS", "/subscriptions"),
+                    &[],
+                    Value::Null,
+                ),
+            ],
+            &Scope::everything(),
+        )
+        .unwrap_err();
         assert!(matches!(err, GraphError::Duplicate { .. }));
     }
 }

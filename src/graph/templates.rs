@@ -13,15 +13,42 @@ use crate::model::naming::stable_guid;
 
 /// `(layer/file name, source)` of the embedded defaults.
 pub const DEFAULTS: &[(&str, &str)] = &[
-    ("shared/network.yaml.tera", include_str!("../../templates/shared/network.yaml.tera")),
-    ("shared/operations.yaml.tera", include_str!("../../templates/shared/operations.yaml.tera")),
-    ("shared/identity.yaml.tera", include_str!("../../templates/shared/identity.yaml.tera")),
-    ("shared/citrix.yaml.tera", include_str!("../../templates/shared/citrix.yaml.tera")),
-    ("tenant/network.yaml.tera", include_str!("../../templates/tenant/network.yaml.tera")),
-    ("tenant/keyvault.yaml.tera", include_str!("../../templates/tenant/keyvault.yaml.tera")),
-    ("tenant/backup.yaml.tera", include_str!("../../templates/tenant/backup.yaml.tera")),
-    ("tenant/sql.yaml.tera", include_str!("../../templates/tenant/sql.yaml.tera")),
-    ("tenant/frontends.yaml.tera", include_str!("../../templates/tenant/frontends.yaml.tera")),
+    (
+        "shared/network.yaml.tera",
+        include_str!("../../templates/shared/network.yaml.tera"),
+    ),
+    (
+        "shared/operations.yaml.tera",
+        include_str!("../../templates/shared/operations.yaml.tera"),
+    ),
+    (
+        "shared/identity.yaml.tera",
+        include_str!("../../templates/shared/identity.yaml.tera"),
+    ),
+    (
+        "shared/citrix.yaml.tera",
+        include_str!("../../templates/shared/citrix.yaml.tera"),
+    ),
+    (
+        "tenant/network.yaml.tera",
+        include_str!("../../templates/tenant/network.yaml.tera"),
+    ),
+    (
+        "tenant/keyvault.yaml.tera",
+        include_str!("../../templates/tenant/keyvault.yaml.tera"),
+    ),
+    (
+        "tenant/backup.yaml.tera",
+        include_str!("../../templates/tenant/backup.yaml.tera"),
+    ),
+    (
+        "tenant/sql.yaml.tera",
+        include_str!("../../templates/tenant/sql.yaml.tera"),
+    ),
+    (
+        "tenant/frontends.yaml.tera",
+        include_str!("../../templates/tenant/frontends.yaml.tera"),
+    ),
 ];
 
 pub const LAYER_DIRS: &[&str] = &["shared", "tenant", "image"];
@@ -75,11 +102,15 @@ impl TemplateSet {
                 .collect();
             paths.sort();
             for path in paths {
-                let text = std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                let name = format!("{layer}/{}", path.file_name().unwrap_or_default().to_string_lossy());
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| TemplateError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let name = format!(
+                    "{layer}/{}",
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                );
                 let origin = path.display().to_string();
                 match files.iter_mut().find(|(n, _, _)| *n == name) {
                     Some(slot) => *slot = (name, origin, text),
@@ -107,11 +138,12 @@ impl TemplateSet {
         tera.register_function("guid", guid_function);
         let mut sources = Vec::new();
         for (name, origin, text) in &files {
-            tera.add_raw_template(name, text).map_err(|e| TemplateError::Compile {
-                name: name.clone(),
-                origin: origin.clone(),
-                message: error_chain(&e),
-            })?;
+            tera.add_raw_template(name, text)
+                .map_err(|e| TemplateError::Compile {
+                    name: name.clone(),
+                    origin: origin.clone(),
+                    message: error_chain(&e),
+                })?;
             sources.push(TemplateSource {
                 name: name.clone(),
                 origin: origin.clone(),
@@ -125,7 +157,10 @@ impl TemplateSet {
     /// Template names of one layer, in name order.
     pub fn layer(&self, layer: &str) -> Vec<&TemplateSource> {
         let prefix = format!("{layer}/");
-        self.sources.iter().filter(|s| s.name.starts_with(&prefix)).collect()
+        self.sources
+            .iter()
+            .filter(|s| s.name.starts_with(&prefix))
+            .collect()
     }
 }
 
@@ -167,7 +202,8 @@ mod tests {
     use super::*;
 
     fn render(src: &str, ctx: &tera::Context) -> Result<String, String> {
-        let set = TemplateSet::compile(vec![("t".into(), "test".into(), src.into())]).map_err(|e| e.to_string())?;
+        let set = TemplateSet::compile(vec![("t".into(), "test".into(), src.into())])
+            .map_err(|e| e.to_string())?;
         set.tera.render("t", ctx).map_err(|e| error_chain(&e))
     }
 

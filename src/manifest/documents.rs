@@ -72,17 +72,30 @@ const WEEKDAYS: &[&str] = &[
 ];
 
 /// Top-level fields and the `apiVersion`/`kind` envelope.
-fn envelope<'n>(r: &mut Reader<'_>, root: &'n Node, kind: &str) -> Option<(Obj<'n>, Option<Obj<'n>>)> {
+fn envelope<'n>(
+    r: &mut Reader<'_>,
+    root: &'n Node,
+    kind: &str,
+) -> Option<(Obj<'n>, Option<Obj<'n>>)> {
     let top = r.object(root, "", &["apiVersion", "kind", "metadata", "spec"])?;
     if let Some(v) = r.string(Some(&top), "apiVersion", true)
         && v.value != API_VERSION
     {
-        r.diags.push(v.origin, format!("unsupported apiVersion `{}`, expected `{API_VERSION}`", v.value));
+        r.diags.push(
+            v.origin,
+            format!(
+                "unsupported apiVersion `{}`, expected `{API_VERSION}`",
+                v.value
+            ),
+        );
     }
     if let Some(k) = r.string(Some(&top), "kind", true)
         && k.value != kind
     {
-        r.diags.push(k.origin, format!("expected kind `{kind}` in this file, found `{}`", k.value));
+        r.diags.push(
+            k.origin,
+            format!("expected kind `{kind}` in this file, found `{}`", k.value),
+        );
     }
     let spec = r.section(Some(&top), "spec", true, spec_fields(kind));
     Some((top, spec))
@@ -128,8 +141,13 @@ pub fn check_region(name: &str) -> Result<(), String> {
     }
     let all = EU_REGIONS.iter().chain(NON_EU_REGIONS).copied();
     match super::diag::did_you_mean(name, all) {
-        Some(hint) => Err(format!("unknown Azure region `{name}`, did you mean `{hint}`?")),
-        None => Err(format!("unknown Azure region `{name}`; use one of: {}", EU_REGIONS.join(", "))),
+        Some(hint) => Err(format!(
+            "unknown Azure region `{name}`, did you mean `{hint}`?"
+        )),
+        None => Err(format!(
+            "unknown Azure region `{name}`; use one of: {}",
+            EU_REGIONS.join(", ")
+        )),
     }
 }
 
@@ -144,7 +162,9 @@ fn check_guid(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("`{s}` is not a subscription GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"))
+        Err(format!(
+            "`{s}` is not a subscription GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"
+        ))
     }
 }
 
@@ -152,7 +172,9 @@ fn check_prefix(s: &str) -> Result<(), String> {
     if (2..=4).contains(&s.len()) && s.chars().all(|c| c.is_ascii_lowercase()) {
         Ok(())
     } else {
-        Err(format!("`{s}` must be 2-4 lowercase letters (^[a-z]{{2,4}}$)"))
+        Err(format!(
+            "`{s}` must be 2-4 lowercase letters (^[a-z]{{2,4}}$)"
+        ))
     }
 }
 
@@ -171,7 +193,8 @@ fn check_tenant_id(s: &str) -> Result<(), String> {
 
 fn check_gallery_name(s: &str) -> Result<(), String> {
     let ok = (1..=80).contains(&s.len())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
         && !s.starts_with(['.', '_'])
         && !s.ends_with(['.', '_']);
     if ok {
@@ -185,9 +208,13 @@ fn check_gallery_name(s: &str) -> Result<(), String> {
 
 /// A private CIDR block whose prefix length is in `min..=max`.
 fn parse_cidr(s: &str, min: u8, max: u8) -> Result<Ipv4Cidr, String> {
-    let c: Ipv4Cidr = s.parse().map_err(|e: crate::model::cidr::CidrError| e.to_string())?;
+    let c: Ipv4Cidr = s
+        .parse()
+        .map_err(|e: crate::model::cidr::CidrError| e.to_string())?;
     if !c.is_private() {
-        return Err(format!("`{s}` is not private (RFC 1918: 10/8, 172.16/12, 192.168/16)"));
+        return Err(format!(
+            "`{s}` is not private (RFC 1918: 10/8, 172.16/12, 192.168/16)"
+        ));
     }
     if !(min..=max).contains(&c.prefix()) {
         return Err(format!("`{s}` must be between /{min} and /{max}"));
@@ -253,19 +280,25 @@ fn check_email(s: &str) -> Result<(), String> {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
-        && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
     if local_ok && domain_ok { Ok(()) } else { bad() }
 }
 
 fn check_phone(s: &str) -> Result<(), String> {
     let digits = s.chars().filter(|c| c.is_ascii_digit()).count();
     let ok = s.starts_with('+')
-        && s[1..].chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
+        && s[1..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
         && (8..=15).contains(&digits);
     if ok {
         Ok(())
     } else {
-        Err(format!("`{s}` is not an international phone number like \"+31 24 365 6565\""))
+        Err(format!(
+            "`{s}` is not an international phone number like \"+31 24 365 6565\""
+        ))
     }
 }
 
@@ -286,13 +319,17 @@ fn check_timezone(s: &str) -> Result<(), String> {
     if s.contains('/') && jiff::tz::TimeZone::get(s).is_ok() {
         Ok(())
     } else {
-        Err(format!("`{s}` is not an IANA time zone like Europe/Amsterdam"))
+        Err(format!(
+            "`{s}` is not an IANA time zone like Europe/Amsterdam"
+        ))
     }
 }
 
 fn check_tag_value(s: &str) -> Result<(), String> {
     if s.len() > 256 || s.contains(['<', '>', '%', '&', '\\', '?', '/']) {
-        Err(format!("`{s}` cannot be an Azure tag value (at most 256 characters, none of < > % & \\ ? /)"))
+        Err(format!(
+            "`{s}` cannot be an Azure tag value (at most 256 characters, none of < > % & \\ ? /)"
+        ))
     } else {
         Ok(())
     }
@@ -301,15 +338,22 @@ fn check_tag_value(s: &str) -> Result<(), String> {
 fn check_rule_id(s: &str) -> Result<(), String> {
     let ok = s.len() <= 40
         && s.starts_with(|c: char| c.is_ascii_uppercase())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
     if ok {
         Ok(())
     } else {
-        Err(format!("`{s}` is not a policy rule id like CIS-7.1 or LB-REDUNDANCY-1"))
+        Err(format!(
+            "`{s}` is not a policy rule id like CIS-7.1 or LB-REDUNDANCY-1"
+        ))
     }
 }
 
-fn count_and_size(r: &mut Reader<'_>, sec: Option<&Obj<'_>>, max: i64) -> Option<(At<u32>, At<String>)> {
+fn count_and_size(
+    r: &mut Reader<'_>,
+    sec: Option<&Obj<'_>>,
+    max: i64,
+) -> Option<(At<u32>, At<String>)> {
     let count = r.int(sec, "count", true, 1, max);
     let size = r.string_with(sec, "size", true, sizes::check);
     let count = count?;
@@ -347,13 +391,23 @@ pub fn platform(r: &mut Reader<'_>, root: &Node) -> Option<Platform> {
     if let (Some(p), Some(s)) = (&region, &secondary)
         && p.value == s.value
     {
-        r.diags.push(s.origin.clone(), format!("must differ from region `{}`", p.value));
+        r.diags.push(
+            s.origin.clone(),
+            format!("must differ from region `{}`", p.value),
+        );
     }
     let prefix = r.string_with(spec, "prefix", true, check_prefix);
     let hub = r.section(spec, "hub", true, &["addressSpace"]);
-    let hub_space = r.parsed(hub.as_ref(), "addressSpace", true, |s| parse_cidr(s, 16, 24));
+    let hub_space = r.parsed(hub.as_ref(), "addressSpace", true, |s| {
+        parse_cidr(s, 16, 24)
+    });
     let dcs = tier_section(r, spec, "domainControllers");
-    let citrix = r.section(spec, "citrix", true, &["cloudConnectors", "storefront", "gateway"]);
+    let citrix = r.section(
+        spec,
+        "citrix",
+        true,
+        &["cloudConnectors", "storefront", "gateway"],
+    );
     let cc = tier_section(r, citrix.as_ref(), "cloudConnectors");
     let sf = tier_section(r, citrix.as_ref(), "storefront");
     let gw_sec = r.section(citrix.as_ref(), "gateway", true, &["count", "size", "mfa"]);
@@ -397,7 +451,9 @@ pub fn platform(r: &mut Reader<'_>, root: &Node) -> Option<Platform> {
                 mfa: mfa?,
             },
         },
-        gallery: Gallery { name: gallery_name? },
+        gallery: Gallery {
+            name: gallery_name?,
+        },
         log_retention_days: retention.map_or(90, |r| r.value as u32),
     })
 }
@@ -432,7 +488,9 @@ pub fn tenant(r: &mut Reader<'_>, root: &Node) -> Option<Tenant> {
             None
         }
     });
-    let hotfix = r.int(hix.as_ref(), "hotfix", true, 0, i64::from(i32::MAX)).map(u32_at);
+    let hotfix = r
+        .int(hix.as_ref(), "hotfix", true, 0, i64::from(i32::MAX))
+        .map(u32_at);
 
     let fe = r.section(spec, "frontends", true, &["count", "size"]);
     let frontends = count_and_size(r, fe.as_ref(), 250);
@@ -441,11 +499,24 @@ pub fn tenant(r: &mut Reader<'_>, root: &Node) -> Option<Tenant> {
         spec,
         "sql",
         true,
-        &["size", "dataDiskGb", "restoreMode", "restoreDelay", "rpoTargetMinutes"],
+        &[
+            "size",
+            "dataDiskGb",
+            "restoreMode",
+            "restoreDelay",
+            "rpoTargetMinutes",
+        ],
     );
     let sql_size = r.string_with(sql.as_ref(), "size", true, sizes::check);
-    let disk = r.int(sql.as_ref(), "dataDiskGb", true, 32, 32767).map(u32_at);
-    let mode = r.choice(sql.as_ref(), "restoreMode", true, &["norecovery", "standby"]);
+    let disk = r
+        .int(sql.as_ref(), "dataDiskGb", true, 32, 32767)
+        .map(u32_at);
+    let mode = r.choice(
+        sql.as_ref(),
+        "restoreMode",
+        true,
+        &["norecovery", "standby"],
+    );
     let delay = r.parsed(sql.as_ref(), "restoreDelay", true, parse_duration);
     let rpo = r.int(sql.as_ref(), "rpoTargetMinutes", true, 1, 1440);
 
@@ -463,7 +534,12 @@ pub fn tenant(r: &mut Reader<'_>, root: &Node) -> Option<Tenant> {
         );
     }
 
-    let mw = r.section(spec, "maintenanceWindow", true, &["day", "start", "hours", "timezone"]);
+    let mw = r.section(
+        spec,
+        "maintenanceWindow",
+        true,
+        &["day", "start", "hours", "timezone"],
+    );
     let day = r.choice(mw.as_ref(), "day", true, WEEKDAYS);
     let start = r.string_with(mw.as_ref(), "start", true, check_time);
     let hours = r.int(mw.as_ref(), "hours", true, 1, 24);
@@ -591,13 +667,25 @@ mod tests {
         assert!(check_guid("00000000-0000-0000-0000-000000000000").is_ok());
         assert!(check_guid("0000-0000").is_err());
         assert!(check_region("westeurope").is_ok());
-        assert!(check_region("uksouth").unwrap_err().contains("outside the EU"));
-        assert!(check_region("westeuroep").unwrap_err().contains("did you mean `westeurope`"));
+        assert!(
+            check_region("uksouth")
+                .unwrap_err()
+                .contains("outside the EU")
+        );
+        assert!(
+            check_region("westeuroep")
+                .unwrap_err()
+                .contains("did you mean `westeurope`")
+        );
         assert!(check_tenant_id("cwz").is_ok());
         assert!(check_tenant_id("1cwz").is_err());
         assert!(check_tenant_id("averylongid").is_err());
         assert!(parse_cidr("10.10.0.0/24", 20, 26).is_ok());
         assert!(parse_cidr("10.10.0.0/27", 20, 26).is_err());
-        assert!(parse_cidr("8.8.8.0/24", 20, 26).unwrap_err().contains("RFC 1918"));
+        assert!(
+            parse_cidr("8.8.8.0/24", 20, 26)
+                .unwrap_err()
+                .contains("RFC 1918")
+        );
     }
 }

@@ -54,7 +54,10 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
             diags: &mut diags,
         };
         if let Some(t) = documents::tenant(&mut r, &node) {
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
             if stem != t.id.value {
                 diags.push(
                     t.id.origin.clone(),
@@ -98,14 +101,20 @@ fn tenant_files(root: &Path, diags: &mut Diagnostics) -> Vec<PathBuf> {
     };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
         .collect();
     files.sort();
     files
 }
 
 /// Read, check and parse one file; every failure becomes a diagnostic.
-fn read_source(path: &Path, diags: &mut Diagnostics, sources: &mut Vec<SourceFile>) -> Option<yaml::Node> {
+fn read_source(
+    path: &Path,
+    diags: &mut Diagnostics,
+    sources: &mut Vec<SourceFile>,
+) -> Option<yaml::Node> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -125,7 +134,13 @@ fn read_source(path: &Path, diags: &mut Diagnostics, sources: &mut Vec<SourceFil
         sha256: hex(&Sha256::digest(&bytes)),
     });
     if bytes.len() > MAX_MANIFEST_BYTES {
-        diags.push(Origin::file(path), format!("file is {} bytes; manifests are limited to 1 MiB", bytes.len()));
+        diags.push(
+            Origin::file(path),
+            format!(
+                "file is {} bytes; manifests are limited to 1 MiB",
+                bytes.len()
+            ),
+        );
         return None;
     }
     let text = match std::str::from_utf8(&bytes) {
@@ -137,13 +152,25 @@ fn read_source(path: &Path, diags: &mut Diagnostics, sources: &mut Vec<SourceFil
             let mut o = Origin::file(path);
             o.line = line;
             o.column = col;
-            diags.push(o, format!("file is not UTF-8 (invalid byte 0x{:02x})", bytes[e.valid_up_to()]));
+            diags.push(
+                o,
+                format!(
+                    "file is not UTF-8 (invalid byte 0x{:02x})",
+                    bytes[e.valid_up_to()]
+                ),
+            );
             return None;
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
-        diags.push(Origin::file(path), "file is empty; expected a lifeboat/v1 manifest");
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        diags.push(
+            Origin::file(path),
+            "file is empty; expected a lifeboat/v1 manifest",
+        );
         return None;
     }
     match yaml::parse(text) {
@@ -168,11 +195,17 @@ pub fn hex(bytes: &[u8]) -> String {
 /// derived Azure names that are valid and do not collide.
 fn cross_file(p: &Platform, tenants: &[Tenant], diags: &mut Diagnostics) {
     let mut first_by_id: HashMap<&str, &Tenant> = HashMap::new();
+    let mut duplicates = std::collections::HashSet::new();
     for t in tenants {
         if let Some(prev) = first_by_id.get(t.id.value.as_str()) {
+            duplicates.insert(std::sync::Arc::as_ptr(&t.file));
             diags.push(
                 t.id.origin.clone(),
-                format!("duplicate tenant id `{}` (also in {})", t.id.value, prev.file.display()),
+                format!(
+                    "duplicate tenant id `{}` (also in {})",
+                    t.id.value,
+                    prev.file.display()
+                ),
             );
         } else {
             first_by_id.insert(&t.id.value, t);
@@ -181,8 +214,10 @@ fn cross_file(p: &Platform, tenants: &[Tenant], diags: &mut Diagnostics) {
 
     // Address spaces: sort by start, compare each with the running widest block.
     let hub = &p.hub.address_space;
-    let mut blocks: Vec<(&read::At<crate::model::cidr::Ipv4Cidr>, Option<&Tenant>)> =
-        tenants.iter().map(|t| (&t.address_space, Some(t))).collect();
+    let mut blocks: Vec<(&read::At<crate::model::cidr::Ipv4Cidr>, Option<&Tenant>)> = tenants
+        .iter()
+        .map(|t| (&t.address_space, Some(t)))
+        .collect();
     blocks.push((hub, None));
     blocks.sort_by_key(|(b, _)| (b.value.first(), b.value.last()));
     let mut widest: Option<usize> = None;
@@ -195,12 +230,27 @@ fn cross_file(p: &Platform, tenants: &[Tenant], diags: &mut Diagnostics) {
                     Some(t) => format!("tenant `{}` ({})", t.id.value, t.file.display()),
                     None => format!("the hub ({})", p.file.display()),
                 };
-                // Report on the tenant side: the hub is shared and rarely the one to change.
-                let (at, other, other_block) = if cur_t.is_some() { (cur, prev_t, prev) } else { (prev, cur_t, cur) };
-                diags.push(
-                    at.origin.clone(),
-                    format!("{} overlaps {} of {}", at.value, other_block.value, name(other)),
-                );
+                // Report on the tenant side (the hub is shared and rarely the one to
+                // change); between two tenants, on both, each naming the other.
+                let mut report = |at: &read::At<crate::model::cidr::Ipv4Cidr>,
+                                  other_block: &read::At<crate::model::cidr::Ipv4Cidr>,
+                                  other| {
+                    diags.push(
+                        at.origin.clone(),
+                        format!(
+                            "{} overlaps {} of {}",
+                            at.value,
+                            other_block.value,
+                            name(other)
+                        ),
+                    );
+                };
+                if cur_t.is_some() {
+                    report(cur, prev, prev_t);
+                }
+                if prev_t.is_some() {
+                    report(prev, cur, cur_t);
+                }
             }
             if blocks[i].0.value.last() > prev.value.last() {
                 widest = Some(i);
@@ -227,13 +277,21 @@ fn cross_file(p: &Platform, tenants: &[Tenant], diags: &mut Diagnostics) {
 
     let pnames = PlatformNames::derive(p);
     let mut derived: Vec<DerivedName> = naming::platform_names_to_check(p, &pnames);
-    for t in tenants {
+    // A duplicate id already has its error; its names would only repeat it.
+    for t in tenants
+        .iter()
+        .filter(|t| !duplicates.contains(&std::sync::Arc::as_ptr(&t.file)))
+    {
         derived.extend(naming::tenant_names_to_check(t, &TenantNames::derive(p, t)));
     }
     let mut seen: HashMap<(&str, String), &DerivedName> = HashMap::new();
     for d in &derived {
         if let Err(reason) = d.rule.check(&d.name) {
             diags.push(d.origin.clone(), reason);
+        }
+        // Image versions live under each tenant's own image definition.
+        if d.scope == "image-version" {
+            continue;
         }
         let key = (d.scope, d.name.to_ascii_lowercase());
         match seen.get(&key) {

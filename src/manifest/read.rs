@@ -70,7 +70,11 @@ impl Reader<'_> {
     /// Treat `node` as a mapping with exactly the `known` fields.
     pub fn object<'n>(&mut self, node: &'n Node, path: &str, known: &[&str]) -> Option<Obj<'n>> {
         let Value::Map(entries) = &node.value else {
-            self.error(node, path, format!("expected a mapping, found {}", node.value.kind()));
+            self.error(
+                node,
+                path,
+                format!("expected a mapping, found {}", node.value.kind()),
+            );
             return None;
         };
         for (key, _) in entries {
@@ -92,10 +96,19 @@ impl Reader<'_> {
     }
 
     /// A field of `obj`; reports it when required and missing (or null).
-    pub fn field<'n>(&mut self, obj: Option<&Obj<'n>>, name: &str, required: bool) -> Option<Field<'n>> {
+    pub fn field<'n>(
+        &mut self,
+        obj: Option<&Obj<'n>>,
+        name: &str,
+        required: bool,
+    ) -> Option<Field<'n>> {
         let obj = obj?;
         let path = join(&obj.path, name);
-        let found = obj.entries.iter().find(|(k, _)| k.text == name).map(|(_, v)| v);
+        let found = obj
+            .entries
+            .iter()
+            .find(|(k, _)| k.text == name)
+            .map(|(_, v)| v);
         match found {
             Some(node) if node.value != Value::Null => Some(Field { node, path }),
             Some(node) if required => {
@@ -110,7 +123,12 @@ impl Reader<'_> {
         }
     }
 
-    pub fn string(&mut self, obj: Option<&Obj<'_>>, name: &str, required: bool) -> Option<At<String>> {
+    pub fn string(
+        &mut self,
+        obj: Option<&Obj<'_>>,
+        name: &str,
+        required: bool,
+    ) -> Option<At<String>> {
         let f = self.field(obj, name, required)?;
         match &f.node.value {
             Value::Str(s) if s.trim().is_empty() => {
@@ -119,7 +137,11 @@ impl Reader<'_> {
             }
             Value::Str(s) => Some(self.at(f.node, &f.path, s.clone())),
             other => {
-                self.error(f.node, &f.path, format!("expected a string, found {}", other.kind()));
+                self.error(
+                    f.node,
+                    &f.path,
+                    format!("expected a string, found {}", other.kind()),
+                );
                 None
             }
         }
@@ -164,22 +186,43 @@ impl Reader<'_> {
         }
     }
 
-    pub fn int(&mut self, obj: Option<&Obj<'_>>, name: &str, required: bool, min: i64, max: i64) -> Option<At<i64>> {
+    pub fn int(
+        &mut self,
+        obj: Option<&Obj<'_>>,
+        name: &str,
+        required: bool,
+        min: i64,
+        max: i64,
+    ) -> Option<At<i64>> {
         let f = self.field(obj, name, required)?;
         match &f.node.value {
             Value::Int(i) if (min..=max).contains(i) => Some(self.at(f.node, &f.path, *i)),
             Value::Int(i) => {
-                self.error(f.node, &f.path, format!("must be between {min} and {max}, found {i}"));
+                self.error(
+                    f.node,
+                    &f.path,
+                    format!("must be between {min} and {max}, found {i}"),
+                );
                 None
             }
             other => {
-                self.error(f.node, &f.path, format!("expected an integer, found {}", other.kind()));
+                self.error(
+                    f.node,
+                    &f.path,
+                    format!("expected an integer, found {}", other.kind()),
+                );
                 None
             }
         }
     }
 
-    pub fn choice(&mut self, obj: Option<&Obj<'_>>, name: &str, required: bool, allowed: &[&str]) -> Option<At<String>> {
+    pub fn choice(
+        &mut self,
+        obj: Option<&Obj<'_>>,
+        name: &str,
+        required: bool,
+        allowed: &[&str],
+    ) -> Option<At<String>> {
         let s = self.string(obj, name, required)?;
         if allowed.contains(&s.value.as_str()) {
             return Some(s);
@@ -192,12 +235,23 @@ impl Reader<'_> {
         None
     }
 
-    pub fn section<'n>(&mut self, obj: Option<&Obj<'n>>, name: &str, required: bool, known: &[&str]) -> Option<Obj<'n>> {
+    pub fn section<'n>(
+        &mut self,
+        obj: Option<&Obj<'n>>,
+        name: &str,
+        required: bool,
+        known: &[&str],
+    ) -> Option<Obj<'n>> {
         let f = self.field(obj, name, required)?;
         self.object(f.node, &f.path, known)
     }
 
-    pub fn list<'n>(&mut self, obj: Option<&Obj<'n>>, name: &str, required: bool) -> Option<Vec<Field<'n>>> {
+    pub fn list<'n>(
+        &mut self,
+        obj: Option<&Obj<'n>>,
+        name: &str,
+        required: bool,
+    ) -> Option<Vec<Field<'n>>> {
         let f = self.field(obj, name, required)?;
         match &f.node.value {
             Value::Seq(items) => Some(
@@ -211,7 +265,11 @@ impl Reader<'_> {
                     .collect(),
             ),
             other => {
-                self.error(f.node, &f.path, format!("expected a list, found {}", other.kind()));
+                self.error(
+                    f.node,
+                    &f.path,
+                    format!("expected a list, found {}", other.kind()),
+                );
                 None
             }
         }

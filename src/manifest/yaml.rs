@@ -103,9 +103,14 @@ pub fn parse(text: &str) -> Result<Node, ParseError> {
     Ok(into_node(spanned))
 }
 
+/// The parser's message without its own position (we report ours) or advice aimed
+/// at programmers using the library.
 fn first_line(s: &str) -> String {
-    let line = s.lines().next().unwrap_or("invalid YAML").trim();
-    line.to_string()
+    let mut line = s.lines().next().unwrap_or("invalid YAML").trim();
+    if let Some(i) = line.find(" at line ") {
+        line = &line[..i];
+    }
+    line.replace(", set DuplicateKeyPolicy in Options if acceptable", "")
 }
 
 fn pos_of<T>(s: &Spanned<T>) -> Pos {

@@ -50,9 +50,9 @@ impl Ipv4Cidr {
             Ipv4Cidr::from_parts(0xac10_0000, 12),
             Ipv4Cidr::from_parts(0xc0a8_0000, 16),
         ];
-        blocks
-            .iter()
-            .any(|b| b.prefix <= self.prefix && b.first() <= self.first() && self.last() <= b.last())
+        blocks.iter().any(|b| {
+            b.prefix <= self.prefix && b.first() <= self.first() && self.last() <= b.last()
+        })
     }
     /// The `index`-th block of length `prefix` inside this one.
     pub fn subnet(&self, prefix: u8, index: u32) -> Option<Ipv4Cidr> {
@@ -134,8 +134,18 @@ mod tests {
     #[test]
     fn parses_and_rejects() {
         assert_eq!(c("10.10.0.0/24").to_string(), "10.10.0.0/24");
-        assert!(matches!("10.10.0.1/24".parse::<Ipv4Cidr>(), Err(CidrError::HostBits { .. })));
-        for bad in ["10.0.0.0", "10.0.0.0/33", "10.0.0/24", "x/24", "10.0.0.0/", "10.0.0.0/+8"] {
+        assert!(matches!(
+            "10.10.0.1/24".parse::<Ipv4Cidr>(),
+            Err(CidrError::HostBits { .. })
+        ));
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/33",
+            "10.0.0/24",
+            "x/24",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+        ] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
         }
     }

@@ -94,10 +94,23 @@ pub fn unique_suffix(subscription: &str, seed: &str, len: usize) -> String {
 pub fn stable_guid(seed: &str) -> String {
     let d = Sha256::digest(seed.as_bytes());
     let h: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-5{}-{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-5{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
-fn tier(prefix: &str, role: &str, t: (u32, &str), subnet: Option<Ipv4Cidr>, first_host: u32) -> Vec<VmNames> {
+fn tier(
+    prefix: &str,
+    role: &str,
+    t: (u32, &str),
+    subnet: Option<Ipv4Cidr>,
+    first_host: u32,
+) -> Vec<VmNames> {
     let (count, size) = t;
     (1..=count)
         .map(|i| {
@@ -147,10 +160,43 @@ impl PlatformNames {
             gallery: p.gallery.name.value.clone(),
             load_balancer: format!("{x}-gateway-lb"),
             public_ip: format!("{x}-gateway-pip"),
-            domain_controllers: tier(x, "dc", (p.domain_controllers.count.value, &p.domain_controllers.size.value), Some(net.identity), 4),
-            cloud_connectors: tier(x, "cc", (p.citrix.cloud_connectors.count.value, &p.citrix.cloud_connectors.size.value), None, 0),
-            storefront: tier(x, "sf", (p.citrix.storefront.count.value, &p.citrix.storefront.size.value), None, 0),
-            gateway: tier(x, "gw", (p.citrix.gateway.count.value, &p.citrix.gateway.size.value), None, 0),
+            domain_controllers: tier(
+                x,
+                "dc",
+                (
+                    p.domain_controllers.count.value,
+                    &p.domain_controllers.size.value,
+                ),
+                Some(net.identity),
+                4,
+            ),
+            cloud_connectors: tier(
+                x,
+                "cc",
+                (
+                    p.citrix.cloud_connectors.count.value,
+                    &p.citrix.cloud_connectors.size.value,
+                ),
+                None,
+                0,
+            ),
+            storefront: tier(
+                x,
+                "sf",
+                (
+                    p.citrix.storefront.count.value,
+                    &p.citrix.storefront.size.value,
+                ),
+                None,
+                0,
+            ),
+            gateway: tier(
+                x,
+                "gw",
+                (p.citrix.gateway.count.value, &p.citrix.gateway.size.value),
+                None,
+                0,
+            ),
         }
     }
 }
@@ -158,7 +204,11 @@ impl PlatformNames {
 impl TenantNet {
     pub fn derive(t: &Tenant) -> TenantNet {
         let space = t.address_space.value;
-        let half = |i| space.subnet(space.prefix() + 1, i).expect("tenant prefix validated to /20../26");
+        let half = |i| {
+            space
+                .subnet(space.prefix() + 1, i)
+                .expect("tenant prefix validated to /20../26")
+        };
         TenantNet {
             frontend: half(0),
             sql: half(1),
@@ -256,23 +306,36 @@ impl NameRule {
         match self {
             NameRule::WindowsComputer => {
                 if len > 15 {
-                    return fail(&format!("is {len} characters; Windows computer names allow at most 15"));
+                    return fail(&format!(
+                        "is {len} characters; Windows computer names allow at most 15"
+                    ));
                 }
                 if !alnum_hyphen || name.chars().all(|c| c.is_ascii_digit()) {
-                    return fail("is not a valid Windows computer name (letters, digits, hyphens, not only digits)");
+                    return fail(
+                        "is not a valid Windows computer name (letters, digits, hyphens, not only digits)",
+                    );
                 }
             }
             NameRule::StorageAccount => {
                 if !(3..=24).contains(&len) {
-                    return fail(&format!("is {len} characters; storage account names must be 3-24"));
+                    return fail(&format!(
+                        "is {len} characters; storage account names must be 3-24"
+                    ));
                 }
-                if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
-                    return fail("must contain only lowercase letters and digits (storage account)");
+                if !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                {
+                    return fail(
+                        "must contain only lowercase letters and digits (storage account)",
+                    );
                 }
             }
             NameRule::KeyVault => {
                 if !(3..=24).contains(&len) {
-                    return fail(&format!("is {len} characters; key vault names must be 3-24"));
+                    return fail(&format!(
+                        "is {len} characters; key vault names must be 3-24"
+                    ));
                 }
                 if !alnum_hyphen
                     || !name.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -283,10 +346,14 @@ impl NameRule {
                 }
             }
             NameRule::ResourceGroup if len > 90 => {
-                return fail(&format!("is {len} characters; resource group names allow at most 90"));
+                return fail(&format!(
+                    "is {len} characters; resource group names allow at most 90"
+                ));
             }
             NameRule::VirtualMachine if len > 64 => {
-                return fail(&format!("is {len} characters; Windows VM names allow at most 64"));
+                return fail(&format!(
+                    "is {len} characters; Windows VM names allow at most 64"
+                ));
             }
             NameRule::Network if len > 80 => {
                 return fail(&format!("is {len} characters; at most 80 are allowed"));
@@ -294,7 +361,9 @@ impl NameRule {
             NameRule::ImageVersion => {
                 let parts: Vec<&str> = name.split('.').collect();
                 let ok = parts.len() == 3
-                    && parts.iter().all(|p| !p.is_empty() && p.parse::<i32>().is_ok_and(|v| v >= 0));
+                    && parts
+                        .iter()
+                        .all(|p| !p.is_empty() && p.parse::<i32>().is_ok_and(|v| v >= 0));
                 if !ok {
                     return fail("is not Major.Minor.Patch with 32-bit integers (image version)");
                 }
@@ -334,7 +403,11 @@ pub fn platform_names_to_check(p: &Platform, n: &PlatformNames) -> Vec<DerivedNa
     ];
     for (vms, _) in tiers {
         for vm in vms {
-            out.push(by_prefix(&vm.computer, NameRule::WindowsComputer, "computer"));
+            out.push(by_prefix(
+                &vm.computer,
+                NameRule::WindowsComputer,
+                "computer",
+            ));
             out.push(by_prefix(&vm.vm, NameRule::VirtualMachine, "vm"));
         }
     }
@@ -356,7 +429,12 @@ pub fn tenant_names_to_check(t: &Tenant, n: &TenantNames) -> Vec<DerivedName> {
         by(&n.vnet, NameRule::Network, id, "network"),
         by(&n.sql.computer, NameRule::WindowsComputer, id, "computer"),
         by(&n.sql.vm, NameRule::VirtualMachine, id, "vm"),
-        by(&n.image_version, NameRule::ImageVersion, &t.hix.hotfix.origin, "image-version"),
+        by(
+            &n.image_version,
+            NameRule::ImageVersion,
+            &t.hix.hotfix.origin,
+            "image-version",
+        ),
     ];
     if let Some(r) = &n.backup_replica {
         out.push(by(r, NameRule::StorageAccount, id, "storage"));
@@ -364,8 +442,18 @@ pub fn tenant_names_to_check(t: &Tenant, n: &TenantNames) -> Vec<DerivedName> {
     // Only the longest front-end name can break a length rule: check first and last.
     if let (Some(first), Some(last)) = (n.frontends.first(), n.frontends.last()) {
         for fe in [first, last] {
-            out.push(by(&fe.computer, NameRule::WindowsComputer, &t.frontends.count.origin, "computer"));
-            out.push(by(&fe.vm, NameRule::VirtualMachine, &t.frontends.count.origin, "vm"));
+            out.push(by(
+                &fe.computer,
+                NameRule::WindowsComputer,
+                &t.frontends.count.origin,
+                "computer",
+            ));
+            out.push(by(
+                &fe.vm,
+                NameRule::VirtualMachine,
+                &t.frontends.count.origin,
+                "vm",
+            ));
         }
     }
     out
@@ -378,7 +466,9 @@ mod tests {
     #[test]
     fn rules() {
         assert!(NameRule::WindowsComputer.check("lbcwzfe01").is_ok());
-        let e = NameRule::WindowsComputer.check("lbweumcgronife250").unwrap_err();
+        let e = NameRule::WindowsComputer
+            .check("lbweumcgronife250")
+            .unwrap_err();
         assert!(e.contains("17 characters"), "{e}");
         assert!(NameRule::StorageAccount.check("lbcwzbk1a2b3c").is_ok());
         assert!(NameRule::StorageAccount.check("lb-cwz").is_err());
@@ -392,8 +482,14 @@ mod tests {
 
     #[test]
     fn stable_names() {
-        assert_eq!(unique_suffix("SUB", "cwz", 6), unique_suffix("sub", "cwz", 6));
-        assert_ne!(unique_suffix("sub", "cwz", 6), unique_suffix("sub", "mst", 6));
+        assert_eq!(
+            unique_suffix("SUB", "cwz", 6),
+            unique_suffix("sub", "cwz", 6)
+        );
+        assert_ne!(
+            unique_suffix("sub", "cwz", 6),
+            unique_suffix("sub", "mst", 6)
+        );
         let g = stable_guid("x");
         assert_eq!(g.len(), 36);
         assert_eq!(g, stable_guid("x"));

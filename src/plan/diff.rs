@@ -38,7 +38,9 @@ fn child(path: &str, key: &str) -> String {
 /// `a.b` covers `a.b`, `a.b.c` and `a.b[x]`.
 fn covered(path: &str, prefixes: &[String]) -> bool {
     prefixes.iter().any(|p| {
-        path == p || (path.starts_with(p.as_str()) && matches!(path.as_bytes().get(p.len()), Some(b'.' | b'[')))
+        path == p
+            || (path.starts_with(p.as_str())
+                && matches!(path.as_bytes().get(p.len()), Some(b'.' | b'[')))
     })
 }
 
@@ -60,7 +62,13 @@ fn push(out: &mut Vec<DiffEntry>, path: &str, before: Option<&Value>, after: Opt
     });
 }
 
-fn walk(desired: &Value, actual: Option<&Value>, path: &str, opts: &DiffOptions<'_>, out: &mut Vec<DiffEntry>) {
+fn walk(
+    desired: &Value,
+    actual: Option<&Value>,
+    path: &str,
+    opts: &DiffOptions<'_>,
+    out: &mut Vec<DiffEntry>,
+) {
     if !path.is_empty() && covered(path, opts.ignore) {
         return;
     }
@@ -79,7 +87,13 @@ fn walk(desired: &Value, actual: Option<&Value>, path: &str, opts: &DiffOptions<
         Value::Object(d) => {
             let a = actual.and_then(Value::as_object);
             for (k, dv) in d {
-                let av = a.and_then(|a| a.get(k).or_else(|| a.iter().find(|(ak, _)| ak.eq_ignore_ascii_case(k)).map(|(_, v)| v)));
+                let av = a.and_then(|a| {
+                    a.get(k).or_else(|| {
+                        a.iter()
+                            .find(|(ak, _)| ak.eq_ignore_ascii_case(k))
+                            .map(|(_, v)| v)
+                    })
+                });
                 walk(dv, av, &child(path, k), opts, out);
             }
         }
@@ -90,11 +104,17 @@ fn walk(desired: &Value, actual: Option<&Value>, path: &str, opts: &DiffOptions<
                 }
                 return;
             };
-            let named = !d.is_empty() && d.iter().all(|e| e.get("name").and_then(Value::as_str).is_some());
+            let named = !d.is_empty()
+                && d.iter()
+                    .all(|e| e.get("name").and_then(Value::as_str).is_some());
             if named {
                 for de in d {
                     let name = de["name"].as_str().unwrap_or_default();
-                    let ae = a.iter().find(|x| x.get("name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(name)));
+                    let ae = a.iter().find(|x| {
+                        x.get("name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                    });
                     let p = format!("{path}[{name}]");
                     match ae {
                         Some(ae) => walk(de, Some(ae), &p, opts, out),
@@ -103,7 +123,11 @@ fn walk(desired: &Value, actual: Option<&Value>, path: &str, opts: &DiffOptions<
                 }
                 for ae in a {
                     let name = ae.get("name").and_then(Value::as_str).unwrap_or_default();
-                    let declared = d.iter().any(|de| de["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)));
+                    let declared = d.iter().any(|de| {
+                        de["name"]
+                            .as_str()
+                            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                    });
                     if !declared {
                         push(out, &format!("{path}[{name}]"), Some(ae), None);
                     }
@@ -129,7 +153,9 @@ fn walk(desired: &Value, actual: Option<&Value>, path: &str, opts: &DiffOptions<
 /// their casing in responses); numbers compare numerically.
 fn scalar_eq(d: &Value, a: &Value) -> bool {
     match (d, a) {
-        (Value::String(x), Value::String(y)) if x.starts_with("/subscriptions/") => x.eq_ignore_ascii_case(y),
+        (Value::String(x), Value::String(y)) if x.starts_with("/subscriptions/") => {
+            x.eq_ignore_ascii_case(y)
+        }
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => d == a,
     }
@@ -184,7 +210,10 @@ mod tests {
 
     #[test]
     fn replacement_ignore_and_ids() {
-        let out = d(json!({"zones": ["1"], "properties": {"ignored": 1}}), json!({"zones": ["2"], "properties": {"ignored": 2}}));
+        let out = d(
+            json!({"zones": ["1"], "properties": {"ignored": 1}}),
+            json!({"zones": ["2"], "properties": {"ignored": 2}}),
+        );
         assert_eq!(out.len(), 1);
         assert!(out[0].forces_replacement);
         let out = d(
@@ -192,7 +221,10 @@ mod tests {
             json!({"id": "/subscriptions/s/resourcegroups/rg"}),
         );
         assert!(out.is_empty());
-        let out = d(json!({"location": "westeurope"}), json!({"location": "northeurope"}));
+        let out = d(
+            json!({"location": "westeurope"}),
+            json!({"location": "northeurope"}),
+        );
         assert!(out[0].forces_replacement);
     }
 }

@@ -54,13 +54,23 @@ fn short(v: &Option<Value>) -> String {
         Some(Value::String(s)) => format!("{s:?}"),
         Some(v) => {
             let s = v.to_string();
-            if s.len() > 120 { format!("{}…", &s[..s.floor_char_boundary(117)]) } else { s }
+            if s.len() > 120 {
+                format!("{}…", &s[..s.floor_char_boundary(117)])
+            } else {
+                s
+            }
         }
     }
 }
 
 fn resource_line(out: &mut String, c: &Change) {
-    let _ = write!(out, "  {:<3} {}  {}", c.action.symbol(), c.resource_type, c.id.display_name());
+    let _ = write!(
+        out,
+        "  {:<3} {}  {}",
+        c.action.symbol(),
+        c.resource_type,
+        c.id.display_name()
+    );
     if let Some(r) = &c.reason
         && c.action != Action::NoOp
     {
@@ -68,8 +78,18 @@ fn resource_line(out: &mut String, c: &Change) {
     }
     out.push('\n');
     for d in &c.diff {
-        let marker = if d.forces_replacement { "  # forces replacement" } else { "" };
-        let _ = writeln!(out, "        ~ {}: {} -> {}{marker}", d.path, short(&d.before), short(&d.after));
+        let marker = if d.forces_replacement {
+            "  # forces replacement"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "        ~ {}: {} -> {}{marker}",
+            d.path,
+            short(&d.before),
+            short(&d.after)
+        );
     }
 }
 
@@ -89,18 +109,31 @@ fn section_counts(changes: &[&Change]) -> String {
     for c in changes {
         *counts.entry(c.action).or_default() += 1;
     }
-    let parts: Vec<String> = [Action::Create, Action::Update, Action::Replace, Action::Delete]
-        .iter()
-        .filter_map(|a| counts.get(a).map(|n| format!("{n} to {}", a.as_str())))
-        .collect();
-    if parts.is_empty() { "no changes".into() } else { parts.join(", ") }
+    let parts: Vec<String> = [
+        Action::Create,
+        Action::Update,
+        Action::Replace,
+        Action::Delete,
+    ]
+    .iter()
+    .filter_map(|a| counts.get(a).map(|n| format!("{n} to {}", a.as_str())))
+    .collect();
+    if parts.is_empty() {
+        "no changes".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// Terraform-style text.
 pub fn plan_human(plan: &Plan) -> String {
     let mut out = String::new();
     for ((_, title), changes) in sections(plan) {
-        let changed: Vec<&Change> = changes.iter().copied().filter(|c| c.action != Action::NoOp).collect();
+        let changed: Vec<&Change> = changes
+            .iter()
+            .copied()
+            .filter(|c| c.action != Action::NoOp)
+            .collect();
         let _ = writeln!(out, "# {title}: {}", section_counts(&changes));
         for c in &changed {
             resource_line(&mut out, c);
@@ -111,7 +144,10 @@ pub fn plan_human(plan: &Plan) -> String {
         let _ = writeln!(out, "  ! kept {}  ({})", k.id, k.reason);
     }
     if !plan.shared_dependents.is_empty() {
-        let _ = writeln!(out, "Shared resources that change, and the tenants that depend on them:");
+        let _ = writeln!(
+            out,
+            "Shared resources that change, and the tenants that depend on them:"
+        );
         for (id, tenants) in &plan.shared_dependents {
             let _ = writeln!(out, "  {id}: {}", tenants.join(", "));
         }
@@ -130,15 +166,40 @@ pub fn plan_human(plan: &Plan) -> String {
 pub fn plan_markdown(plan: &Plan) -> String {
     let s = &plan.summary;
     let mut out = String::from("### lifeboat plan\n\n");
-    let _ = writeln!(out, "| create | update | replace | delete | unchanged |\n|---:|---:|---:|---:|---:|");
-    let _ = writeln!(out, "| {} | {} | {} | {} | {} |\n", s.create, s.update, s.replace, s.delete, s.no_op);
+    let _ = writeln!(
+        out,
+        "| create | update | replace | delete | unchanged |\n|---:|---:|---:|---:|---:|"
+    );
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} |\n",
+        s.create, s.update, s.replace, s.delete, s.no_op
+    );
     if s.replace + s.delete > 0 {
-        let _ = writeln!(out, "> **Warning:** this plan replaces or deletes resources. Review the sections below.\n");
+        let _ = writeln!(
+            out,
+            "> **Warning:** this plan replaces or deletes resources. Review the sections below.\n"
+        );
     }
     for ((_, title), changes) in sections(plan) {
-        let changed: Vec<&Change> = changes.iter().copied().filter(|c| c.action != Action::NoOp).collect();
-        let open = if changed.iter().any(|c| matches!(c.action, Action::Replace | Action::Delete)) { " open" } else { "" };
-        let _ = writeln!(out, "<details{open}><summary><b>{title}</b>: {}</summary>\n", section_counts(&changes));
+        let changed: Vec<&Change> = changes
+            .iter()
+            .copied()
+            .filter(|c| c.action != Action::NoOp)
+            .collect();
+        let open = if changed
+            .iter()
+            .any(|c| matches!(c.action, Action::Replace | Action::Delete))
+        {
+            " open"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "<details{open}><summary><b>{title}</b>: {}</summary>\n",
+            section_counts(&changes)
+        );
         if changed.is_empty() {
             out.push_str("No changes.\n\n");
         } else {

@@ -18,7 +18,9 @@ impl Ui {
     pub fn new(output: OutputKind, no_progress: bool) -> Ui {
         Ui {
             output,
-            progress: !no_progress && output == OutputKind::Human && std::io::stderr().is_terminal(),
+            progress: !no_progress
+                && output == OutputKind::Human
+                && std::io::stderr().is_terminal(),
         }
     }
 

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Write a lifeboat project with N generated hospitals (for benchmarks).
+
+usage: ci/gen-fleet.py DIR N
+
+Tenants get disjoint /24 address spaces in 10.64.0.0/10, 8-40 front-ends each
+(mean 24, like the example hospitals), and varied HiX versions and windows.
+"""
+import os
+import sys
+
+PLATFORM = """apiVersion: lifeboat/v1
+kind: Platform
+metadata: {{ name: Benchmark fleet }}
+spec:
+  subscriptionId: 3f2a9c1e-7b4d-4e8a-9c6f-2d1b0a8e5f71
+  region: westeurope
+  secondaryRegion: northeurope
+  prefix: lb
+  hub: {{ addressSpace: 10.0.0.0/22 }}
+  domainControllers: {{ count: 2, size: Standard_D2s_v5 }}
+  citrix:
+    cloudConnectors: {{ count: 2, size: Standard_D2s_v5 }}
+    storefront: {{ count: 2, size: Standard_D2s_v5 }}
+    gateway: {{ count: 2, size: Standard_D4s_v5, mfa: required }}
+  gallery: {{ name: lbgallery }}
+  logRetentionDays: 90
+"""
+
+TENANT = """apiVersion: lifeboat/v1
+kind: Tenant
+metadata:
+  id: {id}
+  name: Ziekenhuis {n}
+spec:
+  addressSpace: {cidr}
+  hix: {{ version: "6.{minor}", hotfix: {hotfix} }}
+  frontends: {{ count: {fe}, size: Standard_D4s_v5 }}
+  sql:
+    size: Standard_E8ds_v5
+    dataDiskGb: 1024
+    restoreMode: norecovery
+    restoreDelay: 30m
+    rpoTargetMinutes: 15
+  maintenanceWindow: {{ day: {day}, start: "22:00", hours: 6, timezone: Europe/Amsterdam }}
+  costCenter: ZH-{n:04d}
+  contacts:
+    - {{ name: Dienstdoende ICT, email: ict{n}@example.org, phone: "+31 20 555 {n:04d}" }}
+"""
+
+DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+def main():
+    root, count = sys.argv[1], int(sys.argv[2])
+    os.makedirs(os.path.join(root, "tenants"), exist_ok=True)
+    with open(os.path.join(root, "platform.yaml"), "w") as f:
+        f.write(PLATFORM.format())
+    for n in range(count):
+        tid = "h%03d" % n
+        cidr = "10.%d.%d.0/24" % (64 + n // 256, n % 256)
+        with open(os.path.join(root, "tenants", tid + ".yaml"), "w") as f:
+            f.write(TENANT.format(id=tid, n=n, cidr=cidr, minor=2 + n % 2, hotfix=40 + n % 17,
+                                  fe=8 + (n * 7) % 33, day=DAYS[n % 7]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+//! Helpers for driving the real `lifeboat` binary against throw-away projects.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Project {
+    pub dir: PathBuf,
+}
+
+impl Project {
+    /// A copy of the repository's example project in a fresh temporary directory.
+    pub fn example(name: &str) -> Project {
+        let dir = std::env::temp_dir().join(format!("lifeboat-it-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("tenants")).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(root.join("platform.yaml"), dir.join("platform.yaml")).unwrap();
+        for t in ["cwz", "mst", "rst"] {
+            let f = format!("tenants/{t}.yaml");
+            std::fs::copy(root.join(&f), dir.join(&f)).unwrap();
+        }
+        Project { dir }
+    }
+
+    pub fn write(&self, rel: &str, text: impl AsRef<[u8]>) {
+        let p = self.dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.join(rel)).unwrap()
+    }
+
+    /// Replace `from` with `to` in a file (the text must be present).
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let s = self.read(rel);
+        assert!(s.contains(from), "{rel} does not contain {from:?}");
+        self.write(rel, s.replacen(from, to, 1));
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.dir.join(rel)).unwrap();
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .env_remove("LIFEBOAT_CLOUD")
+            .output()
+            .expect("run lifeboat");
+        Run::from(out)
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts that a diagnostic line starting with `prefix` (file:line:col: field:)
+    /// mentions `words`.
+    pub fn expect_error(&self, prefix: &str, words: &str) {
+        assert!(
+            self.stderr
+                .lines()
+                .any(|l| l.contains(prefix) && l.contains(words)),
+            "no error line containing {prefix:?} that mentions {words:?} in:\n{}",
+            self.stderr
+        );
+    }
+}
