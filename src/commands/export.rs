@@ -5,19 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::{load_project, load_templates};
 use crate::cli::Cli;
-use crate::graph::{self, Scope};
 use crate::ui::Ui;
 
 pub fn run(cli: &Cli, ui: &Ui, out: &Path) -> anyhow::Result<ExitCode> {
-    let project = match load_project(cli, ui) {
-        Ok(p) => p,
+    let (project, graph) = match super::load_full_graph(cli, ui)? {
+        Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let templates = load_templates(cli)?;
-    let graph = graph::build(&project, &templates, &Scope::everything())
-        .context("rendering the resource graph")?;
     let files = crate::export::terraform(&graph, &project.platform.subscription_id);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for (name, doc) in &files {

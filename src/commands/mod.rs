@@ -38,6 +38,22 @@ pub(crate) fn load_templates(cli: &Cli) -> anyhow::Result<TemplateSet> {
     TemplateSet::load(&cli.dir).context("loading templates")
 }
 
+/// The validated project and its full graph (every layer), or the exit code after
+/// the diagnostics were printed.
+pub(crate) fn load_full_graph(
+    cli: &Cli,
+    ui: &Ui,
+) -> anyhow::Result<Result<(Project, crate::graph::Graph), ExitCode>> {
+    let project = match load_project(cli, ui) {
+        Ok(p) => p,
+        Err(code) => return Ok(Err(code)),
+    };
+    let templates = load_templates(cli)?;
+    let graph = crate::graph::build(&project, &templates, &crate::graph::Scope::everything())
+        .context("rendering the resource graph")?;
+    Ok(Ok((project, graph)))
+}
+
 /// The cloud behind `--cloud`.
 pub(crate) fn inventory(cli: &Cli) -> anyhow::Result<Box<dyn Inventory>> {
     match cli.cloud {

@@ -2,22 +2,16 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use serde_json::json;
 
-use super::{load_project, load_templates};
 use crate::cli::Cli;
-use crate::graph::{self, Scope};
 use crate::ui::Ui;
 
 pub fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
-    let project = match load_project(cli, ui) {
-        Ok(p) => p,
+    let (project, graph) = match super::load_full_graph(cli, ui)? {
+        Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let templates = load_templates(cli)?;
-    let graph = graph::build(&project, &templates, &Scope::everything())
-        .context("rendering the resource graph")?;
     if ui.json() {
         ui.print_json(&json!({
             "valid": true,

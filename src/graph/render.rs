@@ -584,38 +584,33 @@ fn resource_id(raw: &RawResource, subscription: &str) -> Result<ResourceId, Stri
 fn check_secrets(v: &Value, path: &str) -> Result<(), String> {
     match v {
         Value::Object(m) => {
-            if let Some(s) = m.get("$secret") {
-                let ok = s
-                    .get("vault")
-                    .and_then(Value::as_str)
-                    .is_some_and(|v| ResourceId::parse(v).is_ok())
-                    && s.get("name")
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| !n.is_empty())
-                    && m.len() == 1;
-                return if ok {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{path}: `$secret` needs exactly {{vault: <Key Vault id>, name: <secret name>}}"
-                    ))
-                };
-            }
-            if let Some(r) = m.get("$ref") {
+            for (marker, id_key, name_key, shape) in [
+                (
+                    "$secret",
+                    "vault",
+                    "name",
+                    "{vault: <Key Vault id>, name: <secret name>}",
+                ),
+                (
+                    "$ref",
+                    "id",
+                    "path",
+                    "{id: <resource id>, path: <property path>}",
+                ),
+            ] {
+                let Some(r) = m.get(marker) else { continue };
                 let ok = r
-                    .get("id")
+                    .get(id_key)
                     .and_then(Value::as_str)
                     .is_some_and(|v| ResourceId::parse(v).is_ok())
-                    && r.get("path")
+                    && r.get(name_key)
                         .and_then(Value::as_str)
                         .is_some_and(|n| !n.is_empty())
                     && m.len() == 1;
                 return if ok {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "{path}: `$ref` needs exactly {{id: <resource id>, path: <property path>}}"
-                    ))
+                    Err(format!("{path}: `{marker}` needs exactly {shape}"))
                 };
             }
             for (k, child) in m {
