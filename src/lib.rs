@@ -7,12 +7,15 @@
 //! - [`model`]: the typed, validated project; derived Azure names and address plan.
 //! - [`graph`]: renders the Tera templates into resources with ARM ids and edges.
 //! - [`plan`]: desired graph vs. prior state -> a serializable plan (pure).
+//! - [`apply`]: the plan as a DAG walk over the ARM client, journalled; emits events.
 //! - [`report`]: plan as text, JSON, Markdown.
+//! - [`state`]: locks and the apply journal (`.lifeboat/state/`).
 //! - [`export`]: the graph as Terraform JSON (azapi).
-//! - [`cloud`]: reading prior state from a cloud ([`cloud::Inventory`]).
-//! - [`emulator`]: the embedded local cloud's store.
+//! - [`cloud`]: the generic ARM client (LRO, retry, rate limits, auth) and prior state.
+//! - [`emulator`]: the embedded local cloud (ARM over HTTP on loopback, persisted).
 //! - [`cli`], [`commands`], [`ui`]: argument parsing, command wiring, printing.
 
+pub mod apply;
 pub mod cli;
 pub mod cloud;
 pub mod commands;
@@ -23,4 +26,5 @@ pub mod manifest;
 pub mod model;
 pub mod plan;
 pub mod report;
+pub mod state;
 pub mod ui;

@@ -46,6 +46,9 @@ fn seed_from_plan(p: &Project, plan_file: &str) {
                 resource_type: c["type"].as_str().unwrap().into(),
                 api_version: c["api_version"].as_str().unwrap().into(),
                 body,
+                operation: None,
+                power: None,
+                sql_mode: None,
             })
             .unwrap();
     }

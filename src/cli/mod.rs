@@ -37,6 +37,22 @@ pub struct Cli {
     /// Never draw progress bars.
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Embedded cloud: multiply every emulated duration and quota refill by F.
+    #[arg(
+        long,
+        global = true,
+        value_name = "F",
+        env = "LIFEBOAT_EMULATOR_TIME_SCALE"
+    )]
+    pub time_scale: Option<f64>,
+    /// Embedded cloud: inject faults, e.g. `429=0.05,500=0.05,reset=0.02,lro-fail=0.02`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SPEC",
+        env = "LIFEBOAT_EMULATOR_FAULTS"
+    )]
+    pub faults: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,9 +99,85 @@ pub enum Command {
     Validate,
     /// Show what would change, against the cloud's current state.
     Plan(PlanArgs),
+    /// Apply a saved plan, or plan and apply after confirmation.
+    Apply(ApplyArgs),
+    /// Show changes made outside lifeboat (declared properties only).
+    Drift(DriftArgs),
+    /// Delete one tenant's resources in reverse dependency order.
+    Destroy(DestroyArgs),
     /// Export the resource graph in another tool's format.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// The ARM emulator behind `--cloud local`, standalone.
+    #[command(subcommand)]
+    Emulator(EmulatorCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `plan --out`; refused if anything it was computed from changed.
+    pub planfile: Option<PathBuf>,
+    /// Apply only this tenant's layer (repeatable; without a plan file).
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenants: Vec<String>,
+    /// Apply the shared layer.
+    #[arg(long)]
+    pub shared: bool,
+    /// Do not ask for confirmation (pipelines).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Allow deleting or replacing protected resources of this tenant.
+    #[arg(long = "allow-data-loss", value_name = "ID")]
+    pub allow_data_loss: Vec<String>,
+    /// Cap on changes in flight (default: paced by ARM's rate limits only).
+    #[arg(long, value_name = "N")]
+    pub max_parallel: Option<usize>,
+    /// How long to wait for another apply's lock before failing (seconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub lock_timeout: f64,
+    /// How prior state is read (as for `plan`).
+    #[arg(long, value_enum, default_value_t = Refresh::Graph)]
+    pub refresh: Refresh,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Check only this tenant (repeatable).
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenants: Vec<String>,
+    /// Check the shared layer.
+    #[arg(long)]
+    pub shared: bool,
+    /// Exit 2 when drift is found.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The tenant to destroy (`shared` for the shared layer, refused while tenants exist).
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenant: String,
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Also delete this tenant's protected data resources.
+    #[arg(long = "allow-data-loss", value_name = "ID")]
+    pub allow_data_loss: Vec<String>,
+    #[arg(long, value_name = "N")]
+    pub max_parallel: Option<usize>,
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub lock_timeout: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmulatorCommand {
+    /// Serve the emulator on ADDR, persisting to DIR.
+    Serve {
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8686")]
+        listen: String,
+        #[arg(long, value_name = "DIR", default_value = ".lifeboat/cloud")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

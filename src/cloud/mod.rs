@@ -1,11 +1,25 @@
-//! Access to a cloud's resources, behind one interface whatever the backend.
+//! Access to a cloud's resources: one generic ARM client for Azure and the local
+//! emulator alike, and the prior state `plan` reads through it.
 //!
-//! `plan` needs the prior state of every lifeboat-managed resource in bulk; this
-//! module defines that [`PriorState`] and the [`Inventory`] that produces it. The
-//! local cloud reads its store; the ARM client (Resource Graph) implements the same
-//! trait. This module never decides what should change.
+//! - [`client`]: the ARM client (GET/PUT/DELETE/POST/Resource Graph).
+//! - [`lro`]: the async-operation protocol; [`retry`]: when to try again;
+//!   [`ratelimit`]: token buckets; [`auth`]: where tokens come from.
+//! - [`inventory`]: prior state in bulk (Resource Graph) or per resource.
+//!
+//! This module never decides what should change.
 
-pub mod local;
+pub mod auth;
+pub mod client;
+pub mod inventory;
+pub mod lro;
+pub mod ratelimit;
+pub mod retry;
+
+/// rustls needs one process-wide crypto provider (lifeboat builds rustls with
+/// `ring` only, so there is no ambiguity and no C/CMake toolchain in the build).
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 use std::collections::HashMap;
 
@@ -107,15 +121,4 @@ impl PriorState {
         }
         crate::manifest::hex(&h.finalize())
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CloudError {
-    #[error(transparent)]
-    Store(#[from] crate::emulator::store::StoreError),
-}
-
-/// Reads the prior state in bulk.
-pub trait Inventory {
-    fn prior_state(&self) -> Result<PriorState, CloudError>;
 }

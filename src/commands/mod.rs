@@ -1,18 +1,19 @@
 //! Command implementations: each wires the pipeline stages together for one
 //! subcommand and hands the result to the `ui`. This is the `anyhow` boundary.
 
+mod apply;
+mod drift;
+mod emulator;
 mod export;
 mod plan;
+mod session;
 mod validate;
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use crate::cli::{Cli, CloudKind, Command, ExportCommand};
-use crate::cloud::Inventory;
-use crate::cloud::local::LocalCloud;
-use crate::emulator::store::Store;
+use crate::cli::{Cli, Command, EmulatorCommand, ExportCommand};
 use crate::graph::templates::TemplateSet;
 use crate::manifest;
 use crate::model::Project;
@@ -22,7 +23,13 @@ pub fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Validate => validate::run(cli, ui),
         Command::Plan(args) => plan::run(cli, ui, args),
+        Command::Apply(args) => apply::run(cli, ui, args),
+        Command::Drift(args) => drift::run(cli, ui, args),
+        Command::Destroy(args) => apply::destroy(cli, ui, args),
         Command::Export(ExportCommand::Terraform { out }) => export::run(cli, ui, out),
+        Command::Emulator(EmulatorCommand::Serve { listen, data }) => {
+            emulator::serve(cli, ui, listen, data)
+        }
     }
 }
 
@@ -52,16 +59,4 @@ pub(crate) fn load_full_graph(
     let graph = crate::graph::build(&project, &templates, &crate::graph::Scope::everything())
         .context("rendering the resource graph")?;
     Ok(Ok((project, graph)))
-}
-
-/// The cloud behind `--cloud`.
-pub(crate) fn inventory(cli: &Cli) -> anyhow::Result<Box<dyn Inventory>> {
-    match cli.cloud {
-        CloudKind::Local => Ok(Box::new(LocalCloud {
-            store: Store::for_project(&cli.dir),
-        })),
-        CloudKind::Azure => bail!(
-            "--cloud azure: the Azure Resource Manager client is not part of this build yet; use the embedded local cloud (--cloud local)"
-        ),
-    }
 }

@@ -1,14 +1,13 @@
 //! `plan`: manifests -> graph -> prior state -> plan -> report, optionally saved.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use super::{inventory, load_project, load_templates};
-use crate::cli::{Cli, PlanArgs, PlanFormat, Refresh};
-use crate::graph::{self, Scope};
-use crate::plan::{self, Inputs, PlanOptions};
+use super::session::{PlanRequest, connect};
+use super::{load_project, load_templates};
+use crate::cli::{Cli, PlanArgs, PlanFormat};
+use crate::graph::Scope;
 use crate::report;
 use crate::ui::Ui;
 
@@ -49,38 +48,15 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let scope = scope_from(&project, &args.tenants, args.shared)?;
-    if args.refresh == Refresh::Direct {
-        ui.note("note: the local cloud is read from its store in one pass; --refresh direct matters for --cloud azure");
-    }
     let templates = load_templates(cli)?;
-    let graph =
-        graph::build(&project, &templates, &scope).context("rendering the resource graph")?;
-    let prior = inventory(cli)?
-        .prior_state()
-        .context("reading the current state")?;
-    let inputs = Inputs {
-        lifeboat_version: env!("CARGO_PKG_VERSION").into(),
-        manifests: project
-            .sources
-            .iter()
-            .map(|s| (s.path.clone(), s.sha256.clone()))
-            .collect(),
-        templates: templates
-            .sources
-            .iter()
-            .map(|s| (s.name.clone(), s.sha256.clone()))
-            .collect::<BTreeMap<_, _>>(),
-        prior_state: prior.fingerprint(),
-    };
-    let plan = plan::plan(
-        graph,
-        &prior,
-        PlanOptions {
-            scope: &scope,
-            allow_data_loss: &args.allow_data_loss,
-            inputs,
-        },
-    )?;
+    let session = connect(cli)?;
+    let plan = session.plan(PlanRequest {
+        project: &project,
+        templates: &templates,
+        scope: &scope,
+        refresh: args.refresh,
+        allow_data_loss: &args.allow_data_loss,
+    })?;
     if let Some(out) = &args.out {
         let text = serde_json::to_vec_pretty(&plan).expect("plan serializes");
         std::fs::write(out, text)
@@ -92,16 +68,20 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     } else {
         PlanFormat::Human
     });
-    match format {
-        PlanFormat::Human => ui.print(&report::plan_human(&plan)),
-        PlanFormat::Json => {
-            ui.print(&serde_json::to_string(&report::plan_json(&plan)).expect("JSON"))
-        }
-        PlanFormat::Markdown => ui.print(&report::plan_markdown(&plan)),
-    }
+    print_plan(ui, &plan, format);
     Ok(if args.detailed_exitcode && plan.has_changes() {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+pub fn print_plan(ui: &Ui, plan: &crate::plan::Plan, format: PlanFormat) {
+    match format {
+        PlanFormat::Human => ui.print(&report::plan_human(plan)),
+        PlanFormat::Json => {
+            ui.print(&serde_json::to_string(&report::plan_json(plan)).expect("JSON"))
+        }
+        PlanFormat::Markdown => ui.print(&report::plan_markdown(plan)),
+    }
 }

@@ -1,4 +1,37 @@
-//! The embedded local cloud. Today this is its persistent resource store under
-//! `.lifeboat/cloud/`; the ARM-compatible HTTP front end is built on top of it.
+//! The embedded local cloud: an ARM-compatible emulator on a loopback port,
+//! persisting to `.lifeboat/cloud/` (see DESIGN.md). `--cloud local` starts it
+//! in-process and the ordinary ARM client talks to it over HTTP; `lifeboat
+//! emulator serve` runs it standalone.
+//!
+//! - [`store`]: one JSON file per resource, written atomically.
+//! - [`arm`]: ARM semantics (operations, families, throttling, faults).
+//! - [`query`]: the Resource Graph query subset.
+//! - [`sql`]: the SQL Server restore-mode simulation behind runCommand.
+//! - [`server`]: HTTP framing.
 
+pub mod arm;
+pub mod faults;
+pub mod query;
+pub mod server;
+pub mod sql;
 pub mod store;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use arm::{Config, Emulator};
+pub use faults::Faults;
+
+/// Default time scale of the embedded cloud: a hundred times faster than Azure.
+pub const DEFAULT_TIME_SCALE: f64 = 0.01;
+
+/// Start the emulator for the store under `dir` on `listen` (port 0 = any free
+/// port), inside the current tokio runtime. Returns the bound address.
+pub async fn start(dir: &Path, listen: &str, cfg: Config) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let emu = Arc::new(Emulator::new(store::Store::at(dir.to_path_buf()), cfg));
+    tokio::spawn(server::serve(listener, emu));
+    Ok(addr)
+}

@@ -34,6 +34,47 @@ pub struct StoredResource {
     pub resource_type: String,
     pub api_version: String,
     pub body: Value,
+    /// The resource's latest operation; its state is a function of this and the
+    /// clock, so nothing has to run in the background (and a restart loses nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
+    /// VM power state (`running`, `deallocated`, ...), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<String>,
+    /// Emulated SQL Server restore mode of a SQL VM (`norecovery`, `standby`, `recovery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_mode: Option<String>,
+}
+
+/// What the operation does when it completes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum OpKind {
+    Put {
+        creating: bool,
+    },
+    Delete,
+    /// A POST action; `power` is the VM power state it leaves.
+    Action {
+        name: String,
+        power: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
+    },
+}
+
+/// A long-running operation on one resource, in wall-clock milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: OpKind,
+    pub started_ms: u64,
+    pub done_ms: u64,
+    /// `(code, message)` when the operation is set to fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<(String, String)>,
 }
 
 pub struct Store {
@@ -110,7 +151,7 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
         let path = self.file_for(&r.id);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let bytes = serde_json::to_vec_pretty(r).expect("a JSON value serializes");
+        let bytes = serde_json::to_vec(r).expect("a JSON value serializes");
         std::fs::write(&tmp, bytes).map_err(Self::io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(Self::io(&path))
     }
@@ -140,6 +181,9 @@ mod tests {
             resource_type: "Microsoft.Resources/resourceGroups".into(),
             api_version: "2021-04-01".into(),
             body: serde_json::json!({"location": "westeurope"}),
+            operation: None,
+            power: None,
+            sql_mode: None,
         };
         store.put(&r).unwrap();
         assert_eq!(store.get(&id).unwrap(), Some(r.clone()));

@@ -129,6 +129,45 @@ pub struct Plan {
     /// Shared resources that change, with the tenants that depend on them.
     pub shared_dependents: BTreeMap<String, Vec<String>>,
     pub inputs: Inputs,
+    /// api-version per resource type (lower-cased), from the templates: used to
+    /// delete orphans and to read `$ref` targets.
+    #[serde(default)]
+    pub api_versions: BTreeMap<String, String>,
+}
+
+impl Plan {
+    /// The api-version to address a resource of `resource_type` with.
+    pub fn api_version_for(&self, resource_type: &str) -> String {
+        self.api_versions
+            .get(&resource_type.to_ascii_lowercase())
+            .cloned()
+            .unwrap_or_else(|| fallback_api_version(resource_type).to_string())
+    }
+
+    /// Stable hash of the plan's content (journal, locks and audit name a plan by it).
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let bytes = serde_json::to_vec(self).expect("plan serializes");
+        crate::manifest::hex(&Sha256::digest(&bytes)[..16])
+    }
+}
+
+/// For types no template declares (an orphan of a removed template).
+pub fn fallback_api_version(resource_type: &str) -> &'static str {
+    let t = resource_type.to_ascii_lowercase();
+    match t.as_str() {
+        "microsoft.resources/subscriptions" => "2022-12-01",
+        "microsoft.resources/resourcegroups" => "2021-04-01",
+        _ if t.starts_with("microsoft.network/") => "2024-05-01",
+        _ if t.starts_with("microsoft.compute/galleries") => "2023-07-03",
+        _ if t.starts_with("microsoft.compute/disks") => "2024-03-02",
+        _ if t.starts_with("microsoft.compute/") => "2024-07-01",
+        _ if t.starts_with("microsoft.storage/") => "2023-05-01",
+        _ if t.starts_with("microsoft.keyvault/") => "2023-07-01",
+        _ if t.starts_with("microsoft.authorization/") => "2022-04-01",
+        _ if t.starts_with("microsoft.operationalinsights/") => "2023-09-01",
+        _ => "2021-04-01",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -162,8 +201,18 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
     let shared_dependents_all = graph.dependent_tenants();
     let ids: Vec<ResourceId> = graph.resources.iter().map(|r| r.id.clone()).collect();
     let Graph { resources, deps } = graph;
+    let api_versions: BTreeMap<String, String> = resources
+        .iter()
+        .map(|r| (r.resource_type.to_ascii_lowercase(), r.api_version.clone()))
+        .collect();
     let mut changes = Vec::with_capacity(resources.len());
     let desired_keys: std::collections::HashSet<&str> = ids.iter().map(|id| id.key()).collect();
+    // Key Vault secrets that apply generates for `$secret` references belong to
+    // the resources that reference them; they are not orphans.
+    let mut generated = std::collections::HashSet::new();
+    for r in &resources {
+        secret_ids(&r.body, &mut generated);
+    }
     for (r, dep) in resources.into_iter().zip(deps) {
         let depends_on: Vec<ResourceId> = dep.iter().map(|&j| ids[j].clone()).collect();
         let observed = prior.get(&r.id);
@@ -221,7 +270,7 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
     // Managed resources in scope that no template declares any more.
     let mut kept = Vec::new();
     for o in &prior.resources {
-        if desired_keys.contains(o.id.key()) {
+        if desired_keys.contains(o.id.key()) || generated.contains(o.id.key()) {
             continue;
         }
         let Some(own) = prior.ownership(o) else {
@@ -248,15 +297,37 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
             layer: own.layer,
             action: Action::Delete,
             diff: Vec::new(),
-            api_version: String::new(),
+            api_version: api_versions
+                .get(&o.resource_type.to_ascii_lowercase())
+                .cloned()
+                .unwrap_or_else(|| fallback_api_version(&o.resource_type).to_string()),
             body: None,
-            depends_on: Vec::new(),
+            depends_on: references(&o.body, &o.id),
             lifecycle: Lifecycle::default(),
             protected: own.protected,
             reason: Some("no longer declared by any manifest".into()),
         });
     }
 
+    // Deleting a parent deletes its children: keep the ancestors of kept resources.
+    let kept_ids: Vec<ResourceId> = kept.iter().map(|k| k.id.clone()).collect();
+    changes.retain(|c| {
+        if c.action != Action::Delete {
+            return true;
+        }
+        let prefix = format!("{}/", c.id.key());
+        match kept_ids.iter().find(|k| k.key().starts_with(&prefix)) {
+            Some(k) => {
+                kept.push(Kept {
+                    id: c.id.clone(),
+                    tenant: c.tenant.clone(),
+                    reason: format!("holds protected {}, which is kept", k.display_name()),
+                });
+                false
+            }
+            None => true,
+        }
+    });
     changes.sort_by(|a, b| (a.layer, &a.tenant, &a.id).cmp(&(b.layer, &b.tenant, &b.id)));
     let mut summary = Summary::default();
     let mut writes = 0;
@@ -290,7 +361,50 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         kept,
         shared_dependents,
         inputs: opts.inputs,
+        api_versions,
     })
+}
+
+/// Ids (lower-cased) of the Key Vault secrets `$secret` references name.
+fn secret_ids(v: &Value, out: &mut std::collections::HashSet<String>) {
+    match v {
+        Value::Object(o) => {
+            if let Some(s) = o.get("$secret")
+                && let (Some(vault), Some(name)) = (
+                    s.get("vault").and_then(Value::as_str),
+                    s.get("name").and_then(Value::as_str),
+                )
+            {
+                out.insert(format!("{vault}/secrets/{name}").to_ascii_lowercase());
+            }
+            o.values().for_each(|x| secret_ids(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| secret_ids(x, out)),
+        _ => {}
+    }
+}
+
+/// Ids an observed resource refers to (its parent and ARM ids in its body), so
+/// that apply can delete orphans in reverse dependency order.
+fn references(body: &serde_json::Value, id: &ResourceId) -> Vec<ResourceId> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<ResourceId>) {
+        match v {
+            serde_json::Value::String(s) if s.starts_with("/subscriptions/") => {
+                if let Ok(id) = ResourceId::parse(s) {
+                    out.push(id);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out: Vec<ResourceId> = id.parent().into_iter().collect();
+    walk(body, &mut out);
+    out.retain(|r| r != id && r.as_str().split('/').count() > 3);
+    out.sort();
+    out.dedup();
+    out
 }
 
 impl Plan {

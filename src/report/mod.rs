@@ -224,3 +224,109 @@ pub fn plan_markdown(plan: &Plan) -> String {
     let _ = writeln!(out, "{}", summary_line(plan));
     out
 }
+
+/// The end of an apply, for people: outcome, timings, requests and what failed.
+pub fn apply_human(r: &crate::apply::ApplyReport) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let q = &r.requests;
+    let _ = writeln!(
+        s,
+        "\nApply {}: {} succeeded, {} failed, {} skipped in {:.1} s (critical path {:.1} s, up to {} in flight).",
+        r.outcome,
+        r.summary.succeeded,
+        r.summary.failed,
+        r.summary.skipped,
+        r.makespan_ms as f64 / 1000.0,
+        r.critical_path_ms as f64 / 1000.0,
+        r.max_in_flight
+    );
+    let _ = writeln!(
+        s,
+        "Requests: {} GET, {} PUT, {} DELETE, {} POST, {} polls, {} queries; {} throttled, {} retried.",
+        q.get, q.put, q.delete, q.post, q.poll, q.query, r.throttled, r.retries
+    );
+    for o in r
+        .resources
+        .iter()
+        .filter(|o| o.outcome != crate::apply::Outcome::Succeeded)
+    {
+        let _ = writeln!(
+            s,
+            "  {:?} {} {}: {}",
+            o.outcome,
+            o.action.as_str(),
+            o.id,
+            o.error.as_deref().unwrap_or("")
+        );
+    }
+    if r.outcome != "succeeded" {
+        let _ = writeln!(
+            s,
+            "Re-run `lifeboat apply` to continue: finished changes are not repeated."
+        );
+    }
+    s
+}
+
+/// Drift, for people: each drifted resource and property with expected and actual.
+pub fn drift_human(plan: &Plan) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let drifted: Vec<&crate::plan::Change> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Update | Action::Replace))
+        .collect();
+    if drifted.is_empty() {
+        let _ = writeln!(
+            s,
+            "No drift: every managed resource matches its declared properties."
+        );
+        return s;
+    }
+    for c in &drifted {
+        let _ = writeln!(
+            s,
+            "~ {} ({})",
+            c.id,
+            c.tenant.as_deref().unwrap_or("shared")
+        );
+        for d in &c.diff {
+            let show =
+                |v: &Option<Value>| v.as_ref().map_or("(absent)".to_string(), |v| v.to_string());
+            let _ = writeln!(
+                s,
+                "    {}: expected {}, actual {}",
+                d.path,
+                show(&d.after),
+                show(&d.before)
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n{} resource(s) drifted. `lifeboat apply` puts them back.",
+        drifted.len()
+    );
+    s
+}
+
+/// Drift as JSON: `{"drifted": [{"id","tenant","properties":[{"path","expected","actual"}]}], "missing": N}`.
+pub fn drift_json(plan: &Plan) -> Value {
+    let drifted: Vec<Value> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Update | Action::Replace))
+        .map(|c| {
+            json!({"id": c.id.as_str(), "tenant": c.tenant, "type": c.resource_type,
+                "properties": c.diff.iter().map(|d| json!({"path": d.path, "expected": d.after, "actual": d.before})).collect::<Vec<_>>()})
+        })
+        .collect();
+    let missing = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == Action::Create)
+        .count();
+    json!({"drifted": drifted, "missing": missing, "requests": {"read": plan.requests.read}})
+}

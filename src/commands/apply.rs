@@ -1,0 +1,311 @@
+//! `apply` and `destroy`: get a plan (saved, or made now and confirmed), take the
+//! layer locks, run the engine with the journal, and print its report.
+
+use std::collections::HashSet;
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::plan::{print_plan, scope_from};
+use super::session::{LOCK_LEASE, PlanRequest, Session, connect, inputs, lock_scopes};
+use super::{load_project, load_templates};
+use crate::apply::{self, ApplyOptions, ApplyReport};
+use crate::cli::{ApplyArgs, Cli, DestroyArgs, PlanFormat, Refresh};
+use crate::graph::{Graph, Scope};
+use crate::plan::{Action, Plan, PlanOptions};
+use crate::state;
+use crate::ui::Ui;
+
+pub fn run(cli: &Cli, ui: &Ui, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
+    let project = match load_project(cli, ui) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let templates = load_templates(cli)?;
+    let session = connect(cli)?;
+    let (plan, hash) = match &args.planfile {
+        Some(file) => {
+            if !args.tenants.is_empty() || args.shared || !args.allow_data_loss.is_empty() {
+                bail!(
+                    "a saved plan carries its own scope and --allow-data-loss; give either PLANFILE or --tenant/--shared/--allow-data-loss"
+                );
+            }
+            saved_plan(&session, &project, &templates, file, args.refresh)?
+        }
+        None => {
+            let scope = scope_from(&project, &args.tenants, args.shared)?;
+            let plan = session.plan(PlanRequest {
+                project: &project,
+                templates: &templates,
+                scope: &scope,
+                refresh: args.refresh,
+                allow_data_loss: &args.allow_data_loss,
+            })?;
+            if !ui.json() {
+                print_plan(ui, &plan, PlanFormat::Human);
+            }
+            if plan.has_changes() && !args.auto_approve {
+                confirm("Apply these changes?")?;
+            }
+            let hash = plan.hash();
+            (plan, hash)
+        }
+    };
+    execute(
+        cli,
+        ui,
+        &session,
+        &plan,
+        hash,
+        args.max_parallel,
+        args.lock_timeout,
+        "apply",
+    )
+}
+
+/// A saved plan, checked against what it was computed from. After a crash the
+/// cloud differs from the plan's prior state by exactly what the journal records
+/// for this plan; then the plan resumes with its finished changes left out.
+fn saved_plan(
+    session: &Session,
+    project: &crate::model::Project,
+    templates: &crate::graph::templates::TemplateSet,
+    file: &Path,
+    refresh: Refresh,
+) -> anyhow::Result<(Plan, String)> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("reading the plan {}", file.display()))?;
+    let mut plan: Plan = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{}: not a lifeboat plan (saved with `plan --out`)",
+            file.display()
+        )
+    })?;
+    let hash = plan.hash();
+    let graph = crate::graph::build(project, templates, &plan.scope)
+        .context("rendering the resource graph")?;
+    let prior = session.prior_state(project, &graph, refresh)?;
+    let now = inputs(project, templates, &prior);
+    let journal = session
+        .state
+        .journal()
+        .context("reading the apply journal")?;
+    let resumed = journal.iter().any(|e| e.plan == hash);
+    let mut stale = Vec::new();
+    if now.lifeboat_version != plan.inputs.lifeboat_version {
+        stale.push(format!(
+            "lifeboat {} made it, this is {}",
+            plan.inputs.lifeboat_version, now.lifeboat_version
+        ));
+    }
+    for (what, a, b) in [
+        ("manifest", &plan.inputs.manifests, &now.manifests),
+        ("template", &plan.inputs.templates, &now.templates),
+    ] {
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for k in keys {
+            if a.get(k) != b.get(k) {
+                stale.push(format!("{what} {k} changed"));
+            }
+        }
+    }
+    if now.prior_state != plan.inputs.prior_state && !resumed {
+        stale.push("the cloud changed since the plan was made".into());
+    }
+    if !stale.is_empty() {
+        bail!(
+            "{}: refusing a stale plan: {}. Run `lifeboat plan` again.",
+            file.display(),
+            stale.join("; ")
+        );
+    }
+    if resumed {
+        let done: HashSet<String> = journal
+            .iter()
+            .filter(|e| e.plan == hash && e.event == "done")
+            .map(|e| e.id.key().to_string())
+            .collect();
+        for c in &mut plan.changes {
+            if done.contains(c.id.key()) {
+                c.action = Action::NoOp;
+            }
+        }
+    }
+    Ok((plan, hash))
+}
+
+fn confirm(question: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "not applying without confirmation: stdin is not a terminal; pass --auto-approve (pipelines) after reviewing the plan"
+        );
+    }
+    eprint!("{question} Only 'yes' is accepted: ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    if answer.trim() != "yes" {
+        bail!("not applied: the answer was not 'yes'");
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    _cli: &Cli,
+    ui: &Ui,
+    session: &Session,
+    plan: &Plan,
+    hash: String,
+    max_parallel: Option<usize>,
+    lock_timeout: f64,
+    command: &str,
+) -> anyhow::Result<ExitCode> {
+    if !plan.has_changes() || plan.changes.iter().all(|c| c.action == Action::NoOp) {
+        ui.note("No changes. Nothing to apply.");
+        if ui.json() {
+            ui.print(
+                &serde_json::json!({"format_version": "1", "outcome": "no-changes", "plan": hash})
+                    .to_string(),
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    anyhow::ensure!(lock_timeout >= 0.0, "--lock-timeout must not be negative");
+    let timeout = Duration::from_secs_f64(lock_timeout);
+    let run_id = format!(
+        "{}-{}",
+        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S"),
+        std::process::id()
+    );
+    let report: ApplyReport = session.rt.block_on(async {
+        let mut guards = Vec::new();
+        for scope in lock_scopes(plan) {
+            guards.push(
+                session
+                    .state
+                    .lock(&scope, command, LOCK_LEASE, timeout)
+                    .await
+                    .with_context(|| format!("taking the {scope} lock"))?,
+            );
+        }
+        let journal_entries = session
+            .state
+            .journal()
+            .context("reading the apply journal")?;
+        let in_doubt = state::in_doubt(&journal_entries)
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        session
+            .state
+            .compact_journal(5)
+            .context("compacting the apply journal")?;
+        let mut journal = session
+            .state
+            .journal_writer()
+            .context("opening the apply journal")?;
+        let opts = ApplyOptions {
+            max_parallel,
+            run: run_id,
+            in_doubt,
+            plan_hash: hash,
+        };
+        let emit = |e: crate::apply::Event| ui.event(&e);
+        let work = apply::apply(plan, &session.client, &mut journal, opts, &emit);
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(LOCK_LEASE / 3);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                report = &mut work => return Ok::<_, anyhow::Error>(report),
+                _ = tick.tick() => {
+                    for g in &mut guards {
+                        g.renew(LOCK_LEASE).context("renewing a lock")?;
+                    }
+                }
+            }
+        }
+    })?;
+    if ui.json() {
+        ui.print(&serde_json::to_string(&report).expect("report serializes"));
+    } else {
+        ui.print(&crate::report::apply_human(&report));
+    }
+    Ok(if report.outcome == "succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
+    let project = match load_project(cli, ui) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let templates = load_templates(cli)?;
+    let session = connect(cli)?;
+    let shared = args.tenant == "shared";
+    let scope = if shared {
+        Scope {
+            shared: true,
+            tenants: Some(Vec::new()),
+        }
+    } else {
+        Scope {
+            shared: false,
+            tenants: Some(vec![args.tenant.clone()]),
+        }
+    };
+    // The manifest's graph tells which resource groups to read; the desired graph
+    // for the plan is empty, so everything found in scope is planned for delete.
+    let known = crate::graph::build(&project, &templates, &scope)
+        .context("rendering the resource graph")?;
+    let prior = session.prior_state(&project, &known, Refresh::Graph)?;
+    if shared {
+        let tenants: std::collections::BTreeSet<String> = prior
+            .resources
+            .iter()
+            .filter_map(|r| prior.ownership(r)?.tenant)
+            .collect();
+        if !tenants.is_empty() {
+            bail!(
+                "refusing to destroy the shared layer while tenants exist ({}); destroy them first",
+                tenants.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    let inputs = inputs(&project, &templates, &prior);
+    let plan = crate::plan::plan(
+        Graph::default(),
+        &prior,
+        PlanOptions {
+            scope: &scope,
+            allow_data_loss: &args.allow_data_loss,
+            inputs,
+        },
+    )?;
+    if !ui.json() {
+        print_plan(ui, &plan, PlanFormat::Human);
+    }
+    if plan.has_changes() && !args.auto_approve {
+        confirm(&format!("Destroy tenant {}?", args.tenant))?;
+    }
+    let hash = plan.hash();
+    execute(
+        cli,
+        ui,
+        &session,
+        &plan,
+        hash,
+        args.max_parallel,
+        args.lock_timeout,
+        "destroy",
+    )
+}

@@ -1,0 +1,236 @@
+//! A connection to the cloud for one command: the tokio runtime, the embedded
+//! emulator when `--cloud local`, and the ARM client; plus the planning step that
+//! plan, apply, drift and destroy share (graph + prior state -> plan).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::cli::{Cli, CloudKind, Refresh};
+use crate::cloud::PriorState;
+use crate::cloud::auth::Credential;
+use crate::cloud::client::{ArmClient, ClientConfig};
+use crate::cloud::inventory::{self, Wanted};
+use crate::emulator::{self, Faults};
+use crate::graph::templates::TemplateSet;
+use crate::graph::{Graph, Scope};
+use crate::model::Project;
+use crate::plan::{self, Inputs, Plan, PlanOptions};
+use crate::state::{self, LocalState};
+
+pub struct Session {
+    pub rt: tokio::runtime::Runtime,
+    pub client: ArmClient,
+    pub state: LocalState,
+    /// Where the client talks to (for messages).
+    pub endpoint: String,
+}
+
+fn time_scale(cli: &Cli) -> anyhow::Result<f64> {
+    let s = cli.time_scale.unwrap_or(emulator::DEFAULT_TIME_SCALE);
+    if !(s > 0.0 && s <= 1.0) {
+        bail!("--time-scale {s}: must be greater than 0 and at most 1");
+    }
+    Ok(s)
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Start (or reach) the cloud named by the global flags.
+pub fn connect(cli: &Cli) -> anyhow::Result<Session> {
+    if cli.state != "local" {
+        bail!(
+            "--state {}: only `local` is available in this build (Blob Storage state is tracked separately)",
+            cli.state
+        );
+    }
+    let rt = runtime()?;
+    let (endpoint, credential, scale) = match (cli.cloud, &cli.arm_endpoint) {
+        (CloudKind::Local, None) => {
+            let scale = time_scale(cli)?;
+            let faults = match &cli.faults {
+                Some(spec) => Faults::parse(spec)?,
+                None => Faults::default(),
+            };
+            let dir = cli.dir.join(".lifeboat").join("cloud");
+            let addr = rt
+                .block_on(emulator::start(
+                    &dir,
+                    "127.0.0.1:0",
+                    emulator::Config {
+                        time_scale: scale,
+                        faults,
+                    },
+                ))
+                .context("starting the embedded local cloud on 127.0.0.1")?;
+            (
+                format!("http://{addr}"),
+                Credential::local("default"),
+                scale,
+            )
+        }
+        (CloudKind::Local, Some(ep)) => {
+            // A standalone `lifeboat emulator serve`.
+            let cred = std::env::var("LIFEBOAT_ACCESS_TOKEN")
+                .map(|token| Credential::Static {
+                    token,
+                    source: "LIFEBOAT_ACCESS_TOKEN",
+                })
+                .unwrap_or_else(|_| Credential::local("default"));
+            (ep.trim_end_matches('/').to_string(), cred, time_scale(cli)?)
+        }
+        (CloudKind::Azure, ep) => {
+            let ep = ep
+                .clone()
+                .unwrap_or_else(|| "https://management.azure.com".into());
+            let cred = Credential::for_mode(cli.auth, &ep)?;
+            let scale = if ep.starts_with("http://") {
+                time_scale(cli)?
+            } else {
+                1.0
+            };
+            (ep.trim_end_matches('/').to_string(), cred, scale)
+        }
+    };
+    let mut cfg = ClientConfig::azure(&endpoint);
+    cfg.time_scale = scale;
+    let client = ArmClient::new(cfg, credential);
+    Ok(Session {
+        rt,
+        client,
+        state: LocalState::for_project(&cli.dir),
+        endpoint,
+    })
+}
+
+/// Everything plan needs besides the graph.
+pub struct PlanRequest<'a> {
+    pub project: &'a Project,
+    pub templates: &'a TemplateSet,
+    pub scope: &'a Scope,
+    pub refresh: Refresh,
+    pub allow_data_loss: &'a [String],
+}
+
+pub fn inputs(project: &Project, templates: &TemplateSet, prior: &PriorState) -> Inputs {
+    Inputs {
+        lifeboat_version: env!("CARGO_PKG_VERSION").into(),
+        manifests: project
+            .sources
+            .iter()
+            .map(|s| (s.path.clone(), s.sha256.clone()))
+            .collect(),
+        templates: templates
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.sha256.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        prior_state: prior.fingerprint(),
+    }
+}
+
+impl Session {
+    /// Read the prior state for `graph`: one Resource Graph query (plus direct
+    /// re-reads of what the last apply wrote), or a GET per resource.
+    pub fn prior_state(
+        &self,
+        project: &Project,
+        graph: &Graph,
+        refresh: Refresh,
+    ) -> anyhow::Result<PriorState> {
+        let journal = self.state.journal().context("reading the apply journal")?;
+        // Resource Graph indexes ARM writes within minutes: what was written more
+        // recently than that is read directly (in the cloud's own time).
+        let lag = jiff::SignedDuration::from_secs_f64(
+            RESOURCE_GRAPH_LAG_SECS * self.client.config().time_scale,
+        );
+        let since = jiff::Timestamp::now() - lag;
+        let mut recent: Vec<Wanted> = journal
+            .iter()
+            .filter(|e| e.at.parse::<jiff::Timestamp>().is_ok_and(|t| t >= since))
+            .map(|e| Wanted {
+                id: e.id.clone(),
+                api_version: e.api_version.clone(),
+            })
+            .collect();
+        recent.extend(state::in_doubt(&journal).into_iter().map(|e| Wanted {
+            id: e.id,
+            api_version: e.api_version,
+        }));
+        recent.sort_by(|a, b| a.id.cmp(&b.id));
+        recent.dedup_by(|a, b| a.id == b.id);
+        let desired: Vec<Wanted> = graph
+            .resources
+            .iter()
+            .map(|r| Wanted {
+                id: r.id.clone(),
+                api_version: r.api_version.clone(),
+            })
+            .collect();
+        let refresh = match refresh {
+            Refresh::Graph => inventory::Refresh::Graph,
+            Refresh::Direct => inventory::Refresh::Direct,
+        };
+        let sub = &project.platform.subscription_id;
+        self.rt
+            .block_on(inventory::read(
+                &self.client,
+                sub,
+                refresh,
+                &project.platform.prefix.value,
+                &desired,
+                &recent,
+            ))
+            .with_context(|| format!("reading the current state from {}", self.endpoint))
+    }
+
+    /// Render, read and plan.
+    pub fn plan(&self, req: PlanRequest<'_>) -> anyhow::Result<Plan> {
+        let graph = crate::graph::build(req.project, req.templates, req.scope)
+            .context("rendering the resource graph")?;
+        self.plan_graph(req, graph)
+    }
+
+    pub fn plan_graph(&self, req: PlanRequest<'_>, graph: Graph) -> anyhow::Result<Plan> {
+        let prior = self.prior_state(req.project, &graph, req.refresh)?;
+        let inputs = inputs(req.project, req.templates, &prior);
+        Ok(plan::plan(
+            graph,
+            &prior,
+            PlanOptions {
+                scope: req.scope,
+                allow_data_loss: req.allow_data_loss,
+                inputs,
+            },
+        )?)
+    }
+}
+
+/// Lock scopes a plan writes to, in a fixed order (no deadlock between applies).
+pub fn lock_scopes(plan: &Plan) -> Vec<String> {
+    let mut scopes: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != crate::plan::Action::NoOp)
+        .map(|c| match &c.tenant {
+            Some(t) => format!("tenant-{t}"),
+            None => "shared".to_string(),
+        })
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
+/// How long Resource Graph may lag behind ARM writes (Azure seconds).
+pub const RESOURCE_GRAPH_LAG_SECS: f64 = 300.0;
+
+/// Default lease of a lock; renewed every third of it while the holder works.
+pub const LOCK_LEASE: Duration = Duration::from_secs(60);

@@ -1,0 +1,329 @@
+//! The subset of Azure Resource Graph's query language (KQL) that lifeboat sends,
+//! and the row shape ARG returns. Tables `resources`, `resourcecontainers` and
+//! their `union` all read the emulator's whole store (on Azure, child resources
+//! such as subnets live inside their parents' rows; the emulator indexes them as
+//! rows of their own). Supported: `| where` with `and`, `or`, parentheses, `==`,
+//! `=~`, `!=`, `in~ (...)`, `startswith`, on `id`, `name`, `type`, `location`,
+//! `resourceGroup`, `subscriptionId` and `tags['k']` / `tags.k`; `| project` and
+//! `| order by id` are accepted and do not change the rows. Anything else is an
+//! error, as a real ARG would give for a typo.
+
+use serde_json::{Value, json};
+
+use super::store::StoredResource;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Expr {
+    Or(Box<Expr>, Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Cmp {
+        field: String,
+        op: Op,
+        values: Vec<String>,
+    },
+    True,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Eq,
+    EqCi,
+    Ne,
+    InCi,
+    StartsWith,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    filter: Expr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Word(String),
+    Str(String),
+    Sym(String),
+}
+
+fn lex(s: &str) -> Result<Vec<Tok>, String> {
+    let mut out = Vec::new();
+    let cs: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < cs.len() {
+        let c = cs[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '\'' || c == '"' {
+            let q = c;
+            let mut j = i + 1;
+            let mut v = String::new();
+            while j < cs.len() && cs[j] != q {
+                v.push(cs[j]);
+                j += 1;
+            }
+            if j >= cs.len() {
+                return Err("unterminated string".into());
+            }
+            out.push(Tok::Str(v));
+            i = j + 1;
+        } else if c.is_alphanumeric() || c == '_' || c == '-' || c == '$' {
+            let mut j = i;
+            while j < cs.len()
+                && (cs[j].is_alphanumeric() || matches!(cs[j], '_' | '-' | '~' | '$'))
+            {
+                j += 1;
+            }
+            out.push(Tok::Word(cs[i..j].iter().collect()));
+            i = j;
+        } else {
+            let two: String = cs[i..(i + 2).min(cs.len())].iter().collect();
+            if ["==", "=~", "!="].contains(&two.as_str()) {
+                out.push(Tok::Sym(two));
+                i += 2;
+            } else {
+                out.push(Tok::Sym(c.to_string()));
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Parser {
+    toks: Vec<Tok>,
+    pos: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos)
+    }
+    fn next(&mut self) -> Option<Tok> {
+        let t = self.toks.get(self.pos).cloned();
+        self.pos += 1;
+        t
+    }
+    fn word_is(&self, w: &str) -> bool {
+        matches!(self.peek(), Some(Tok::Word(x)) if x.eq_ignore_ascii_case(w))
+    }
+    fn expect_sym(&mut self, s: &str) -> Result<(), String> {
+        match self.next() {
+            Some(Tok::Sym(x)) if x == s => Ok(()),
+            other => Err(format!("expected `{s}`, found {other:?}")),
+        }
+    }
+    fn or(&mut self) -> Result<Expr, String> {
+        let mut e = self.and()?;
+        while self.word_is("or") {
+            self.pos += 1;
+            e = Expr::Or(Box::new(e), Box::new(self.and()?));
+        }
+        Ok(e)
+    }
+    fn and(&mut self) -> Result<Expr, String> {
+        let mut e = self.atom()?;
+        while self.word_is("and") {
+            self.pos += 1;
+            e = Expr::And(Box::new(e), Box::new(self.atom()?));
+        }
+        Ok(e)
+    }
+    fn atom(&mut self) -> Result<Expr, String> {
+        if self.peek() == Some(&Tok::Sym("(".into())) {
+            self.pos += 1;
+            let e = self.or()?;
+            self.expect_sym(")")?;
+            return Ok(e);
+        }
+        let field = match self.next() {
+            Some(Tok::Word(w)) => w,
+            other => return Err(format!("expected a column, found {other:?}")),
+        };
+        let field = if field.eq_ignore_ascii_case("tags") {
+            match self.next() {
+                Some(Tok::Sym(s)) if s == "[" => {
+                    let k = match self.next() {
+                        Some(Tok::Str(k)) => k,
+                        other => return Err(format!("expected a tag name, found {other:?}")),
+                    };
+                    self.expect_sym("]")?;
+                    format!("tags.{k}")
+                }
+                Some(Tok::Sym(s)) if s == "." => match self.next() {
+                    Some(Tok::Word(k)) => format!("tags.{k}"),
+                    other => return Err(format!("expected a tag name, found {other:?}")),
+                },
+                other => return Err(format!("expected tags['name'], found {other:?}")),
+            }
+        } else {
+            let known = [
+                "id",
+                "name",
+                "type",
+                "location",
+                "resourceGroup",
+                "subscriptionId",
+            ];
+            known
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(&field))
+                .map(|k| k.to_string())
+                .ok_or_else(|| format!("unknown column `{field}`"))?
+        };
+        let op = match self.next() {
+            Some(Tok::Sym(s)) if s == "==" => Op::Eq,
+            Some(Tok::Sym(s)) if s == "=~" => Op::EqCi,
+            Some(Tok::Sym(s)) if s == "!=" => Op::Ne,
+            Some(Tok::Word(w)) if w.eq_ignore_ascii_case("in~") => Op::InCi,
+            Some(Tok::Word(w)) if w.eq_ignore_ascii_case("startswith") => Op::StartsWith,
+            other => return Err(format!("unsupported operator {other:?}")),
+        };
+        let values = if op == Op::InCi {
+            self.expect_sym("(")?;
+            let mut v = Vec::new();
+            loop {
+                match self.next() {
+                    Some(Tok::Str(s)) => v.push(s),
+                    other => return Err(format!("expected a string, found {other:?}")),
+                }
+                match self.next() {
+                    Some(Tok::Sym(s)) if s == "," => continue,
+                    Some(Tok::Sym(s)) if s == ")" => break,
+                    other => return Err(format!("expected `,` or `)`, found {other:?}")),
+                }
+            }
+            v
+        } else {
+            match self.next() {
+                Some(Tok::Str(s)) => vec![s],
+                other => return Err(format!("expected a string, found {other:?}")),
+            }
+        };
+        Ok(Expr::Cmp { field, op, values })
+    }
+}
+
+impl Query {
+    pub fn parse(text: &str) -> Result<Query, String> {
+        let mut filter = Expr::True;
+        for (i, stage) in text.split('|').enumerate() {
+            let stage = stage.trim();
+            let first = stage
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            match (i, first.as_str()) {
+                (0, "resources" | "resourcecontainers") => {}
+                (_, "union") => {
+                    let t = stage[5..].trim().to_ascii_lowercase();
+                    if t != "resources" && t != "resourcecontainers" {
+                        return Err(format!("unknown table `{t}`"));
+                    }
+                }
+                (_, "project") | (_, "order") | (_, "sort") => {}
+                (_, "where") => {
+                    let mut p = Parser {
+                        toks: lex(&stage[5..])?,
+                        pos: 0,
+                    };
+                    let e = p.or()?;
+                    if p.pos != p.toks.len() {
+                        return Err(format!("unexpected {:?}", p.toks[p.pos]));
+                    }
+                    filter = match filter {
+                        Expr::True => e,
+                        f => Expr::And(Box::new(f), Box::new(e)),
+                    };
+                }
+                _ => return Err(format!("unsupported query stage `{stage}`")),
+            }
+        }
+        Ok(Query { filter })
+    }
+
+    pub fn matches(&self, row: &Value) -> bool {
+        eval(&self.filter, row)
+    }
+}
+
+fn eval(e: &Expr, row: &Value) -> bool {
+    match e {
+        Expr::True => true,
+        Expr::Or(a, b) => eval(a, row) || eval(b, row),
+        Expr::And(a, b) => eval(a, row) && eval(b, row),
+        Expr::Cmp { field, op, values } => {
+            let actual = match field.strip_prefix("tags.") {
+                Some(k) => row.get("tags").and_then(|t| t.get(k)),
+                None => row.get(field.as_str()),
+            }
+            .and_then(Value::as_str)
+            .unwrap_or("");
+            let v = values.first().map(String::as_str).unwrap_or("");
+            match op {
+                Op::Eq => actual == v,
+                Op::EqCi => actual.eq_ignore_ascii_case(v),
+                Op::Ne => actual != v,
+                Op::InCi => values.iter().any(|x| x.eq_ignore_ascii_case(actual)),
+                Op::StartsWith => actual
+                    .to_ascii_lowercase()
+                    .starts_with(&v.to_ascii_lowercase()),
+            }
+        }
+    }
+}
+
+/// A resource as an ARG row (`resultFormat: objectArray`): ARG lower-cases `type`
+/// and `resourceGroup`.
+pub fn row(r: &StoredResource, view: Value) -> Value {
+    let mut row = json!({
+        "id": r.id.as_str(),
+        "name": r.id.name(),
+        "type": r.resource_type.to_ascii_lowercase(),
+        "subscriptionId": r.id.subscription(),
+        "resourceGroup": r.id.resource_group().unwrap_or("").to_ascii_lowercase(),
+    });
+    if let Value::Object(v) = view {
+        for (k, val) in v {
+            if !matches!(k.as_str(), "id" | "name" | "type") {
+                row[k] = val;
+            }
+        }
+    }
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifeboat_query_filters_on_tags_and_groups() {
+        let q = Query::parse(
+            "resources | union resourcecontainers | where tags['lifeboat-managed'] =~ 'true' or resourceGroup in~ ('lb-cwz-rg', 'x') | project id, type",
+        )
+        .unwrap();
+        assert!(q.matches(&json!({"tags": {"lifeboat-managed": "True"}})));
+        assert!(q.matches(&json!({"resourceGroup": "LB-CWZ-RG"})));
+        assert!(!q.matches(&json!({"resourceGroup": "other", "tags": {}})));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert!(
+            Query::parse("resources | where foo == 'x'")
+                .unwrap_err()
+                .contains("unknown column")
+        );
+        assert!(
+            Query::parse("resources | summarize count()")
+                .unwrap_err()
+                .contains("unsupported")
+        );
+        assert!(
+            Query::parse("resources | where id == 'x")
+                .unwrap_err()
+                .contains("unterminated")
+        );
+    }
+}
