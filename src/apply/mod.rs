@@ -380,7 +380,23 @@ impl Run<'_> {
         })
     }
 
+    /// One change, with up to two more attempts after a transient failure of its
+    /// operation (HTTP-level retries happen inside the client already).
     async fn step(&self, c: &Change) -> Result<(), StepError> {
+        let mut attempt = 0;
+        loop {
+            match self.attempt(c).await {
+                Err(StepError::Arm(e)) if e.is_transient() && attempt < 2 => {
+                    attempt += 1;
+                    let wait = self.client.config().retry.backoff(attempt);
+                    tokio::time::sleep(wait.mul_f64(self.client.config().time_scale)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt(&self, c: &Change) -> Result<(), StepError> {
         self.journal(c, "started")?;
         if self.in_doubt.contains(c.id.key()) {
             // A crashed run may have left an operation running on it.

@@ -142,9 +142,10 @@ impl Credential {
                 if let Some(c) = token() {
                     return Ok(c);
                 }
-                for candidate in [pipelines(), service_principal(), workload()]
+                if let Some(candidate) = [pipelines(), service_principal(), workload()]
                     .into_iter()
                     .flatten()
+                    .next()
                 {
                     return candidate;
                 }

@@ -60,7 +60,18 @@ impl ArmError {
     pub fn is_transient(&self) -> bool {
         match self {
             ArmError::Api { status, .. } => *status == 429 || *status >= 500,
-            ArmError::Operation { .. } | ArmError::Connection { .. } => true,
+            // Operation failures ARM documents as retryable; others are the
+            // request's own fault and would fail again.
+            ArmError::Operation { code, .. } => matches!(
+                code.as_str(),
+                "InternalOperationError"
+                    | "InternalServerError"
+                    | "RetryableError"
+                    | "OperationPreempted"
+                    | "ServiceUnavailable"
+                    | "Canceled"
+            ),
+            ArmError::Connection { .. } => true,
             ArmError::Protocol { .. } | ArmError::Auth(_) => false,
         }
     }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::plan::{print_plan, scope_from};
-use super::session::{LOCK_LEASE, PlanRequest, Session, connect, inputs, lock_scopes};
+use super::session::{
+    LOCK_LEASE, PlanRequest, Session, connect, declared_elsewhere, inputs, lock_scopes,
+};
 use super::{load_project, load_templates};
 use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::cli::{ApplyArgs, Cli, DestroyArgs, PlanFormat, Refresh};
@@ -128,6 +130,17 @@ fn saved_plan(
             .filter(|e| e.plan == hash && e.event == "done")
             .map(|e| e.id.key().to_string())
             .collect();
+        let pending = plan
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp && !done.contains(c.id.key()))
+            .count();
+        if pending == 0 {
+            bail!(
+                "{}: this plan was already applied in full; a saved plan applies once. Run `lifeboat plan` again.",
+                file.display()
+            );
+        }
         for c in &mut plan.changes {
             if done.contains(c.id.key()) {
                 c.action = Action::NoOp;
@@ -282,6 +295,7 @@ pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCod
         }
     }
     let inputs = inputs(&project, &templates, &prior);
+    let elsewhere = declared_elsewhere(&project, &templates, &scope, &known)?;
     let plan = crate::plan::plan(
         Graph::default(),
         &prior,
@@ -289,6 +303,7 @@ pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCod
             scope: &scope,
             allow_data_loss: &args.allow_data_loss,
             inputs,
+            declared_elsewhere: &elsewhere,
         },
     )?;
     if !ui.json() {

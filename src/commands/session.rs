@@ -201,6 +201,7 @@ impl Session {
     pub fn plan_graph(&self, req: PlanRequest<'_>, graph: Graph) -> anyhow::Result<Plan> {
         let prior = self.prior_state(req.project, &graph, req.refresh)?;
         let inputs = inputs(req.project, req.templates, &prior);
+        let elsewhere = declared_elsewhere(req.project, req.templates, req.scope, &graph)?;
         Ok(plan::plan(
             graph,
             &prior,
@@ -208,9 +209,33 @@ impl Session {
                 scope: req.scope,
                 allow_data_loss: req.allow_data_loss,
                 inputs,
+                declared_elsewhere: &elsewhere,
             },
         )?)
     }
+}
+
+/// Ids the manifests declare outside `scope` (empty when the scope is everything).
+pub fn declared_elsewhere(
+    project: &Project,
+    templates: &TemplateSet,
+    scope: &Scope,
+    in_scope: &Graph,
+) -> anyhow::Result<std::collections::HashSet<String>> {
+    if *scope == Scope::everything() {
+        return Ok(Default::default());
+    }
+    let all = crate::graph::build(project, templates, &Scope::everything())
+        .context("rendering the resource graph")?;
+    let mine: std::collections::HashSet<&str> =
+        in_scope.resources.iter().map(|r| r.id.key()).collect();
+    Ok(all
+        .resources
+        .iter()
+        .map(|r| r.id.key())
+        .filter(|k| !mine.contains(k))
+        .map(str::to_string)
+        .collect())
 }
 
 /// Lock scopes a plan writes to, in a fixed order (no deadlock between applies).

@@ -188,6 +188,9 @@ pub struct PlanOptions<'a> {
     /// Tenant ids (or `shared`) whose protected resources may be destroyed.
     pub allow_data_loss: &'a [String],
     pub inputs: Inputs,
+    /// Ids (lower-cased) that manifests outside the scope declare: never orphans
+    /// here (an untagged child such as a hub-side peering cannot say whose it is).
+    pub declared_elsewhere: &'a std::collections::HashSet<String>,
 }
 
 fn allowed(opts: &PlanOptions<'_>, tenant: Option<&str>) -> bool {
@@ -244,6 +247,21 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
                         });
                     }
                     (Action::Replace, entries, Some(reason))
+                } else if failed(o) {
+                    // The last operation failed: ARM keeps the resource in `Failed`
+                    // until a PUT succeeds, so put it again.
+                    let mut entries = entries;
+                    entries.push(DiffEntry {
+                        path: "properties.provisioningState".into(),
+                        before: Some(Value::from("Failed")),
+                        after: Some(Value::from("Succeeded")),
+                        forces_replacement: false,
+                    });
+                    (
+                        Action::Update,
+                        entries,
+                        Some("the last operation on it failed".into()),
+                    )
                 } else if entries.is_empty() {
                     (Action::NoOp, entries, None)
                 } else {
@@ -270,7 +288,10 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
     // Managed resources in scope that no template declares any more.
     let mut kept = Vec::new();
     for o in &prior.resources {
-        if desired_keys.contains(o.id.key()) || generated.contains(o.id.key()) {
+        if desired_keys.contains(o.id.key())
+            || generated.contains(o.id.key())
+            || opts.declared_elsewhere.contains(o.id.key())
+        {
             continue;
         }
         let Some(own) = prior.ownership(o) else {
@@ -363,6 +384,13 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         inputs: opts.inputs,
         api_versions,
     })
+}
+
+fn failed(o: &crate::cloud::ObservedResource) -> bool {
+    o.body
+        .pointer("/properties/provisioningState")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.eq_ignore_ascii_case("failed"))
 }
 
 /// Ids (lower-cased) of the Key Vault secrets `$secret` references name.
@@ -463,6 +491,7 @@ mod tests {
             g,
             &prior,
             PlanOptions {
+                declared_elsewhere: &Default::default(),
                 scope,
                 allow_data_loss: allow,
                 inputs: Inputs::default(),

@@ -33,7 +33,7 @@ pub enum StateError {
     )]
     Locked {
         scope: String,
-        holder: LockInfo,
+        holder: Box<LockInfo>,
         waited: Duration,
     },
 }
@@ -218,7 +218,7 @@ impl LocalState {
             if waited >= timeout {
                 return Err(StateError::Locked {
                     scope: scope.to_string(),
-                    holder: holder.unwrap_or(LockInfo {
+                    holder: Box::new(holder.unwrap_or(LockInfo {
                         owner: "unknown".into(),
                         host: "unknown".into(),
                         pid: 0,
@@ -226,7 +226,7 @@ impl LocalState {
                         started: "unknown".into(),
                         expires: "unknown".into(),
                         pipeline_run: None,
-                    }),
+                    })),
                     waited,
                 });
             }

@@ -1,0 +1,439 @@
+//! Integration tests of apply, drift and destroy: the real binary against the
+//! embedded cloud (in-process emulator over loopback HTTP), with faults, crashes
+//! (kill -9) and concurrent processes.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Project, Run};
+use serde_json::Value;
+
+fn json_lines(out: &str) -> Vec<Value> {
+    out.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn report(r: &Run) -> Value {
+    json_lines(&r.stdout)
+        .into_iter()
+        .rev()
+        .find(|v| v.get("makespan_ms").is_some())
+        .unwrap_or_else(|| panic!("no report object in:\n{}\n{}", r.stdout, r.stderr))
+}
+
+fn stored_files(p: &Project) -> Vec<String> {
+    let dir = p.dir.join(".lifeboat/cloud/resources");
+    match std::fs::read_dir(dir) {
+        Ok(d) => d
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Whether the cloud holds the resource (a finished delete leaves its file until
+/// the next read, so that counts as gone).
+fn has_resource(p: &Project, suffix: &str) -> bool {
+    stored_files(p).iter().any(|f| {
+        let Ok(v) = serde_json::from_str::<Value>(f) else {
+            return false;
+        };
+        let deleted = v["operation"]["kind"] == "delete" && v["operation"]["failure"].is_null();
+        !deleted && v["id"].as_str().is_some_and(|s| s.ends_with(suffix))
+    })
+}
+
+fn assert_converged(p: &Project) {
+    let r = p.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        r.code, 0,
+        "plan after apply is not empty:\n{}\n{}",
+        r.stdout, r.stderr
+    );
+}
+
+#[test]
+fn apply_then_plan_is_empty_and_the_report_has_the_documented_shape() {
+    let p = Project::example("apply");
+    let r = p.run(&["--output", "json", "apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let events = json_lines(&r.stdout);
+    assert!(events.iter().any(|e| e["event"] == "started"));
+    assert!(events.iter().any(|e| e["event"] == "finished"));
+    let rep = report(&r);
+    for key in [
+        "makespan_ms",
+        "critical_path_ms",
+        "requests",
+        "throttled",
+        "retries",
+        "resources",
+    ] {
+        assert!(rep.get(key).is_some(), "report lacks {key}: {rep}");
+    }
+    assert_eq!(rep["outcome"], "succeeded");
+    assert_eq!(rep["summary"]["succeeded"], 210);
+    assert!(rep["critical_path_ms"].as_u64().unwrap() <= rep["makespan_ms"].as_u64().unwrap());
+    assert!(rep["requests"]["put"].as_u64().unwrap() >= 210);
+    assert_converged(&p);
+
+    // Generated admin passwords went to Key Vault only: never stored on a VM,
+    // never in the journal, never in any output.
+    let journal = p.read(".lifeboat/state/journal.jsonl");
+    assert!(!journal.contains("adminPassword") && !journal.contains("\"value\""));
+    for f in stored_files(&p) {
+        assert!(!f.contains("adminPassword"), "a VM kept its password: {f}");
+        assert!(!f.contains("\"value\":"), "a secret value was stored: {f}");
+    }
+    assert!(!r.stdout.contains("adminPassword\":\"") && !r.stderr.contains("adminPassword\":\""));
+}
+
+#[test]
+fn faults_converge_within_two_runs_and_never_touch_protected_data() {
+    let p = Project::example("faults");
+    let faults = "429=0.05,500=0.05,reset=0.02,lro-fail=0.02";
+    let mut converged = false;
+    for _ in 0..2 {
+        let r = p.run(&[
+            "--faults",
+            faults,
+            "--output",
+            "json",
+            "apply",
+            "--auto-approve",
+        ]);
+        let rep = report(&r);
+        if r.code == 0 {
+            converged = true;
+            break;
+        }
+        assert_eq!(rep["outcome"], "failed", "{}", r.stderr);
+    }
+    assert!(
+        converged,
+        "apply did not converge within two runs under faults"
+    );
+    assert_converged(&p);
+    assert!(has_resource(&p, "/disks/lb-cwz-sql-data01"));
+}
+
+#[test]
+fn kill_9_during_apply_then_rerun_converges() {
+    let p = Project::example("kill");
+    for (i, delay_ms) in [150u64, 600, 1200].into_iter().enumerate() {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+            .arg("-C")
+            .arg(&p.dir)
+            .args([
+                "--time-scale",
+                "0.02",
+                "--no-progress",
+                "apply",
+                "--auto-approve",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms * (i as u64 + 1)));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+    }
+    let r = p.run(&["--no-progress", "apply", "--auto-approve"]);
+    assert_eq!(
+        r.code, 0,
+        "re-run after kill -9 failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
+    assert_converged(&p);
+}
+
+#[test]
+fn a_second_apply_on_the_same_tenant_waits_then_fails_naming_the_holder() {
+    let p = Project::example("locks");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .arg("-C")
+        .arg(&p.dir)
+        .args([
+            "--time-scale",
+            "0.05",
+            "--no-progress",
+            "apply",
+            "--auto-approve",
+            "--tenant",
+            "cwz",
+            "--shared",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = p.dir.join(".lifeboat/state/locks/tenant-cwz.lock");
+    for _ in 0..100 {
+        if lock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(lock.exists(), "the first apply never took the lock");
+    let second = p.run(&[
+        "apply",
+        "--auto-approve",
+        "--tenant",
+        "cwz",
+        "--lock-timeout",
+        "0.5",
+    ]);
+    assert_eq!(second.code, 1);
+    assert!(
+        second.stderr.contains("tenant-cwz")
+            && second.stderr.contains(&format!("pid {}", first.id())),
+        "{}",
+        second.stderr
+    );
+    // Another tenant is not blocked.
+    let other = p.run(&[
+        "--no-progress",
+        "apply",
+        "--auto-approve",
+        "--tenant",
+        "rst",
+        "--lock-timeout",
+        "0",
+    ]);
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    assert!(first.wait().unwrap().success());
+    assert!(!lock.exists(), "the lock was not released");
+}
+
+#[test]
+fn a_crashed_holders_lock_is_taken_over() {
+    let p = Project::example("stale");
+    let expired = serde_json::json!({"owner": "ci", "host": "agent-7", "pid": 4242, "command": "apply",
+        "started": "2026-01-01T00:00:00Z", "expires": "2026-01-01T00:01:00Z"});
+    p.write(".lifeboat/state/locks/tenant-cwz.lock", expired.to_string());
+    let r = p.run(&[
+        "--no-progress",
+        "apply",
+        "--auto-approve",
+        "--tenant",
+        "cwz",
+        "--shared",
+        "--lock-timeout",
+        "0",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn saved_plans_apply_once_and_stale_plans_are_refused() {
+    let p = Project::example("saved");
+    assert_eq!(
+        p.run(&["plan", "--tenant", "rst", "--shared", "--out", "p.json"])
+            .code,
+        0
+    );
+    p.edit("tenants/rst.yaml", "count: 12", "count: 11");
+    let r = p.run(&["apply", "p.json"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("stale") && r.stderr.contains("tenants/rst.yaml changed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        p.run(&["plan", "--tenant", "rst", "--shared", "--out", "p.json"])
+            .code,
+        0
+    );
+    let r = p.run(&["--no-progress", "apply", "p.json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // A saved plan applies once.
+    let r = p.run(&["apply", "p.json"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("already applied"), "{}", r.stderr);
+    // A plan made before someone else's apply is stale.
+    assert_eq!(
+        p.run(&["plan", "--tenant", "cwz", "--out", "q.json"]).code,
+        0
+    );
+    assert_eq!(
+        p.run(&[
+            "--no-progress",
+            "apply",
+            "--auto-approve",
+            "--tenant",
+            "mst"
+        ])
+        .code,
+        0
+    );
+    let r = p.run(&["apply", "q.json"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("the cloud changed"), "{}", r.stderr);
+    let r = p.run(&["plan", "--detailed-exitcode", "--tenant", "rst", "--shared"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
+
+#[test]
+fn apply_without_approval_on_a_pipe_refuses() {
+    let p = Project::example("approve");
+    let r = p.run(&["apply", "--tenant", "rst"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--auto-approve"), "{}", r.stderr);
+    assert!(
+        stored_files(&p).is_empty(),
+        "something was written without approval"
+    );
+}
+
+#[test]
+fn invalid_manifests_write_nothing() {
+    let p = Project::example("invalid");
+    p.edit("tenants/cwz.yaml", "count: 20", "count: 0");
+    let r = p.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("tenants/cwz.yaml:"), "{}", r.stderr);
+    assert!(stored_files(&p).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_names_an_nsg_rule_changed_through_the_emulators_arm_api() {
+    let p = Project::example("drift");
+    assert_eq!(
+        p.run(&[
+            "--no-progress",
+            "apply",
+            "--auto-approve",
+            "--tenant",
+            "cwz",
+            "--shared"
+        ])
+        .code,
+        0
+    );
+    // A change made outside lifeboat, through ARM (a standalone emulator on the same data).
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut emu = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .arg("-C")
+        .arg(&p.dir)
+        .args([
+            "emulator",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    lifeboat::cloud::install_crypto();
+    let http = reqwest::Client::new();
+    let nsg = "/subscriptions/3f2a9c1e-7b4d-4e8a-9c6f-2d1b0a8e5f71/resourceGroups/lb-cwz-rg/providers/Microsoft.Network/networkSecurityGroups/lb-cwz-sql-nsg";
+    let url = format!("{base}{nsg}?api-version=2024-05-01");
+    let mut body: Value = loop {
+        match http.get(&url).bearer_auth("someone").send().await {
+            Ok(r) => break r.json().await.unwrap(),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    body["properties"]["securityRules"][0]["properties"]["destinationPortRange"] = "3389".into();
+    let put = http
+        .put(&url)
+        .bearer_auth("someone")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let _ = emu.kill();
+    let _ = emu.wait();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = p.run(&["drift", "--detailed-exitcode", "--tenant", "cwz"]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("lb-cwz-sql-nsg")
+            && r.stdout
+                .contains("destinationPortRange: expected \"1433\", actual \"3389\""),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        p.run(&[
+            "--no-progress",
+            "apply",
+            "--auto-approve",
+            "--tenant",
+            "cwz"
+        ])
+        .code,
+        0
+    );
+    assert_eq!(
+        p.run(&["drift", "--detailed-exitcode", "--tenant", "cwz"])
+            .code,
+        0
+    );
+}
+
+#[test]
+fn destroy_keeps_protected_data_and_the_shared_layer_while_tenants_exist() {
+    let p = Project::example("destroy");
+    assert_eq!(
+        p.run(&[
+            "--no-progress",
+            "apply",
+            "--auto-approve",
+            "--tenant",
+            "rst",
+            "--shared"
+        ])
+        .code,
+        0
+    );
+    let r = p.run(&[
+        "--no-progress",
+        "destroy",
+        "--tenant",
+        "shared",
+        "--auto-approve",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("while tenants exist (rst)"),
+        "{}",
+        r.stderr
+    );
+    let r = p.run(&[
+        "--no-progress",
+        "destroy",
+        "--tenant",
+        "rst",
+        "--auto-approve",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        has_resource(&p, "/disks/lb-rst-sql-data01"),
+        "protected disk deleted"
+    );
+    assert!(!has_resource(&p, "/virtualMachines/lb-rst-fe01"));
+    let r = p.run(&[
+        "--no-progress",
+        "destroy",
+        "--tenant",
+        "rst",
+        "--auto-approve",
+        "--allow-data-loss",
+        "rst",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!has_resource(&p, "/disks/lb-rst-sql-data01"));
+    assert!(!has_resource(&p, "/resourceGroups/lb-rst-rg"));
+}
