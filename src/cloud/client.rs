@@ -569,9 +569,24 @@ impl ArmClient {
         let mut wait = lro::retry_after(&first.headers).unwrap_or(self.cfg.default_poll);
         loop {
             self.sleep(wait).await;
-            let r = self
-                .send(Verb::Poll, poll.url(), None, target, None)
-                .await?;
+            let r = match self.send(Verb::Poll, poll.url(), None, target, None).await {
+                Ok(r) => r,
+                // A Location poll reports a failed operation with its error status.
+                Err(ArmError::Api {
+                    status,
+                    code,
+                    message,
+                    ..
+                }) if matches!(poll, PollUrl::Location(_)) && (400..500).contains(&status) => {
+                    return Err(ArmError::Operation {
+                        target: target.to_string(),
+                        outcome: "failed",
+                        code,
+                        message,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             match lro::status(&poll, r.status, &r.body) {
                 OpStatus::InProgress => {
                     wait = lro::retry_after(&r.headers).unwrap_or(self.cfg.default_poll);

@@ -731,7 +731,8 @@ impl Emulator {
             resource_type: resource_type.clone(),
             api_version: api.to_string(),
             body,
-            operation: (fam != Family::Sync || fail_op).then(|| op.clone()),
+            // Synchronous types answer with their final state: nothing to fail later.
+            operation: (fam != Family::Sync).then(|| op.clone()),
             power: match &existing {
                 Some(e) => e.power.clone(),
                 None if is_vm => Some("running".into()),
