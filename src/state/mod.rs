@@ -261,7 +261,16 @@ impl LocalState {
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
-        Ok(JournalWriter { file, path })
+        let mut w = JournalWriter { file, path };
+        // A crash mid-write leaves a torn last line: end it, so the next entry
+        // starts on a line of its own instead of being glued to the torn one.
+        let torn = std::fs::read(&w.path)
+            .map(|b| b.last().is_some_and(|&c| c != b'\n'))
+            .unwrap_or(false);
+        if torn {
+            w.file.write_all(b"\n").map_err(io(&w.path))?;
+        }
+        Ok(w)
     }
 
     /// Keep the journal short: drop runs older than the last `keep_runs`, except
@@ -416,8 +425,10 @@ mod tests {
             .unwrap()
             .write_all(b"{\"run\":\"r1\",\"pla")
             .unwrap();
+        let mut w = s.journal_writer().unwrap();
+        w.append(&e("done", &id)).unwrap();
         let entries = s.journal().unwrap();
-        assert_eq!(entries.len(), 3);
+        assert_eq!(entries.len(), 4, "the entry after a torn line survives");
         let doubt = in_doubt(&entries);
         assert_eq!(doubt.len(), 1);
         assert_eq!(doubt[0].id, id2);
