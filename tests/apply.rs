@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Project, Run};
@@ -124,20 +123,13 @@ fn faults_converge_within_two_runs_and_never_touch_protected_data() {
 fn kill_9_during_apply_then_rerun_converges() {
     let p = Project::example("kill");
     for (i, delay_ms) in [150u64, 600, 1200].into_iter().enumerate() {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-            .arg("-C")
-            .arg(&p.dir)
-            .args([
-                "--time-scale",
-                "0.02",
-                "--no-progress",
-                "apply",
-                "--auto-approve",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = p.spawn(&[
+            "--time-scale",
+            "0.02",
+            "--no-progress",
+            "apply",
+            "--auto-approve",
+        ]);
         std::thread::sleep(Duration::from_millis(delay_ms * (i as u64 + 1)));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
@@ -154,23 +146,16 @@ fn kill_9_during_apply_then_rerun_converges() {
 #[test]
 fn a_second_apply_on_the_same_tenant_waits_then_fails_naming_the_holder() {
     let p = Project::example("locks");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .arg("-C")
-        .arg(&p.dir)
-        .args([
-            "--time-scale",
-            "0.05",
-            "--no-progress",
-            "apply",
-            "--auto-approve",
-            "--tenant",
-            "cwz",
-            "--shared",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = p.spawn(&[
+        "--time-scale",
+        "0.05",
+        "--no-progress",
+        "apply",
+        "--auto-approve",
+        "--tenant",
+        "cwz",
+        "--shared",
+    ]);
     let lock = p.dir.join(".lifeboat/state/locks/tenant-cwz.lock");
     for _ in 0..100 {
         if lock.exists() {
@@ -320,19 +305,12 @@ async fn drift_names_an_nsg_rule_changed_through_the_emulators_arm_api() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut emu = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-        .arg("-C")
-        .arg(&p.dir)
-        .args([
-            "emulator",
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut emu = p.spawn(&[
+        "emulator",
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
     let base = format!("http://127.0.0.1:{port}");
     lifeboat::cloud::install_crypto();
     let http = reqwest::Client::new();

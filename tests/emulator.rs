@@ -25,6 +25,17 @@ async fn local(name: &str, scale: f64) -> (ArmClient, std::path::PathBuf) {
     (ArmClient::new(cfg, Credential::local(name)), dir)
 }
 
+/// A PowerShell runCommand on the VM.
+async fn run_command(
+    c: &ArmClient,
+    vm: &ResourceId,
+    script: &str,
+) -> Result<serde_json::Value, lifeboat::cloud::client::ArmError> {
+    let body = json!({"commandId": "RunPowerShellScript", "script": [script]});
+    c.action(vm, "runCommand", "2024-07-01", Some(&body), false)
+        .await
+}
+
 const SUB: &str = "/subscriptions/11111111-2222-3333-4444-555555555555";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,8 +64,7 @@ async fn vm_power_actions_and_run_command() {
     };
     assert_eq!(power(&got), Some(json!("PowerState/running")));
 
-    let out = c
-        .action(&vm, "runCommand", "2024-07-01", Some(&json!({"commandId": "RunPowerShellScript", "script": ["Set-LifeboatSqlMode -Mode standby"]})), false)
+    let out = run_command(&c, &vm, "Set-LifeboatSqlMode -Mode standby")
         .await
         .unwrap();
     assert!(
@@ -64,16 +74,7 @@ async fn vm_power_actions_and_run_command() {
             .contains("standby"),
         "{out}"
     );
-    let out = c
-        .action(
-            &vm,
-            "runCommand",
-            "2024-07-01",
-            Some(&json!({"commandId": "RunPowerShellScript", "script": ["Get-LifeboatSqlState"]})),
-            false,
-        )
-        .await
-        .unwrap();
+    let out = run_command(&c, &vm, "Get-LifeboatSqlState").await.unwrap();
     assert_eq!(
         out["value"][0]["message"],
         json!({"mode": "standby"}).to_string()
@@ -84,14 +85,7 @@ async fn vm_power_actions_and_run_command() {
         .unwrap();
     let got = c.get(&vm, "2024-07-01").await.unwrap().unwrap();
     assert_eq!(power(&got), Some(json!("PowerState/deallocated")));
-    let e = c
-        .action(
-            &vm,
-            "runCommand",
-            "2024-07-01",
-            Some(&json!({"commandId": "RunPowerShellScript", "script": ["Get-LifeboatSqlState"]})),
-            false,
-        )
+    let e = run_command(&c, &vm, "Get-LifeboatSqlState")
         .await
         .unwrap_err();
     assert!(e.to_string().contains("OperationNotAllowed"), "{e}");

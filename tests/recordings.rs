@@ -409,6 +409,26 @@ fn scripted(
 
 const NSG: &str =
     "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg";
+const NSG_OP: &str = "/subscriptions/s/providers/Microsoft.Network/locations/westeurope/operations/1?api-version=2024-05-01";
+
+/// A resource body in a provisioning state.
+fn state(s: &str) -> Value {
+    json!({"properties": {"provisioningState": s}})
+}
+
+/// The NSG PUT that starts operation `NSG_OP`.
+fn nsg_put_started() -> Entry {
+    scripted(
+        "PUT",
+        &format!("{NSG}?api-version=2024-05-01"),
+        201,
+        &[
+            ("Azure-AsyncOperation", &format!("{AZURE}{NSG_OP}")),
+            ("Retry-After", "1"),
+        ],
+        json!({}),
+    )
+}
 
 #[tokio::test]
 async fn throttling_server_errors_and_resets_are_retried() {
@@ -469,12 +489,10 @@ async fn arm_errors_are_surfaced_verbatim_with_the_resource_id() {
 
 #[tokio::test]
 async fn failed_and_canceled_operations_carry_the_operation_error() {
-    let put = format!("{NSG}?api-version=2024-05-01");
-    let op = "/subscriptions/s/providers/Microsoft.Network/locations/westeurope/operations/1?api-version=2024-05-01";
     let p = peer(
         vec![
-            scripted("PUT", &put, 201, &[("Azure-AsyncOperation", &format!("{AZURE}{op}")), ("Retry-After", "1")], json!({})),
-            scripted("GET", op, 200, &[], json!({"status": "Failed", "error": {"code": "NetcfgInvalidSubnet", "message": "Subnet is not valid."}})),
+            nsg_put_started(),
+            scripted("GET", NSG_OP, 200, &[], json!({"status": "Failed", "error": {"code": "NetcfgInvalidSubnet", "message": "Subnet is not valid."}})),
         ],
         true,
     )
@@ -492,35 +510,19 @@ async fn failed_and_canceled_operations_carry_the_operation_error() {
 #[tokio::test]
 async fn a_resource_is_never_put_again_while_its_operation_runs() {
     let put = format!("{NSG}?api-version=2024-05-01");
-    let op = "/subscriptions/s/providers/Microsoft.Network/locations/westeurope/operations/1?api-version=2024-05-01";
     // Strict order: the second PUT only after the first operation finished.
     let p = peer(
         vec![
-            scripted(
-                "PUT",
-                &put,
-                201,
-                &[
-                    ("Azure-AsyncOperation", &format!("{AZURE}{op}")),
-                    ("Retry-After", "1"),
-                ],
-                json!({}),
-            ),
+            nsg_put_started(),
             scripted(
                 "GET",
-                op,
+                NSG_OP,
                 200,
                 &[("Retry-After", "1")],
                 json!({"status": "InProgress"}),
             ),
-            scripted("GET", op, 200, &[], json!({"status": "Succeeded"})),
-            scripted(
-                "PUT",
-                &put,
-                200,
-                &[],
-                json!({"properties": {"provisioningState": "Succeeded"}}),
-            ),
+            scripted("GET", NSG_OP, 200, &[], json!({"status": "Succeeded"})),
+            scripted("PUT", &put, 200, &[], state("Succeeded")),
         ],
         true,
     )
@@ -543,27 +545,9 @@ async fn a_lost_put_response_waits_for_the_resource_to_settle_before_retrying() 
     let p = peer(
         vec![
             scripted("PUT", &put, 0, &[], Value::Null),
-            scripted(
-                "GET",
-                &put,
-                200,
-                &[("Retry-After", "2")],
-                json!({"properties": {"provisioningState": "Updating"}}),
-            ),
-            scripted(
-                "GET",
-                &put,
-                200,
-                &[],
-                json!({"properties": {"provisioningState": "Succeeded"}}),
-            ),
-            scripted(
-                "PUT",
-                &put,
-                200,
-                &[],
-                json!({"properties": {"provisioningState": "Succeeded"}}),
-            ),
+            scripted("GET", &put, 200, &[("Retry-After", "2")], state("Updating")),
+            scripted("GET", &put, 200, &[], state("Succeeded")),
+            scripted("PUT", &put, 200, &[], state("Succeeded")),
         ],
         true,
     )

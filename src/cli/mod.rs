@@ -129,12 +129,8 @@ pub struct ApplyArgs {
     /// Allow deleting or replacing protected resources of this tenant.
     #[arg(long = "allow-data-loss", value_name = "ID")]
     pub allow_data_loss: Vec<String>,
-    /// Cap on changes in flight (default: paced by ARM's rate limits only).
-    #[arg(long, value_name = "N")]
-    pub max_parallel: Option<usize>,
-    /// How long to wait for another apply's lock before failing (seconds).
-    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
-    pub lock_timeout: f64,
+    #[command(flatten)]
+    pub exec: ExecArgs,
     /// How prior state is read (as for `plan`).
     #[arg(long, value_enum, default_value_t = Refresh::Graph)]
     pub refresh: Refresh,
@@ -163,8 +159,17 @@ pub struct DestroyArgs {
     /// Also delete this tenant's protected data resources.
     #[arg(long = "allow-data-loss", value_name = "ID")]
     pub allow_data_loss: Vec<String>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+/// How a plan is carried out (apply and destroy).
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Cap on changes in flight (default: paced by ARM's rate limits only).
     #[arg(long, value_name = "N")]
     pub max_parallel: Option<usize>,
+    /// How long to wait for another apply's lock before failing (seconds).
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     pub lock_timeout: f64,
 }

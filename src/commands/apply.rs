@@ -9,63 +9,63 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::plan::{print_plan, scope_from};
-use super::session::{
-    LOCK_LEASE, PlanRequest, Session, connect, declared_elsewhere, inputs, lock_scopes,
-};
-use super::{load_project, load_templates};
+use super::plan::print_plan;
+use super::session::{LOCK_LEASE, Session, Workspace, declared_elsewhere, inputs, lock_scopes};
 use crate::apply::{self, ApplyOptions, ApplyReport};
-use crate::cli::{ApplyArgs, Cli, DestroyArgs, PlanFormat, Refresh};
+use crate::cli::{ApplyArgs, Cli, DestroyArgs, ExecArgs, PlanFormat, Refresh};
 use crate::graph::{Graph, Scope};
 use crate::plan::{Action, Plan, PlanOptions};
 use crate::state;
 use crate::ui::Ui;
 
 pub fn run(cli: &Cli, ui: &Ui, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
-    let project = match load_project(cli, ui) {
-        Ok(p) => p,
+    let ws = match Workspace::open(cli, ui)? {
+        Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
-    let templates = load_templates(cli)?;
-    let session = connect(cli)?;
-    let (plan, hash) = match &args.planfile {
-        Some(file) => {
-            if !args.tenants.is_empty() || args.shared || !args.allow_data_loss.is_empty() {
-                bail!(
-                    "a saved plan carries its own scope and --allow-data-loss; give either PLANFILE or --tenant/--shared/--allow-data-loss"
-                );
-            }
-            saved_plan(&session, &project, &templates, file, args.refresh)?
-        }
-        None => {
-            let scope = scope_from(&project, &args.tenants, args.shared)?;
-            let plan = session.plan(PlanRequest {
-                project: &project,
-                templates: &templates,
-                scope: &scope,
-                refresh: args.refresh,
-                allow_data_loss: &args.allow_data_loss,
-            })?;
-            if !ui.json() {
-                print_plan(ui, &plan, PlanFormat::Human);
-            }
-            if plan.has_changes() && !args.auto_approve {
-                confirm("Apply these changes?")?;
-            }
-            let hash = plan.hash();
-            (plan, hash)
-        }
+    let Some(file) = &args.planfile else {
+        let plan = ws.plan(
+            &args.tenants,
+            args.shared,
+            args.refresh,
+            &args.allow_data_loss,
+        )?;
+        return review_and_execute(
+            ui,
+            &ws.session,
+            &plan,
+            args.auto_approve,
+            "Apply these changes?",
+            &args.exec,
+            "apply",
+        );
     };
-    execute(
-        cli,
-        ui,
-        &session,
-        &plan,
-        hash,
-        args.max_parallel,
-        args.lock_timeout,
-        "apply",
-    )
+    if !args.tenants.is_empty() || args.shared || !args.allow_data_loss.is_empty() {
+        bail!(
+            "a saved plan carries its own scope and --allow-data-loss; give either PLANFILE or --tenant/--shared/--allow-data-loss"
+        );
+    }
+    let (plan, hash) = saved_plan(&ws.session, &ws.project, &ws.templates, file, args.refresh)?;
+    execute(ui, &ws.session, &plan, hash, &args.exec, "apply")
+}
+
+/// Show a freshly made plan, ask (unless `auto_approve`), then execute it.
+fn review_and_execute(
+    ui: &Ui,
+    session: &Session,
+    plan: &Plan,
+    auto_approve: bool,
+    question: &str,
+    exec: &ExecArgs,
+    command: &str,
+) -> anyhow::Result<ExitCode> {
+    if !ui.json() {
+        print_plan(ui, plan, PlanFormat::Human);
+    }
+    if plan.has_changes() && !auto_approve {
+        confirm(question)?;
+    }
+    execute(ui, session, plan, plan.hash(), exec, command)
 }
 
 /// A saved plan, checked against what it was computed from. After a crash the
@@ -168,17 +168,15 @@ fn confirm(question: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn execute(
-    _cli: &Cli,
     ui: &Ui,
     session: &Session,
     plan: &Plan,
     hash: String,
-    max_parallel: Option<usize>,
-    lock_timeout: f64,
+    exec: &ExecArgs,
     command: &str,
 ) -> anyhow::Result<ExitCode> {
+    let (max_parallel, lock_timeout) = (exec.max_parallel, exec.lock_timeout);
     if !plan.has_changes() || plan.changes.iter().all(|c| c.action == Action::NoOp) {
         ui.note("No changes. Nothing to apply.");
         if ui.json() {
@@ -258,12 +256,11 @@ fn execute(
 }
 
 pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
-    let project = match load_project(cli, ui) {
-        Ok(p) => p,
+    let ws = match Workspace::open(cli, ui)? {
+        Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
-    let templates = load_templates(cli)?;
-    let session = connect(cli)?;
+    let (project, templates, session) = (&ws.project, &ws.templates, &ws.session);
     let shared = args.tenant == "shared";
     let scope = if shared {
         Scope {
@@ -278,9 +275,9 @@ pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCod
     };
     // The manifest's graph tells which resource groups to read; the desired graph
     // for the plan is empty, so everything found in scope is planned for delete.
-    let known = crate::graph::build(&project, &templates, &scope)
-        .context("rendering the resource graph")?;
-    let prior = session.prior_state(&project, &known, Refresh::Graph)?;
+    let known =
+        crate::graph::build(project, templates, &scope).context("rendering the resource graph")?;
+    let prior = session.prior_state(project, &known, Refresh::Graph)?;
     if shared {
         let tenants: std::collections::BTreeSet<String> = prior
             .resources
@@ -294,8 +291,8 @@ pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCod
             );
         }
     }
-    let inputs = inputs(&project, &templates, &prior);
-    let elsewhere = declared_elsewhere(&project, &templates, &scope, &known)?;
+    let inputs = inputs(project, templates, &prior);
+    let elsewhere = declared_elsewhere(project, templates, &scope, &known)?;
     let plan = crate::plan::plan(
         Graph::default(),
         &prior,
@@ -306,21 +303,14 @@ pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCod
             declared_elsewhere: &elsewhere,
         },
     )?;
-    if !ui.json() {
-        print_plan(ui, &plan, PlanFormat::Human);
-    }
-    if plan.has_changes() && !args.auto_approve {
-        confirm(&format!("Destroy tenant {}?", args.tenant))?;
-    }
-    let hash = plan.hash();
-    execute(
-        cli,
+    let question = format!("Destroy tenant {}?", args.tenant);
+    review_and_execute(
         ui,
-        &session,
+        session,
         &plan,
-        hash,
-        args.max_parallel,
-        args.lock_timeout,
+        args.auto_approve,
+        &question,
+        &args.exec,
         "destroy",
     )
 }

@@ -4,29 +4,18 @@
 
 use std::process::ExitCode;
 
-use super::plan::scope_from;
-use super::session::{PlanRequest, connect};
-use super::{load_project, load_templates};
+use super::session::Workspace;
 use crate::cli::{Cli, DriftArgs, Refresh};
 use crate::plan::Action;
 use crate::report;
 use crate::ui::Ui;
 
 pub fn run(cli: &Cli, ui: &Ui, args: &DriftArgs) -> anyhow::Result<ExitCode> {
-    let project = match load_project(cli, ui) {
-        Ok(p) => p,
+    let ws = match Workspace::open(cli, ui)? {
+        Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
-    let scope = scope_from(&project, &args.tenants, args.shared)?;
-    let templates = load_templates(cli)?;
-    let session = connect(cli)?;
-    let plan = session.plan(PlanRequest {
-        project: &project,
-        templates: &templates,
-        scope: &scope,
-        refresh: Refresh::Graph,
-        allow_data_loss: &[],
-    })?;
+    let plan = ws.plan(&args.tenants, args.shared, Refresh::Graph, &[])?;
     if ui.json() {
         ui.print(&report::drift_json(&plan).to_string());
     } else {

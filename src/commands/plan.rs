@@ -4,8 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use super::session::{PlanRequest, connect};
-use super::{load_project, load_templates};
+use super::session::Workspace;
 use crate::cli::{Cli, PlanArgs, PlanFormat};
 use crate::graph::Scope;
 use crate::report;
@@ -43,20 +42,16 @@ pub fn scope_from(
 }
 
 pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let project = match load_project(cli, ui) {
-        Ok(p) => p,
+    let ws = match Workspace::open(cli, ui)? {
+        Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
-    let scope = scope_from(&project, &args.tenants, args.shared)?;
-    let templates = load_templates(cli)?;
-    let session = connect(cli)?;
-    let plan = session.plan(PlanRequest {
-        project: &project,
-        templates: &templates,
-        scope: &scope,
-        refresh: args.refresh,
-        allow_data_loss: &args.allow_data_loss,
-    })?;
+    let plan = ws.plan(
+        &args.tenants,
+        args.shared,
+        args.refresh,
+        &args.allow_data_loss,
+    )?;
     if let Some(out) = &args.out {
         let text = serde_json::to_vec_pretty(&plan).expect("plan serializes");
         std::fs::write(out, text)

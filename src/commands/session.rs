@@ -110,13 +110,59 @@ pub fn connect(cli: &Cli) -> anyhow::Result<Session> {
     })
 }
 
-/// Everything plan needs besides the graph.
-pub struct PlanRequest<'a> {
-    pub project: &'a Project,
-    pub templates: &'a TemplateSet,
-    pub scope: &'a Scope,
-    pub refresh: Refresh,
-    pub allow_data_loss: &'a [String],
+/// What every cloud command starts from: the validated project, its templates and
+/// a connection.
+pub struct Workspace {
+    pub project: Project,
+    pub templates: TemplateSet,
+    pub session: Session,
+}
+
+impl Workspace {
+    /// Load, validate and connect; `Err(code)` after the diagnostics were printed.
+    pub fn open(
+        cli: &Cli,
+        ui: &crate::ui::Ui,
+    ) -> anyhow::Result<Result<Workspace, std::process::ExitCode>> {
+        let project = match super::load_project(cli, ui) {
+            Ok(p) => p,
+            Err(code) => return Ok(Err(code)),
+        };
+        let templates = super::load_templates(cli)?;
+        let session = connect(cli)?;
+        Ok(Ok(Workspace {
+            project,
+            templates,
+            session,
+        }))
+    }
+
+    /// Plan the layers named by `--tenant`/`--shared`.
+    pub fn plan(
+        &self,
+        tenants: &[String],
+        shared: bool,
+        refresh: Refresh,
+        allow_data_loss: &[String],
+    ) -> anyhow::Result<Plan> {
+        let scope = super::plan::scope_from(&self.project, tenants, shared)?;
+        let (project, templates) = (&self.project, &self.templates);
+        let graph = crate::graph::build(project, templates, &scope)
+            .context("rendering the resource graph")?;
+        let prior = self.session.prior_state(project, &graph, refresh)?;
+        let inputs = inputs(project, templates, &prior);
+        let elsewhere = declared_elsewhere(project, templates, &scope, &graph)?;
+        Ok(plan::plan(
+            graph,
+            &prior,
+            PlanOptions {
+                scope: &scope,
+                allow_data_loss,
+                inputs,
+                declared_elsewhere: &elsewhere,
+            },
+        )?)
+    }
 }
 
 pub fn inputs(project: &Project, templates: &TemplateSet, prior: &PriorState) -> Inputs {
@@ -189,29 +235,6 @@ impl Session {
                 &recent,
             ))
             .with_context(|| format!("reading the current state from {}", self.endpoint))
-    }
-
-    /// Render, read and plan.
-    pub fn plan(&self, req: PlanRequest<'_>) -> anyhow::Result<Plan> {
-        let graph = crate::graph::build(req.project, req.templates, req.scope)
-            .context("rendering the resource graph")?;
-        self.plan_graph(req, graph)
-    }
-
-    pub fn plan_graph(&self, req: PlanRequest<'_>, graph: Graph) -> anyhow::Result<Plan> {
-        let prior = self.prior_state(req.project, &graph, req.refresh)?;
-        let inputs = inputs(req.project, req.templates, &prior);
-        let elsewhere = declared_elsewhere(req.project, req.templates, req.scope, &graph)?;
-        Ok(plan::plan(
-            graph,
-            &prior,
-            PlanOptions {
-                scope: req.scope,
-                allow_data_loss: req.allow_data_loss,
-                inputs,
-                declared_elsewhere: &elsewhere,
-            },
-        )?)
     }
 }
 

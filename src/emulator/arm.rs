@@ -746,32 +746,15 @@ impl Emulator {
         let status = if creating { 201 } else { 200 };
         let loc = Self::location_of(&stored.body);
         let view = self.view(&stored, now).unwrap_or(Value::Null);
-        match fam {
-            Family::Sync => Reply::json(status, &view),
-            Family::Network | Family::Compute | Family::Generic => self.op_headers(
-                req,
-                id,
-                fam,
-                &loc,
-                &op,
-                api,
-                Reply::json(status, &view),
-                false,
-            ),
-            Family::Disk => {
-                self.op_headers(req, id, fam, &loc, &op, api, Reply::json(202, &view), false)
+        let first = match fam {
+            Family::Sync => return Reply::json(status, &view),
+            Family::Network | Family::Compute | Family::Generic => Reply::json(status, &view),
+            Family::Disk => Reply::json(202, &view),
+            Family::Storage => {
+                Reply::empty(202).header("content-type", "text/plain; charset=utf-8")
             }
-            Family::Storage => self.op_headers(
-                req,
-                id,
-                fam,
-                &loc,
-                &op,
-                api,
-                Reply::empty(202).header("content-type", "text/plain; charset=utf-8"),
-                false,
-            ),
-        }
+        };
+        self.op_headers(req, id, fam, &loc, &op, api, first, false)
     }
 
     fn delete(&self, req: &Request, id: &ResourceId, fail_op: bool) -> Reply {

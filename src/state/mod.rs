@@ -347,38 +347,16 @@ mod tests {
     async fn second_holder_waits_then_fails_naming_the_first() {
         let root = tmp("lock");
         let s = LocalState::for_project(&root);
-        let g = s
-            .lock(
-                "tenant-cwz",
-                "apply",
-                Duration::from_secs(60),
-                Duration::ZERO,
-            )
-            .await
-            .unwrap();
-        let err = s
-            .lock(
-                "tenant-cwz",
-                "apply",
-                Duration::from_secs(60),
-                Duration::from_millis(300),
-            )
-            .await
-            .unwrap_err();
+        let lock = |timeout| s.lock("tenant-cwz", "apply", Duration::from_secs(60), timeout);
+        let g = lock(Duration::ZERO).await.unwrap();
+        let err = lock(Duration::from_millis(300)).await.unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("tenant-cwz") && msg.contains(&std::process::id().to_string()),
             "{msg}"
         );
         drop(g);
-        s.lock(
-            "tenant-cwz",
-            "apply",
-            Duration::from_secs(60),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
+        lock(Duration::ZERO).await.unwrap();
         std::fs::remove_dir_all(root).ok();
     }
 

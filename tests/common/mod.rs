@@ -45,6 +45,20 @@ impl Project {
         std::fs::remove_file(self.dir.join(rel)).unwrap();
     }
 
+    /// Start the binary in the background, output discarded (for kill -9 and
+    /// concurrency tests).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .env_remove("LIFEBOAT_CLOUD")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn lifeboat")
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
             .arg("-C")
