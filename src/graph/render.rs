@@ -410,49 +410,105 @@ fn render_layer(
 
 /// Parse one rendered document. Rendered output is produced by templates, not
 /// typed by people, and there are thousands of documents per plan, so this uses the
-/// faster `yaml-rust2` loader (2.4x serde-saphyr here) and converts to JSON.
+/// faster `yaml-rust2` parser (2.4x serde-saphyr here) and builds JSON straight from
+/// its events, without an intermediate YAML tree.
 fn parse_document(doc: &str) -> Result<RawResource, String> {
-    let docs =
-        yaml_rust2::YamlLoader::load_from_str(doc).map_err(|e| format!("invalid YAML: {e}"))?;
-    let [yaml] = docs.as_slice() else {
-        return Err("expected exactly one YAML document".into());
-    };
-    serde_json::from_value(yaml_to_json(yaml)?).map_err(|e| e.to_string())
+    let mut b = JsonBuilder::default();
+    yaml_rust2::parser::Parser::new_from_str(doc)
+        .load(&mut b, false)
+        .map_err(|e| format!("invalid YAML: {e}"))?;
+    if let Some(e) = b.error {
+        return Err(e);
+    }
+    let [value] = <[Value; 1]>::try_from(b.documents)
+        .map_err(|_| "expected exactly one YAML document".to_string())?;
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
-fn yaml_to_json(y: &yaml_rust2::Yaml) -> Result<Value, String> {
+/// A container being built, and for mappings the key waiting for its value.
+enum Frame {
+    Seq(Vec<Value>),
+    Map(Map<String, Value>, Option<String>),
+}
+
+/// Builds `serde_json::Value`s from YAML parser events.
+#[derive(Default)]
+struct JsonBuilder {
+    stack: Vec<Frame>,
+    documents: Vec<Value>,
+    error: Option<String>,
+}
+
+impl JsonBuilder {
+    fn fail(&mut self, message: String) {
+        self.error.get_or_insert(message);
+    }
+
+    /// Place a finished value into its parent (or as a document).
+    fn push(&mut self, v: Value) {
+        match self.stack.last_mut() {
+            None => self.documents.push(v),
+            Some(Frame::Seq(items)) => items.push(v),
+            Some(Frame::Map(m, key)) => match key.take() {
+                Some(k) => {
+                    m.insert(k, v);
+                }
+                None => match v {
+                    Value::String(k) => *key = Some(k),
+                    Value::Number(n) => *key = Some(n.to_string()),
+                    Value::Bool(b) => *key = Some(b.to_string()),
+                    other => self.fail(format!("mapping key {other} is not a string")),
+                },
+            },
+        }
+    }
+}
+
+/// A scalar as YAML 1.2 core schema resolves it (quoted scalars are strings).
+fn scalar(text: String, style: yaml_rust2::scanner::TScalarStyle) -> Result<Value, String> {
     use yaml_rust2::Yaml;
-    Ok(match y {
+    use yaml_rust2::scanner::TScalarStyle;
+    if style != TScalarStyle::Plain {
+        return Ok(Value::String(text));
+    }
+    Ok(match Yaml::from_str(&text) {
         Yaml::Null => Value::Null,
-        Yaml::Boolean(b) => Value::Bool(*b),
-        Yaml::Integer(i) => Value::from(*i),
+        Yaml::Boolean(b) => Value::Bool(b),
+        Yaml::Integer(i) => Value::from(i),
         Yaml::Real(s) => s
             .parse::<f64>()
             .ok()
             .and_then(serde_json::Number::from_f64)
             .map(Value::Number)
             .ok_or_else(|| format!("`{s}` is not a finite number"))?,
-        Yaml::String(s) => Value::String(s.clone()),
-        Yaml::Array(items) => {
-            Value::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?)
-        }
-        Yaml::Hash(h) => {
-            let mut m = Map::with_capacity(h.len());
-            for (k, v) in h {
-                let key = match k {
-                    Yaml::String(s) => s.clone(),
-                    Yaml::Integer(i) => i.to_string(),
-                    Yaml::Boolean(b) => b.to_string(),
-                    other => return Err(format!("mapping key {other:?} is not a string")),
-                };
-                m.insert(key, yaml_to_json(v)?);
-            }
-            Value::Object(m)
-        }
-        Yaml::Alias(_) | Yaml::BadValue => {
-            return Err("aliases and invalid values are not allowed in templates".into());
-        }
+        _ => Value::String(text),
     })
+}
+
+impl yaml_rust2::parser::MarkedEventReceiver for JsonBuilder {
+    fn on_event(&mut self, ev: yaml_rust2::Event, _mark: yaml_rust2::scanner::Marker) {
+        use yaml_rust2::Event;
+        if self.error.is_some() {
+            return;
+        }
+        match ev {
+            Event::Scalar(text, style, _, _) => match scalar(text, style) {
+                Ok(v) => self.push(v),
+                Err(e) => self.fail(e),
+            },
+            Event::SequenceStart(..) => self.stack.push(Frame::Seq(Vec::new())),
+            Event::MappingStart(..) => self.stack.push(Frame::Map(Map::new(), None)),
+            Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
+                Some(Frame::Seq(items)) => self.push(Value::Array(items)),
+                Some(Frame::Map(m, _)) => self.push(Value::Object(m)),
+                None => self.fail("unbalanced YAML events".into()),
+            },
+            Event::Alias(_) => {
+                self.fail("aliases and invalid values are not allowed in templates".into())
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Split a multi-document YAML stream at `---` lines, skipping empty documents.
@@ -646,6 +702,21 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0].0, 3);
         assert_eq!(docs[1].0, 7);
+    }
+
+    #[test]
+    fn rendered_yaml_becomes_json_with_core_schema_scalars() {
+        let doc = "type: T\napiVersion: \"2024-05-01\"\nname: n\nbody:\n  a: [1, 2.5, true, null, \"true\", 'x']\n  b: { c: 10.0.0.0/24, d: -3 }\n";
+        let r = parse_document(doc).unwrap();
+        assert_eq!(r.api_version, "2024-05-01");
+        assert_eq!(
+            Value::Object(r.body),
+            json!({"a": [1, 2.5, true, null, "true", "x"], "b": {"c": "10.0.0.0/24", "d": -3}})
+        );
+        let e = parse_document("type: T\nx: &a 1\ny: *a\n").err().unwrap();
+        assert!(e.contains("aliases"), "{e}");
+        assert!(parse_document("type: [\n").err().unwrap().contains("invalid YAML"));
+        assert!(parse_document("? [a]\n: 1\n").err().unwrap().contains("not a string"));
     }
 
     #[test]
