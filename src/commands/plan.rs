@@ -64,11 +64,13 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
         PlanFormat::Human
     });
     print_plan(ui, &plan, format);
-    Ok(if args.detailed_exitcode && plan.has_changes() {
+    let code = if args.detailed_exitcode && plan.has_changes() {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
-    })
+    };
+    super::leave_to_exit(plan);
+    Ok(code)
 }
 
 pub fn print_plan(ui: &Ui, plan: &crate::plan::Plan, format: PlanFormat) {

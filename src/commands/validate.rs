@@ -26,5 +26,6 @@ pub fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
             graph.len()
         ));
     }
+    super::leave_to_exit(graph);
     Ok(ExitCode::SUCCESS)
 }

@@ -8,10 +8,28 @@ use std::hash::{Hash, Hasher};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Shared, immutable: a fleet's plan holds hundreds of thousands of id copies (every
+/// dependency edge), so a clone is a reference-count increment, not two strings.
 #[derive(Clone)]
 pub struct ResourceId {
-    raw: String,
-    key: String,
+    inner: std::sync::Arc<Spelling>,
+}
+
+struct Spelling {
+    raw: Box<str>,
+    key: Box<str>,
+}
+
+impl ResourceId {
+    fn from_raw(raw: String) -> ResourceId {
+        let key = raw.to_ascii_lowercase().into_boxed_str();
+        ResourceId {
+            inner: std::sync::Arc::new(Spelling {
+                raw: raw.into_boxed_str(),
+                key,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,31 +76,28 @@ impl ResourceId {
                 }
             }
         }
-        Ok(ResourceId {
-            raw: s.to_string(),
-            key: s.to_ascii_lowercase(),
-        })
+        Ok(ResourceId::from_raw(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.raw
+        &self.inner.raw
     }
 
     /// Lower-cased form, the identity ARM uses.
     pub fn key(&self) -> &str {
-        &self.key
+        &self.inner.key
     }
 
     fn segments(&self) -> Vec<&str> {
-        self.raw.split('/').collect()
+        self.inner.raw.split('/').collect()
     }
 
     pub fn subscription(&self) -> &str {
-        self.raw.split('/').nth(2).unwrap_or_default()
+        self.inner.raw.split('/').nth(2).unwrap_or_default()
     }
 
     pub fn resource_group(&self) -> Option<&str> {
-        let mut it = self.raw.split('/');
+        let mut it = self.inner.raw.split('/');
         it.nth(3)
             .filter(|s| s.eq_ignore_ascii_case("resourceGroups"))
             .and_then(|_| it.next())
@@ -90,7 +105,7 @@ impl ResourceId {
 
     /// The resource's own name (last segment).
     pub fn name(&self) -> &str {
-        self.raw.rsplit('/').next().unwrap_or_default()
+        self.inner.raw.rsplit('/').next().unwrap_or_default()
     }
 
     /// The names along the type chain: `account/default/logshipping` for a container.
@@ -149,32 +164,24 @@ impl ResourceId {
         if end >= 2 && segs[end - 2].eq_ignore_ascii_case("providers") {
             end -= 2;
         }
-        let raw = segs[..end].join("/");
-        Some(ResourceId {
-            key: raw.to_ascii_lowercase(),
-            raw,
-        })
+        Some(ResourceId::from_raw(segs[..end].join("/")))
     }
 
     /// Id of a child: `self/type/name`.
     pub fn child(&self, type_segment: &str, name: &str) -> ResourceId {
-        let raw = format!("{}/{type_segment}/{name}", self.raw);
-        ResourceId {
-            key: raw.to_ascii_lowercase(),
-            raw,
-        }
+        ResourceId::from_raw(format!("{}/{type_segment}/{name}", self.as_str()))
     }
 }
 
 impl PartialEq for ResourceId {
     fn eq(&self, o: &Self) -> bool {
-        self.key == o.key
+        self.inner.key == o.inner.key
     }
 }
 impl Eq for ResourceId {}
 impl Hash for ResourceId {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        self.key.hash(h)
+        self.inner.key.hash(h)
     }
 }
 impl PartialOrd for ResourceId {
@@ -184,22 +191,22 @@ impl PartialOrd for ResourceId {
 }
 impl Ord for ResourceId {
     fn cmp(&self, o: &Self) -> Ordering {
-        self.key.cmp(&o.key)
+        self.inner.key.cmp(&o.inner.key)
     }
 }
 impl fmt::Display for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.raw)
+        f.write_str(&self.inner.raw)
     }
 }
 impl fmt::Debug for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ResourceId({})", self.raw)
+        write!(f, "ResourceId({})", self.inner.raw)
     }
 }
 impl Serialize for ResourceId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.raw)
+        s.serialize_str(&self.inner.raw)
     }
 }
 impl<'de> Deserialize<'de> for ResourceId {

@@ -79,6 +79,10 @@ pub struct Resource {
     /// `tenant/sql.yaml.tera` and the line of the resource in the rendered output.
     pub template: String,
     pub template_line: u32,
+    /// Key Vault secret ids (lower-cased) its `$secret` references name; apply
+    /// generates them, so they are never orphans.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 /// Resources and their dependency edges.
@@ -164,59 +168,95 @@ pub fn connect(mut resources: Vec<Resource>, scope: &Scope) -> Result<Graph, Gra
         }
         index.insert(r.id.key(), i);
     }
+    // Edges per resource are independent: derive them on all cores.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = resources.len().div_ceil(workers).max(1);
+    let index = &index;
+    let parts: Vec<Result<Vec<Vec<usize>>, GraphError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = resources
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                s.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(k, r)| edges(c * chunk + k, r, index, scope))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("edge worker panicked"))
+            .collect()
+    });
     let mut deps = Vec::with_capacity(resources.len());
-    for (i, r) in resources.iter().enumerate() {
-        let mut d: Vec<usize> = Vec::new();
-        for explicit in &r.depends_on {
-            match index.get(explicit.key()) {
-                Some(&j) => d.push(j),
-                // Outside a narrowed scope (e.g. the shared layer while planning one
-                // tenant) is fine: the full render checks it.
-                None if *scope != Scope::everything() => {}
-                None => {
-                    return Err(GraphError::MissingDependency {
-                        template: r.template.clone(),
-                        id: r.id.clone(),
-                        missing: explicit.clone(),
-                    });
-                }
-            }
-        }
-        // Parent chain: the nearest ancestor that is a node (parent resource, scope
-        // of an extension resource, resource group).
-        let mut cur = r.id.parent();
-        while let Some(p) = cur {
-            if let Some(&j) = index.get(p.key()) {
-                d.push(j);
-                break;
-            }
-            cur = p.parent();
-        }
-        let mut refs = Vec::new();
-        collect_refs(&r.body, &mut refs);
-        for s in refs {
-            let lower = s.to_ascii_lowercase();
-            // A sub-resource id (subnet, backend pool) depends on its nearest node.
-            let mut probe: &str = &lower;
-            loop {
-                if let Some(&j) = index.get(probe) {
-                    d.push(j);
-                    break;
-                }
-                match probe.rfind('/').and_then(|k| probe[..k].rfind('/')) {
-                    Some(k) if k > "/subscriptions/x/resourcegroups".len() => probe = &probe[..k],
-                    _ => break,
-                }
-            }
-        }
-        d.retain(|&j| j != i);
-        d.sort_unstable();
-        d.dedup();
-        deps.push(d);
+    for p in parts {
+        deps.extend(p?);
     }
     let graph = Graph { resources, deps };
     graph.check_acyclic()?;
     Ok(graph)
+}
+
+/// The resources `r` (at `i`) depends on: explicit `dependsOn`, its nearest ancestor
+/// node (parent resource, scope of an extension resource, resource group), and ARM
+/// ids in its body (a sub-resource id such as a subnet counts for its nearest node).
+fn edges(
+    i: usize,
+    r: &Resource,
+    index: &HashMap<&str, usize>,
+    scope: &Scope,
+) -> Result<Vec<usize>, GraphError> {
+    let mut d: Vec<usize> = Vec::new();
+    for explicit in &r.depends_on {
+        match index.get(explicit.key()) {
+            Some(&j) => d.push(j),
+            // Outside a narrowed scope (e.g. the shared layer while planning one
+            // tenant) is fine: the full render checks it.
+            None if *scope != Scope::everything() => {}
+            None => {
+                return Err(GraphError::MissingDependency {
+                    template: r.template.clone(),
+                    id: r.id.clone(),
+                    missing: explicit.clone(),
+                });
+            }
+        }
+    }
+    if let Some(parent) = strip_pair(r.id.key()) {
+        d.extend(nearest_node(index, parent));
+    }
+    let mut refs = Vec::new();
+    collect_refs(&r.body, &mut refs);
+    for s in refs {
+        d.extend(nearest_node(index, &s.to_ascii_lowercase()));
+    }
+    d.retain(|&j| j != i);
+    d.sort_unstable();
+    d.dedup();
+    Ok(d)
+}
+
+/// `key` without its last `/type/name` pair, unless that would leave the
+/// subscription or less.
+fn strip_pair(key: &str) -> Option<&str> {
+    match key.rfind('/').and_then(|k| key[..k].rfind('/')) {
+        Some(k) if k > "/subscriptions/x/resourcegroups".len() => Some(&key[..k]),
+        _ => None,
+    }
+}
+
+/// The node at `key` (lower-cased) or its nearest ancestor that is one. Walking
+/// by pairs passes `providers/NAMESPACE` segments, which are never nodes.
+fn nearest_node(index: &HashMap<&str, usize>, key: &str) -> Option<usize> {
+    let mut probe = key;
+    loop {
+        if let Some(&j) = index.get(probe) {
+            return Some(j);
+        }
+        probe = strip_pair(probe)?;
+    }
 }
 
 /// Every string in a body that looks like an ARM id.
@@ -323,6 +363,7 @@ mod tests {
             lifecycle: Lifecycle::default(),
             template: "tenant/test.yaml.tera".into(),
             template_line: 1,
+            secrets: Vec::new(),
         }
     }
 

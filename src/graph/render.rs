@@ -73,7 +73,7 @@ struct RawResource {
     depends_on: Vec<String>,
     #[serde(default)]
     lifecycle: Lifecycle,
-    #[serde(default)]
+    #[serde(skip)]
     body: Map<String, Value>,
 }
 
@@ -422,13 +422,28 @@ fn parse_document(doc: &str) -> Result<RawResource, String> {
     }
     let [value] = <[Value; 1]>::try_from(b.documents)
         .map_err(|_| "expected exactly one YAML document".to_string())?;
-    serde_json::from_value(value).map_err(|e| e.to_string())
+    let Value::Object(mut top) = value else {
+        return Err("a resource must be a mapping".into());
+    };
+    // The body is moved, not deserialized again (it is most of the bytes).
+    let body = match top.remove("body") {
+        None => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(other) => return Err(format!("body: expected a mapping, found {other}")),
+    };
+    let mut raw: RawResource =
+        serde_json::from_value(Value::Object(top)).map_err(|e| e.to_string())?;
+    raw.body = body;
+    Ok(raw)
 }
 
 /// A container being built, and for mappings the key waiting for its value.
+/// Mapping entries are gathered first so the map is allocated at its exact size:
+/// a fleet holds millions of small maps, and growth by doubling would waste up to
+/// half of each.
 enum Frame {
     Seq(Vec<Value>),
-    Map(Map<String, Value>, Option<String>),
+    Map(Vec<(String, Value)>, Option<String>),
 }
 
 /// Builds `serde_json::Value`s from YAML parser events.
@@ -450,9 +465,7 @@ impl JsonBuilder {
             None => self.documents.push(v),
             Some(Frame::Seq(items)) => items.push(v),
             Some(Frame::Map(m, key)) => match key.take() {
-                Some(k) => {
-                    m.insert(k, v);
-                }
+                Some(k) => m.push((k, v)),
                 None => match v {
                     Value::String(k) => *key = Some(k),
                     Value::Number(n) => *key = Some(n.to_string()),
@@ -497,10 +510,17 @@ impl yaml_rust2::parser::MarkedEventReceiver for JsonBuilder {
                 Err(e) => self.fail(e),
             },
             Event::SequenceStart(..) => self.stack.push(Frame::Seq(Vec::new())),
-            Event::MappingStart(..) => self.stack.push(Frame::Map(Map::new(), None)),
+            Event::MappingStart(..) => self.stack.push(Frame::Map(Vec::new(), None)),
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq(items)) => self.push(Value::Array(items)),
-                Some(Frame::Map(m, _)) => self.push(Value::Object(m)),
+                Some(Frame::Seq(mut items)) => {
+                    items.shrink_to_fit();
+                    self.push(Value::Array(items))
+                }
+                Some(Frame::Map(entries, _)) => {
+                    let mut m = Map::with_capacity(entries.len());
+                    m.extend(entries);
+                    self.push(Value::Object(m))
+                }
                 None => self.fail("unbalanced YAML events".into()),
             },
             Event::Alias(_) => {
@@ -573,7 +593,7 @@ fn into_resource(
         body.insert("tags".into(), Value::Object(tags));
     }
     let body = Value::Object(body);
-    check_secrets(&body, "")?;
+    let secrets = check_secrets(&body)?;
     let depends_on = raw
         .depends_on
         .iter()
@@ -590,6 +610,7 @@ fn into_resource(
         lifecycle: raw.lifecycle,
         template: template.to_string(),
         template_line: line,
+        secrets,
     })
 }
 
@@ -635,9 +656,42 @@ fn resource_id(raw: &RawResource, subscription: &str) -> Result<ResourceId, Stri
     ResourceId::parse(&id).map_err(|e| e.to_string())
 }
 
-/// A secret-bearing key must hold `{"$secret": {"vault": ID, "name": NAME}}`;
-/// `$ref` objects must name an id and a path.
-fn check_secrets(v: &Value, path: &str) -> Result<(), String> {
+/// One step of a path into a body; the path is only formatted for an error.
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn show(path: &[Seg<'_>]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) if s.is_empty() => s.push_str(k),
+            Seg::Key(k) => {
+                s.push('.');
+                s.push_str(k);
+            }
+            Seg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// Check a body's secret handling and return the Key Vault secret ids (lower-cased)
+/// its `$secret` references name. A secret-bearing key must hold
+/// `{"$secret": {"vault": ID, "name": NAME}}`; `$ref` objects must name an id and
+/// a path.
+fn check_secrets(body: &Value) -> Result<Vec<String>, String> {
+    let mut secrets = Vec::new();
+    walk_secrets(body, &mut Vec::new(), &mut secrets)?;
+    Ok(secrets)
+}
+
+fn walk_secrets<'a>(
+    v: &'a Value,
+    path: &mut Vec<Seg<'a>>,
+    secrets: &mut Vec<String>,
+) -> Result<(), String> {
     match v {
         Value::Object(m) => {
             for (marker, id_key, name_key, shape) in [
@@ -655,39 +709,43 @@ fn check_secrets(v: &Value, path: &str) -> Result<(), String> {
                 ),
             ] {
                 let Some(r) = m.get(marker) else { continue };
-                let ok = r
+                let id = r
                     .get(id_key)
                     .and_then(Value::as_str)
-                    .is_some_and(|v| ResourceId::parse(v).is_ok())
-                    && r.get(name_key)
-                        .and_then(Value::as_str)
-                        .is_some_and(|n| !n.is_empty())
-                    && m.len() == 1;
-                return if ok {
-                    Ok(())
-                } else {
-                    Err(format!("{path}: `{marker}` needs exactly {shape}"))
+                    .filter(|v| ResourceId::parse(v).is_ok());
+                let name = r
+                    .get(name_key)
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.is_empty());
+                let (Some(id), Some(name), 1) = (id, name, m.len()) else {
+                    return Err(format!("{}: `{marker}` needs exactly {shape}", show(path)));
                 };
+                if marker == "$secret" {
+                    secrets.push(format!("{id}/secrets/{name}").to_ascii_lowercase());
+                }
+                return Ok(());
             }
             for (k, child) in m {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                path.push(Seg::Key(k));
                 if SECRET_KEYS.contains(&k.as_str()) && !child.is_object() && !child.is_null() {
                     return Err(format!(
-                        "{p}: secrets must be Key Vault references ({{$secret: {{vault, name}}}}), never literal values"
+                        "{}: secrets must be Key Vault references ({{$secret: {{vault, name}}}}), never literal values",
+                        show(path)
                     ));
                 }
-                check_secrets(child, &p)?;
+                walk_secrets(child, path, secrets)?;
+                path.pop();
             }
             Ok(())
         }
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, c)| check_secrets(c, &format!("{path}[{i}]"))),
+        Value::Array(items) => {
+            for (i, c) in items.iter().enumerate() {
+                path.push(Seg::Index(i));
+                walk_secrets(c, path, secrets)?;
+                path.pop();
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }
@@ -715,19 +773,36 @@ mod tests {
         );
         let e = parse_document("type: T\nx: &a 1\ny: *a\n").err().unwrap();
         assert!(e.contains("aliases"), "{e}");
-        assert!(parse_document("type: [\n").err().unwrap().contains("invalid YAML"));
-        assert!(parse_document("? [a]\n: 1\n").err().unwrap().contains("not a string"));
+        assert!(
+            parse_document("type: [\n")
+                .err()
+                .unwrap()
+                .contains("invalid YAML")
+        );
+        assert!(
+            parse_document("? [a]\n: 1\n")
+                .err()
+                .unwrap()
+                .contains("not a string")
+        );
     }
 
     #[test]
     fn literal_secrets_are_refused() {
-        let err = check_secrets(
-            &json!({"properties": {"osProfile": {"adminPassword": "hunter2"}}}),
-            "",
-        )
-        .unwrap_err();
+        let err =
+            check_secrets(&json!({"properties": {"osProfile": {"adminPassword": "hunter2"}}}))
+                .unwrap_err();
         assert!(err.contains("properties.osProfile.adminPassword"), "{err}");
-        assert!(check_secrets(&json!({"adminPassword": {"$secret": {"vault": "/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/v", "name": "x"}}}), "").is_ok());
-        assert!(check_secrets(&json!({"adminPassword": {"$secret": {"name": "x"}}}), "").is_err());
+        assert_eq!(
+            check_secrets(
+                &json!({"a": [{"adminPassword": {"$secret": {"vault": "/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/V", "name": "X"}}}]})
+            ),
+            Ok(vec![
+                "/subscriptions/s/resourcegroups/r/providers/microsoft.keyvault/vaults/v/secrets/x"
+                    .to_string()
+            ])
+        );
+        let err = check_secrets(&json!({"a": [{"b": {"$secret": {"name": "x"}}}]})).unwrap_err();
+        assert!(err.starts_with("a[0].b: `$secret` needs exactly"), "{err}");
     }
 }

@@ -204,18 +204,21 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
     let shared_dependents_all = graph.dependent_tenants();
     let ids: Vec<ResourceId> = graph.resources.iter().map(|r| r.id.clone()).collect();
     let Graph { resources, deps } = graph;
-    let api_versions: BTreeMap<String, String> = resources
-        .iter()
-        .map(|r| (r.resource_type.to_ascii_lowercase(), r.api_version.clone()))
-        .collect();
+    let mut api_versions: BTreeMap<String, String> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in &resources {
+        if seen.insert(r.resource_type.as_str()) {
+            api_versions.insert(r.resource_type.to_ascii_lowercase(), r.api_version.clone());
+        }
+    }
     let mut changes = Vec::with_capacity(resources.len());
     let desired_keys: std::collections::HashSet<&str> = ids.iter().map(|id| id.key()).collect();
     // Key Vault secrets that apply generates for `$secret` references belong to
     // the resources that reference them; they are not orphans.
-    let mut generated = std::collections::HashSet::new();
-    for r in &resources {
-        secret_ids(&r.body, &mut generated);
-    }
+    let generated: std::collections::HashSet<String> = resources
+        .iter()
+        .flat_map(|r| r.secrets.iter().cloned())
+        .collect();
     for (r, dep) in resources.into_iter().zip(deps) {
         let depends_on: Vec<ResourceId> = dep.iter().map(|&j| ids[j].clone()).collect();
         let observed = prior.get(&r.id);
@@ -393,25 +396,6 @@ fn failed(o: &crate::cloud::ObservedResource) -> bool {
         .is_some_and(|s| s.eq_ignore_ascii_case("failed"))
 }
 
-/// Ids (lower-cased) of the Key Vault secrets `$secret` references name.
-fn secret_ids(v: &Value, out: &mut std::collections::HashSet<String>) {
-    match v {
-        Value::Object(o) => {
-            if let Some(s) = o.get("$secret")
-                && let (Some(vault), Some(name)) = (
-                    s.get("vault").and_then(Value::as_str),
-                    s.get("name").and_then(Value::as_str),
-                )
-            {
-                out.insert(format!("{vault}/secrets/{name}").to_ascii_lowercase());
-            }
-            o.values().for_each(|x| secret_ids(x, out));
-        }
-        Value::Array(a) => a.iter().for_each(|x| secret_ids(x, out)),
-        _ => {}
-    }
-}
-
 /// Ids an observed resource refers to (its parent and ARM ids in its body), so
 /// that apply can delete orphans in reverse dependency order.
 fn references(body: &serde_json::Value, id: &ResourceId) -> Vec<ResourceId> {
@@ -466,6 +450,7 @@ mod tests {
             },
             template: "tenant/sql.yaml.tera".into(),
             template_line: 1,
+            secrets: Vec::new(),
         }
     }
 
