@@ -6,6 +6,7 @@ usage: ci/gen-fleet.py DIR N
 Tenants get disjoint /24 address spaces in 10.64.0.0/10, 8-40 front-ends each
 (mean 24, like the example hospitals), and varied HiX versions and windows.
 """
+import hashlib
 import os
 import sys
 
@@ -23,7 +24,7 @@ spec:
     cloudConnectors: {{ count: 2, size: Standard_D2s_v5 }}
     storefront: {{ count: 2, size: Standard_D2s_v5 }}
     gateway: {{ count: 2, size: Standard_D4s_v5, mfa: required }}
-  gallery: {{ name: lbgallery }}
+  gallery: {{ name: lbgallery, hardeningScriptSha256: e4e47f5b6836687d37013d0f2f41d340fd3f8a5f4858ff58f83206372bea8d59 }}
   logRetentionDays: 90
 """
 
@@ -34,7 +35,7 @@ metadata:
   name: Ziekenhuis {n}
 spec:
   addressSpace: {cidr}
-  hix: {{ version: "6.{minor}", hotfix: {hotfix} }}
+  hix: {{ version: "6.{minor}", hotfix: {hotfix}, clientSha256: {client}, hotfixSha256: {fix} }}
   frontends: {{ count: {fe}, size: Standard_D4s_v5 }}
   sql:
     size: Standard_E8ds_v5
@@ -61,6 +62,8 @@ def main():
         cidr = "10.%d.%d.0/24" % (64 + n // 256, n % 256)
         with open(os.path.join(root, "tenants", tid + ".yaml"), "w") as f:
             f.write(TENANT.format(id=tid, n=n, cidr=cidr, minor=2 + n % 2, hotfix=40 + n % 17,
+                client=hashlib.sha256(f"client-6.{2 + n % 2}".encode()).hexdigest(),
+                fix=hashlib.sha256(f"hotfix-{40 + n % 17}".encode()).hexdigest(),
                                   fe=8 + (n * 7) % 33, day=DAYS[n % 7]))
 
 

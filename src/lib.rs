@@ -9,6 +9,7 @@
 //! - [`plan`]: desired graph vs. prior state -> a serializable plan (pure).
 //! - [`apply`]: the plan as a DAG walk over the ARM client, journalled; emits events.
 //! - [`report`]: plan as text, JSON, Markdown.
+//! - [`ops`]: operations on a running estate: the HiX image lifecycle.
 //! - [`state`]: locks and the apply journal (`.lifeboat/state/`).
 //! - [`export`]: the graph as Terraform JSON (azapi).
 //! - [`cloud`]: the generic ARM client (LRO, retry, rate limits, auth) and prior state.
@@ -24,6 +25,7 @@ pub mod export;
 pub mod graph;
 pub mod manifest;
 pub mod model;
+pub mod ops;
 pub mod plan;
 pub mod report;
 pub mod state;

@@ -49,6 +49,8 @@ fn seed_from_plan(p: &Project, plan_file: &str) {
                 operation: None,
                 power: None,
                 sql_mode: None,
+                visible_from_ms: None,
+                replicated_ms: None,
             })
             .unwrap();
     }
@@ -78,13 +80,13 @@ fn golden_plan_for_the_example_tenants() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     golden("plan-examples.txt", &r.stdout, &p);
     assert!(
-        r.stdout.contains("# tenant cwz: 59 to create"),
+        r.stdout.contains("# tenant cwz: 41 to create"),
         "{}",
         r.stdout
     );
     assert!(
         r.stdout
-            .contains("Plan: 210 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged.")
+            .contains("Plan: 157 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged.")
     );
 }
 
@@ -102,11 +104,13 @@ fn json_has_exactly_the_documented_shape() {
         .map(String::as_str)
         .collect();
     assert_eq!(summary, ["create", "update", "replace", "delete", "no_op"]);
-    assert_eq!(v["summary"]["create"], 210);
+    // The 62 front-ends wait for their HiX images (listed under `deferred`).
+    assert_eq!(v["summary"]["create"], 157);
+    assert_eq!(v["deferred"].as_array().unwrap().len(), 62);
     assert_eq!(v["requests"]["read"], 1);
-    assert_eq!(v["requests"]["write"], 210);
+    assert_eq!(v["requests"]["write"], 157);
     let changes = v["changes"].as_array().unwrap();
-    assert_eq!(changes.len(), 210);
+    assert_eq!(changes.len(), 157);
     for c in changes {
         let keys: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["id", "type", "tenant", "layer", "action", "diff"]);
@@ -116,7 +120,7 @@ fn json_has_exactly_the_documented_shape() {
                 .unwrap()
                 .starts_with("/subscriptions/3f2a9c1e-")
         );
-        assert!(["shared", "tenant"].contains(&c["layer"].as_str().unwrap()));
+        assert!(["shared", "tenant", "image"].contains(&c["layer"].as_str().unwrap()));
         assert_eq!(c["layer"] == "shared", c["tenant"].is_null());
         assert_eq!(c["action"], "create");
     }
@@ -132,7 +136,7 @@ fn markdown_has_one_collapsible_section_per_tenant() {
     assert_eq!(r.code, 0);
     let md = &r.stdout;
     assert!(md.starts_with("### lifeboat plan\n"));
-    assert!(md.contains("| 210 | 0 | 0 | 0 | 0 |"));
+    assert!(md.contains("| 157 | 0 | 0 | 0 | 0 |"));
     for section in ["shared layer", "tenant cwz", "tenant mst", "tenant rst"] {
         assert!(
             md.contains(&format!("<details><summary><b>{section}</b>")),
@@ -156,7 +160,7 @@ fn applied_state_plans_empty_then_drift_shows_the_property() {
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(
         r.stdout
-            .contains("No changes. 210 resources are up to date."),
+            .contains("No changes. 157 resources are up to date."),
         "{}",
         r.stdout
     );
@@ -184,7 +188,7 @@ fn applied_state_plans_empty_then_drift_shows_the_property() {
     );
     assert!(
         r.stdout
-            .contains("Plan: 0 to create, 1 to update, 0 to replace, 0 to delete, 58 unchanged."),
+            .contains("Plan: 0 to create, 1 to update, 0 to replace, 0 to delete, 40 unchanged."),
         "{}",
         r.stdout
     );
@@ -226,7 +230,7 @@ fn removing_a_manifest_never_deletes_protected_data_without_the_flag() {
     assert!(
         deleted
             .iter()
-            .any(|d| d.ends_with("/virtualMachines/lb-rst-fe01"))
+            .any(|d| d.ends_with("/networkInterfaces/lb-rst-fe01-nic"))
     );
     let parent_type = |id: &str| id.rsplit('/').nth(1).unwrap_or_default().to_string();
     for (what, is) in [
@@ -323,14 +327,15 @@ fn scoping_by_tenant_and_shared() {
             .collect();
         (v["summary"]["create"].as_u64().unwrap(), layers)
     };
+    // Tenant and image layers, without the 20 front-ends waiting for their image.
     let (n, owners) = count(&["--tenant", "cwz"]);
-    assert_eq!(n, 59);
+    assert_eq!(n, 41);
     assert!(owners.iter().all(|o| o == "cwz"));
     let (n, owners) = count(&["--shared"]);
-    assert_eq!(n, 29);
+    assert_eq!(n, 32);
     assert!(owners.iter().all(|o| o == "shared"));
     let (n, _) = count(&["--tenant", "cwz", "--tenant", "rst"]);
-    assert_eq!(n, 59 + 43);
+    assert_eq!(n, 41 + 33);
     let r = p.run(&["plan", "--tenant", "cwx"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("did you mean `cwz`"), "{}", r.stderr);
@@ -461,7 +466,8 @@ fn export_terraform_writes_azapi_with_references() {
         serde_json::from_str(&std::fs::read_to_string(out.join("tenant-cwz.tf.json")).unwrap())
             .unwrap();
     let res = cwz["resource"]["azapi_resource"].as_object().unwrap();
-    assert_eq!(res.len(), 59);
+    // Tenant layer (59) and image layer (definition + Image Builder template).
+    assert_eq!(res.len(), 61);
     let vm = &res["cwz_virtualmachines_lb_cwz_sql"];
     assert_eq!(vm["type"], "Microsoft.Compute/virtualMachines@2024-07-01");
     assert_eq!(

@@ -38,6 +38,7 @@ fn field_errors_are_all_reported_with_positions() {
     p.edit(t, "day: saturday", "day: zaterdag");
     p.edit(t, "start: \"22:00\"", "start: \"25:00\"");
     p.edit(t, "hix: { version: \"6.3\"", "hix: { version: 6.3");
+    p.edit(t, "clientSha256: 628fa032", "clientSha256: 628fa03z");
     let r = p.run(&["validate"]);
     assert_eq!(r.code, 1);
     r.expect_error(
@@ -46,6 +47,10 @@ fn field_errors_are_all_reported_with_positions() {
     );
     r.expect_error("cwz.yaml:7:3: spec.addressSpace:", "missing required field");
     r.expect_error("cwz.yaml:8:19: spec.hix.version:", "quoted string");
+    r.expect_error(
+        "cwz.yaml:8:50: spec.hix.clientSha256:",
+        "not a SHA-256 checksum",
+    );
     r.expect_error(
         "cwz.yaml:9:33: spec.frontends.size:",
         "did you mean `Standard_D4s_v5`",
@@ -65,7 +70,7 @@ fn field_errors_are_all_reported_with_positions() {
     r.expect_error("cwz.yaml:20:35: spec.contacts[0].email:", "e-mail");
     r.expect_error("spec.exceptions[0].expires:", "date");
     assert!(
-        r.stderr.trim_end().ends_with("12 errors found"),
+        r.stderr.trim_end().ends_with("13 errors found"),
         "{}",
         r.stderr
     );

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use crate::cloud::client::{ArmClient, ArmError, StatsSnapshot};
 use crate::cloud::ratelimit::Class;
-use crate::graph::ResourceId;
+use crate::graph::{PowerState, ResourceId};
 use crate::plan::{Action, Change, Plan};
 use crate::state::{JournalEntry, JournalWriter};
 
@@ -115,7 +115,8 @@ pub struct ApplyOptions {
 fn estimate(resource_type: &str, action: Action) -> u64 {
     let t = resource_type.to_ascii_lowercase();
     let put = match t.as_str() {
-        "microsoft.compute/virtualmachines" => 120,
+        // Front-ends are also deallocated after create (~60 s).
+        "microsoft.compute/virtualmachines" => 150,
         "microsoft.storage/storageaccounts" => 25,
         "microsoft.keyvault/vaults" => 15,
         "microsoft.operationalinsights/workspaces" => 12,
@@ -422,6 +423,14 @@ impl Run<'_> {
                 self.client.delete(&c.id, &c.api_version).await?;
             }
             Action::NoOp => {}
+        }
+        if matches!(c.action, Action::Create | Action::Replace)
+            && c.lifecycle.power_state == Some(PowerState::Deallocated)
+        {
+            // Idempotent: deallocating a deallocated VM succeeds at once.
+            self.client
+                .action(&c.id, "deallocate", &c.api_version, None, true)
+                .await?;
         }
         self.journal(c, "done")?;
         Ok(())

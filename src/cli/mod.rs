@@ -108,6 +108,9 @@ pub enum Command {
     /// Export the resource graph in another tool's format.
     #[command(subcommand)]
     Export(ExportCommand),
+    /// Build, list and prune the hospitals' HiX images.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// The ARM emulator behind `--cloud local`, standalone.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
@@ -172,6 +175,42 @@ pub struct ExecArgs {
     /// How long to wait for another apply's lock before failing (seconds).
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     pub lock_timeout: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the declared HiX hotfix image (skipped when that version exists).
+    Build {
+        /// Build this tenant's image (repeatable).
+        #[arg(long = "tenant", value_name = "ID", required_unless_present = "all")]
+        tenants: Vec<String>,
+        /// Build every tenant whose declared hotfix has no image yet.
+        #[arg(long, conflicts_with = "tenants")]
+        all: bool,
+        /// Builds at once (Azure Image Builder quota).
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        concurrency: usize,
+        /// How long to wait for another run's lock on a tenant's image (seconds).
+        #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+        lock_timeout: f64,
+    },
+    /// Per tenant: declared hotfix, newest version, versions in use, replication, end of life.
+    List {
+        #[arg(long = "tenant", value_name = "ID")]
+        tenants: Vec<String>,
+    },
+    /// Delete old image versions (never the newest N, one in use or the declared one)
+    /// and mark superseded versions exclude-from-latest.
+    Prune {
+        /// Versions to keep per tenant, newest first.
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        keep: usize,
+        #[arg(long = "tenant", value_name = "ID")]
+        tenants: Vec<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,7 +2,6 @@
 //! layer locks, run the engine with the journal, and print its report.
 
 use std::collections::HashSet;
-use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use super::plan::print_plan;
-use super::session::{LOCK_LEASE, Session, Workspace, declared_elsewhere, inputs, lock_scopes};
+use super::session::{Session, Workspace, declared_elsewhere, inputs, lock_scopes};
 use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::cli::{ApplyArgs, Cli, DestroyArgs, ExecArgs, PlanFormat, Refresh};
 use crate::graph::{Graph, Scope};
@@ -63,7 +62,7 @@ fn review_and_execute(
         print_plan(ui, plan, PlanFormat::Human);
     }
     if plan.has_changes() && !auto_approve {
-        confirm(question)?;
+        super::confirm(question)?;
     }
     execute(ui, session, plan, plan.hash(), exec, command)
 }
@@ -150,24 +149,6 @@ fn saved_plan(
     Ok((plan, hash))
 }
 
-fn confirm(question: &str) -> anyhow::Result<()> {
-    if !std::io::stdin().is_terminal() {
-        bail!(
-            "not applying without confirmation: stdin is not a terminal; pass --auto-approve (pipelines) after reviewing the plan"
-        );
-    }
-    eprint!("{question} Only 'yes' is accepted: ");
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .context("reading the answer")?;
-    if answer.trim() != "yes" {
-        bail!("not applied: the answer was not 'yes'");
-    }
-    Ok(())
-}
-
 fn execute(
     ui: &Ui,
     session: &Session,
@@ -194,55 +175,36 @@ fn execute(
         jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S"),
         std::process::id()
     );
-    let report: ApplyReport = session.rt.block_on(async {
-        let mut guards = Vec::new();
-        for scope in lock_scopes(plan) {
-            guards.push(
+    let scopes = lock_scopes(plan);
+    let report: ApplyReport =
+        session
+            .rt
+            .block_on(session.holding_locks(&scopes, command, timeout, async {
+                let journal_entries = session
+                    .state
+                    .journal()
+                    .context("reading the apply journal")?;
+                let in_doubt = state::in_doubt(&journal_entries)
+                    .into_iter()
+                    .map(|e| e.id)
+                    .collect();
                 session
                     .state
-                    .lock(&scope, command, LOCK_LEASE, timeout)
-                    .await
-                    .with_context(|| format!("taking the {scope} lock"))?,
-            );
-        }
-        let journal_entries = session
-            .state
-            .journal()
-            .context("reading the apply journal")?;
-        let in_doubt = state::in_doubt(&journal_entries)
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        session
-            .state
-            .compact_journal(5)
-            .context("compacting the apply journal")?;
-        let mut journal = session
-            .state
-            .journal_writer()
-            .context("opening the apply journal")?;
-        let opts = ApplyOptions {
-            max_parallel,
-            run: run_id,
-            in_doubt,
-            plan_hash: hash,
-        };
-        let emit = |e: crate::apply::Event| ui.event(&e);
-        let work = apply::apply(plan, &session.client, &mut journal, opts, &emit);
-        tokio::pin!(work);
-        let mut tick = tokio::time::interval(LOCK_LEASE / 3);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                report = &mut work => return Ok::<_, anyhow::Error>(report),
-                _ = tick.tick() => {
-                    for g in &mut guards {
-                        g.renew(LOCK_LEASE).context("renewing a lock")?;
-                    }
-                }
-            }
-        }
-    })?;
+                    .compact_journal(5)
+                    .context("compacting the apply journal")?;
+                let mut journal = session
+                    .state
+                    .journal_writer()
+                    .context("opening the apply journal")?;
+                let opts = ApplyOptions {
+                    max_parallel,
+                    run: run_id,
+                    in_doubt,
+                    plan_hash: hash,
+                };
+                let emit = |e: crate::apply::Event| ui.event(&e);
+                Ok(apply::apply(plan, &session.client, &mut journal, opts, &emit).await)
+            }))?;
     if ui.json() {
         ui.print(&serde_json::to_string(&report).expect("report serializes"));
     } else {

@@ -5,13 +5,16 @@ mod apply;
 mod drift;
 mod emulator;
 mod export;
+mod image;
 mod plan;
 mod session;
 mod validate;
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{Context, bail};
 
 use crate::cli::{Cli, Command, EmulatorCommand, ExportCommand};
 use crate::graph::templates::TemplateSet;
@@ -27,10 +30,30 @@ pub fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
         Command::Drift(args) => drift::run(cli, ui, args),
         Command::Destroy(args) => apply::destroy(cli, ui, args),
         Command::Export(ExportCommand::Terraform { out }) => export::run(cli, ui, out),
+        Command::Image(cmd) => image::run(cli, ui, cmd),
         Command::Emulator(EmulatorCommand::Serve { listen, data }) => {
             emulator::serve(cli, ui, listen, data)
         }
     }
+}
+
+/// Ask before a change; refuses on a non-terminal (pipelines pass `--auto-approve`).
+pub(crate) fn confirm(question: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "not applying without confirmation: stdin is not a terminal; pass --auto-approve (pipelines) after reviewing the plan"
+        );
+    }
+    eprint!("{question} Only 'yes' is accepted: ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    if answer.trim() != "yes" {
+        bail!("not applied: the answer was not 'yes'");
+    }
+    Ok(())
 }
 
 /// Leave a large value to the process exit instead of freeing it: the command ends

@@ -183,6 +183,39 @@ pub fn inputs(project: &Project, templates: &TemplateSet, prior: &PriorState) ->
 }
 
 impl Session {
+    /// Run `work` while holding the locks for `scopes` (taken in order, waiting up
+    /// to `timeout` each), renewing their leases until it finishes.
+    pub async fn holding_locks<T>(
+        &self,
+        scopes: &[String],
+        command: &str,
+        timeout: Duration,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        let mut guards = Vec::new();
+        for scope in scopes {
+            guards.push(
+                self.state
+                    .lock(scope, command, LOCK_LEASE, timeout)
+                    .await
+                    .with_context(|| format!("taking the {scope} lock"))?,
+            );
+        }
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(LOCK_LEASE / 3);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick.tick() => {
+                    for g in &mut guards {
+                        g.renew(LOCK_LEASE).context("renewing a lock")?;
+                    }
+                }
+            }
+        }
+    }
+
     /// Read the prior state for `graph`: one Resource Graph query (plus direct
     /// re-reads of what the last apply wrote), or a GET per resource.
     pub fn prior_state(

@@ -194,6 +194,42 @@ fn delete_seconds(resource_type: &str) -> f64 {
     }
 }
 
+/// Azure Image Builder: one build, and the replication that follows it (DESIGN.md).
+const IMAGE_BUILD_SECS: f64 = 2400.0;
+const REPLICATION_SECS: f64 = 900.0;
+
+fn rfc3339(ms: u64) -> String {
+    jiff::Timestamp::from_millisecond(ms as i64)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// Per target region: the primary (first) region is complete when the version
+/// appears; the others replicate until `done`.
+fn replication_status(body: &Value, now: u64, visible: u64, done: u64) -> Value {
+    let regions: Vec<&str> = body
+        .pointer("/properties/publishingProfile/targetRegions")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|r| r.get("name")?.as_str()).collect())
+        .unwrap_or_default();
+    let progress = if now >= done {
+        100
+    } else {
+        (now.saturating_sub(visible) * 100 / (done - visible).max(1)).min(99)
+    };
+    let summary: Vec<Value> = regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let p = if i == 0 { 100 } else { progress };
+            let state = if p == 100 { "Completed" } else { "Replicating" };
+            json!({"region": r, "state": state, "progress": p})
+        })
+        .collect();
+    let all = summary.iter().all(|s| s["state"] == "Completed");
+    json!({"aggregatedState": if all { "Completed" } else { "InProgress" }, "summary": summary})
+}
+
 /// Properties ARM accepts on PUT but never returns.
 const WRITE_ONLY: &[&str] = &["/properties/osProfile/adminPassword", "/properties/value"];
 
@@ -383,6 +419,17 @@ impl Emulator {
                 "The api-version query parameter (?api-version=) is required for all requests.",
             );
         };
+        // Image Builder actions: `<template id>/run`.
+        if let Some((template, action)) = path.rsplit_once('/')
+            && template
+                .to_ascii_lowercase()
+                .contains("/microsoft.virtualmachineimages/imagetemplates/")
+            && template.split('/').count() % 2 == 1
+            && req.method == "POST"
+            && let Ok(id) = ResourceId::parse(template)
+        {
+            return self.template_action(req, &id, &action.to_ascii_lowercase(), fail_op);
+        }
         // VM actions and views: `<vm id>/<action>`.
         if let Some((vm, action)) = path.rsplit_once('/')
             && vm
@@ -430,6 +477,9 @@ impl Emulator {
             },
             None => "Succeeded",
         };
+        if r.visible_from_ms.is_some_and(|t| now < t) {
+            return None;
+        }
         let obj = body.as_object_mut()?;
         obj.insert("id".into(), json!(r.id.as_str()));
         obj.insert("name".into(), json!(r.id.name()));
@@ -439,6 +489,28 @@ impl Emulator {
             .or_insert_with(|| json!({}))
             .as_object_mut()?;
         props.insert("provisioningState".into(), json!(state));
+        if let Some(done) = r.replicated_ms {
+            props.insert(
+                "replicationStatus".into(),
+                replication_status(&r.body, now, r.visible_from_ms.unwrap_or(0), done),
+            );
+        }
+        if let Some(op) = &r.operation
+            && let OpKind::Action { name, .. } = &op.kind
+            && name == "run"
+        {
+            let (run_state, message) = match (&op.failure, now < op.done_ms) {
+                (_, true) => ("Running", String::new()),
+                (Some((_, m)), false) => ("Failed", m.clone()),
+                (None, false) => ("Succeeded", String::new()),
+            };
+            let end = (now >= op.done_ms).then(|| rfc3339(op.done_ms));
+            props.insert(
+                "lastRunStatus".into(),
+                json!({"runState": run_state, "message": message,
+                    "startTime": rfc3339(op.started_ms), "endTime": end}),
+            );
+        }
         if let Some(power) = self.power(r, now) {
             props.insert(
                 "extended".into(),
@@ -717,6 +789,32 @@ impl Emulator {
             props.remove("provisioningState");
         }
         let resource_type = id.resource_type();
+        if resource_type.eq_ignore_ascii_case("Microsoft.ManagedIdentity/userAssignedIdentities") {
+            body["properties"] = json!({
+                "principalId": stable_guid(&format!("principal:{}", id.key())),
+                "clientId": stable_guid(&format!("client:{}", id.key())),
+                "tenantId": stable_guid(&format!("tenant:{}", id.subscription())),
+            });
+        }
+        if let Some(image) = body
+            .pointer("/properties/storageProfile/imageReference/id")
+            .and_then(Value::as_str)
+            .and_then(|s| ResourceId::parse(s).ok())
+        {
+            // As Azure: a VM cannot be created from an image version that does not exist.
+            let exists =
+                matches!(self.load(&image, now), Ok(Some(ref v)) if self.view(v, now).is_some());
+            if !exists {
+                return Reply::error(
+                    404,
+                    "GalleryImageNotFound",
+                    &format!(
+                        "The gallery image {} is not available. Build it first, or contact the image owner.",
+                        image.as_str()
+                    ),
+                );
+            }
+        }
         let fam = family(&resource_type);
         let creating = existing.is_none();
         let secs = if creating {
@@ -739,6 +837,8 @@ impl Emulator {
                 None => None,
             },
             sql_mode: existing.as_ref().and_then(|e| e.sql_mode.clone()),
+            visible_from_ms: existing.as_ref().and_then(|e| e.visible_from_ms),
+            replicated_ms: existing.as_ref().and_then(|e| e.replicated_ms),
         };
         if let Err(r) = self.save(&stored) {
             return r;
@@ -1011,6 +1111,115 @@ impl Emulator {
             req,
             id,
             Family::Compute,
+            &loc,
+            &op,
+            &api,
+            Reply::empty(202),
+            true,
+        )
+    }
+
+    /// Azure Image Builder `run`: the build takes ~40 min; when it succeeds its
+    /// distributor's gallery image version appears (tagged with `artifactTags`) and
+    /// replicates to the other target regions in ~15 min more. A failed build
+    /// (`--faults lro-fail`) reports Image Builder's error and creates nothing.
+    fn template_action(
+        &self,
+        req: &Request,
+        id: &ResourceId,
+        action: &str,
+        fail_op: bool,
+    ) -> Reply {
+        if action != "run" {
+            return Reply::error(
+                404,
+                "InvalidResourceType",
+                &format!("The resource type 'imageTemplates/{action}' could not be found."),
+            );
+        }
+        let lock = self.lock(id);
+        let _g = lock.lock().expect("resource lock");
+        let now = now_ms();
+        let mut t = match self.load(id, now) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Self::not_found(id),
+            Err(reply) => return reply,
+        };
+        if let Some(op) = &t.operation
+            && now < op.done_ms
+        {
+            return Self::busy(op, now, self.retry_after(op.done_ms - now));
+        }
+        let dist = t
+            .body
+            .pointer("/properties/distribute/0")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let Some(version) = dist
+            .get("galleryImageId")
+            .and_then(Value::as_str)
+            .and_then(|s| ResourceId::parse(s).ok())
+        else {
+            return Reply::error(
+                400,
+                "InvalidParameter",
+                "distribute[0].galleryImageId must name a gallery image version",
+            );
+        };
+        let kind = OpKind::Action {
+            name: "run".into(),
+            power: None,
+            output: None,
+        };
+        let mut op = self.new_operation(id, kind, IMAGE_BUILD_SECS, false, now);
+        if fail_op {
+            op.failure = Some((
+                "ImageTemplateRunFailed".into(),
+                "Build failed: customization 'install-hix' (PowerShell) exited with code 1603 (fatal error during installation); see packerlogs/customization.log in the staging resource group's storage account".into(),
+            ));
+        } else {
+            let regions = dist
+                .get("targetRegions")
+                .cloned()
+                .unwrap_or_else(|| json!([]));
+            let v = StoredResource {
+                id: version,
+                resource_type: crate::plan::IMAGE_VERSION.to_string(),
+                api_version: "2023-07-03".into(),
+                body: json!({
+                    "location": t.body.get("location").cloned().unwrap_or(json!("westeurope")),
+                    "tags": dist.get("artifactTags").cloned().unwrap_or(json!({})),
+                    "properties": {
+                        "publishingProfile": {
+                            "targetRegions": regions,
+                            "excludeFromLatest": dist.get("excludeFromLatest").cloned().unwrap_or(json!(false)),
+                            "publishedDate": rfc3339(op.done_ms),
+                        },
+                        "storageProfile": {"source": {"id": id.as_str()}},
+                    }
+                }),
+                operation: None,
+                power: None,
+                sql_mode: None,
+                visible_from_ms: Some(op.done_ms),
+                replicated_ms: Some(op.done_ms + self.scaled_ms(REPLICATION_SECS)),
+            };
+            if let Err(reply) = self.save(&v) {
+                return reply;
+            }
+        }
+        t.operation = Some(op.clone());
+        if let Err(reply) = self.save(&t) {
+            return reply;
+        }
+        let api = query_param(&req.query, "api-version")
+            .unwrap_or(&t.api_version)
+            .to_string();
+        let loc = Self::location_of(&t.body);
+        self.op_headers(
+            req,
+            id,
+            Family::Generic,
             &loc,
             &op,
             &api,

@@ -44,6 +44,13 @@ pub struct StoredResource {
     /// Emulated SQL Server restore mode of a SQL VM (`norecovery`, `standby`, `recovery`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql_mode: Option<String>,
+    /// Not visible before this wall-clock time (an image version appears when its
+    /// build finishes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible_from_ms: Option<u64>,
+    /// When replication to every target region completes (image versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicated_ms: Option<u64>,
 }
 
 /// What the operation does when it completes.
@@ -184,6 +191,8 @@ mod tests {
             operation: None,
             power: None,
             sql_mode: None,
+            visible_from_ms: None,
+            replicated_ms: None,
         };
         store.put(&r).unwrap();
         assert_eq!(store.get(&id).unwrap(), Some(r.clone()));

@@ -61,6 +61,16 @@ pub struct Lifecycle {
     /// Body paths ARM cannot change in place: a difference there means replace.
     #[serde(default)]
     pub replace_on: Vec<String>,
+    /// A VM's power state after apply created it: `deallocated` for the idle
+    /// front-ends (Azure starts a new VM; deallocated it costs nothing but disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_state: Option<PowerState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PowerState {
+    Deallocated,
 }
 
 /// One desired resource.

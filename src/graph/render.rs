@@ -108,15 +108,9 @@ pub fn render_all(
                     let mut local = Vec::new();
                     for t in ts {
                         let ctx = shared.tenant_context(p, t);
-                        render_layer(
-                            templates,
-                            "tenant",
-                            &ctx,
-                            Layer::Tenant,
-                            Some(t),
-                            p,
-                            &mut local,
-                        )?;
+                        for (dir, layer) in [("tenant", Layer::Tenant), ("image", Layer::Image)] {
+                            render_layer(templates, dir, &ctx, layer, Some(t), p, &mut local)?;
+                        }
                     }
                     Ok(local)
                 })
@@ -232,6 +226,40 @@ impl SharedContext {
                 arm(
                     &rg,
                     &format!("Microsoft.Network/publicIPAddresses/{}", names.public_ip),
+                ),
+            ),
+            (
+                "imageBuilderIdentity",
+                arm(
+                    &rg,
+                    &format!(
+                        "Microsoft.ManagedIdentity/userAssignedIdentities/{}-imagebuilder-id",
+                        p.prefix.value
+                    ),
+                ),
+            ),
+            (
+                "imageBuilderRole",
+                format!(
+                    "{rg}/providers/Microsoft.Authorization/roleAssignments/{}",
+                    stable_guid(&format!("{rg}/imagebuilder-contributor"))
+                ),
+            ),
+            (
+                "imageBuilderBlobRole",
+                format!(
+                    "{}/providers/Microsoft.Authorization/roleAssignments/{}",
+                    arm(
+                        &rg,
+                        &format!("Microsoft.Storage/storageAccounts/{}", names.artifacts)
+                    ),
+                    stable_guid(&format!(
+                        "{}/imagebuilder-blob-reader",
+                        arm(
+                            &rg,
+                            &format!("Microsoft.Storage/storageAccounts/{}", names.artifacts)
+                        )
+                    ))
                 ),
             ),
             ("lbBackendPool", format!("{lb}/backendAddressPools/gateway")),

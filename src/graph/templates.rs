@@ -30,6 +30,18 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/shared/citrix.yaml.tera"),
     ),
     (
+        "shared/imagebuilder.yaml.tera",
+        include_str!("../../templates/shared/imagebuilder.yaml.tera"),
+    ),
+    (
+        "image/definition.yaml.tera",
+        include_str!("../../templates/image/definition.yaml.tera"),
+    ),
+    (
+        "image/builder.yaml.tera",
+        include_str!("../../templates/image/builder.yaml.tera"),
+    ),
+    (
         "tenant/network.yaml.tera",
         include_str!("../../templates/tenant/network.yaml.tera"),
     ),

@@ -178,6 +178,16 @@ fn check_prefix(s: &str) -> Result<(), String> {
     }
 }
 
+fn check_sha256(s: &str) -> Result<(), String> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{s}` is not a SHA-256 checksum (64 hexadecimal characters, as `Get-FileHash -Algorithm SHA256` prints)"
+        ))
+    }
+}
+
 fn check_tenant_id(s: &str) -> Result<(), String> {
     let mut chars = s.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
@@ -427,8 +437,20 @@ pub fn platform(r: &mut Reader<'_>, root: &Node) -> Option<Platform> {
             None
         }
     });
-    let gallery = r.section(spec, "gallery", true, &["name"]);
+    let gallery = r.section(
+        spec,
+        "gallery",
+        true,
+        &["name", "hardeningScriptSha256", "imageLifetimeDays"],
+    );
     let gallery_name = r.string_with(gallery.as_ref(), "name", true, check_gallery_name);
+    let hardening_sha256 = r.string_with(
+        gallery.as_ref(),
+        "hardeningScriptSha256",
+        true,
+        check_sha256,
+    );
+    let lifetime = r.int(gallery.as_ref(), "imageLifetimeDays", false, 30, 1825);
     let retention = r.int(spec, "logRetentionDays", false, 30, 730);
     let (gw_count, gw_size) = gw?;
     Some(Platform {
@@ -453,6 +475,8 @@ pub fn platform(r: &mut Reader<'_>, root: &Node) -> Option<Platform> {
         },
         gallery: Gallery {
             name: gallery_name?,
+            hardening_script_sha256: hardening_sha256?,
+            image_lifetime_days: lifetime.map_or(365, |v| v.value as u32),
         },
         log_retention_days: retention.map_or(90, |r| r.value as u32),
     })
@@ -467,7 +491,12 @@ pub fn tenant(r: &mut Reader<'_>, root: &Node) -> Option<Tenant> {
     let spec = spec.as_ref();
     let address_space = r.parsed(spec, "addressSpace", true, |s| parse_cidr(s, 20, 26));
 
-    let hix = r.section(spec, "hix", true, &["version", "hotfix"]);
+    let hix = r.section(
+        spec,
+        "hix",
+        true,
+        &["version", "hotfix", "clientSha256", "hotfixSha256"],
+    );
     let version = r.field(hix.as_ref(), "version", true).and_then(|f| match &f.node.value {
         super::yaml::Value::Str(s) => {
             let parts: Vec<Option<u32>> = s.split('.').map(|p| p.parse::<u32>().ok().filter(|v| *v <= i32::MAX as u32)).collect();
@@ -491,6 +520,10 @@ pub fn tenant(r: &mut Reader<'_>, root: &Node) -> Option<Tenant> {
     let hotfix = r
         .int(hix.as_ref(), "hotfix", true, 0, i64::from(i32::MAX))
         .map(u32_at);
+    // Image Builder checks the installers against these (File customizer
+    // sha256Checksum); they are reviewed with the manifest, not fetched.
+    let client_sha256 = r.string_with(hix.as_ref(), "clientSha256", true, check_sha256);
+    let hotfix_sha256 = r.string_with(hix.as_ref(), "hotfixSha256", true, check_sha256);
 
     let fe = r.section(spec, "frontends", true, &["count", "size"]);
     let frontends = count_and_size(r, fe.as_ref(), 250);
@@ -602,6 +635,8 @@ pub fn tenant(r: &mut Reader<'_>, root: &Node) -> Option<Tenant> {
             major,
             minor,
             hotfix: hotfix?,
+            client_sha256: client_sha256?,
+            hotfix_sha256: hotfix_sha256?,
         },
         frontends: Frontends {
             count: fe_count,

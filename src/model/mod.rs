@@ -70,6 +70,10 @@ pub struct Hub {
 #[serde(rename_all = "camelCase")]
 pub struct Gallery {
     pub name: At<String>,
+    /// SHA-256 of `scripts/cis-hardening.ps1` in the artifact storage.
+    pub hardening_script_sha256: At<String>,
+    /// Image versions get an end-of-life date this many days after their build.
+    pub image_lifetime_days: u32,
 }
 
 /// A group of identical VMs of the shared layer.
@@ -113,12 +117,16 @@ pub struct Tenant {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Hix {
     /// `major.minor`, as written.
     pub version: At<String>,
     pub major: u32,
     pub minor: u32,
     pub hotfix: At<u32>,
+    /// SHA-256 of the HiX client installer and of the hotfix package.
+    pub client_sha256: At<String>,
+    pub hotfix_sha256: At<String>,
 }
 
 impl Hix {

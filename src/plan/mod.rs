@@ -126,6 +126,10 @@ pub struct Plan {
     pub scope: Scope,
     pub allow_data_loss: Vec<String>,
     pub kept: Vec<Kept>,
+    /// Desired changes that wait (front-ends whose HiX image is not built yet, or
+    /// whose tenant is activated), and why. Not counted as changes.
+    #[serde(default)]
+    pub deferred: Vec<Kept>,
     /// Shared resources that change, with the tenants that depend on them.
     pub shared_dependents: BTreeMap<String, Vec<String>>,
     pub inputs: Inputs,
@@ -219,9 +223,34 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         .iter()
         .flat_map(|r| r.secrets.iter().cloned())
         .collect();
-    for (r, dep) in resources.into_iter().zip(deps) {
+    let activated = activated_tenants(prior);
+    let mut deferred = Vec::new();
+    for (mut r, dep) in resources.into_iter().zip(deps) {
         let depends_on: Vec<ResourceId> = dep.iter().map(|&j| ids[j].clone()).collect();
         let observed = prior.get(&r.id);
+        let mut rollout = None;
+        if let Some(wanted) = gallery_image(&r.body) {
+            match hold_image(&r, observed, &wanted, prior, &activated) {
+                Hold::Go => rollout = Some(wanted),
+                Hold::Defer(reason) => {
+                    deferred.push(Kept {
+                        id: r.id.clone(),
+                        tenant: r.tenant.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+                Hold::Pin(current, reason) => {
+                    r.body["properties"]["storageProfile"]["imageReference"]["id"] =
+                        Value::String(current);
+                    deferred.push(Kept {
+                        id: r.id.clone(),
+                        tenant: r.tenant.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
         let protected = r.lifecycle.prevent_destroy || observed.is_some_and(|o| o.is_protected());
         let (action, entries, reason) = match observed {
             None => (Action::Create, Vec::new(), None),
@@ -241,7 +270,15 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
                     .map(|e| e.path.as_str())
                     .collect();
                 if !triggers.is_empty() {
-                    let reason = format!("{} cannot change in place", triggers.join(", "));
+                    let reason = match &rollout {
+                        Some(v) if triggers.iter().any(|t| t.contains("imageReference")) => {
+                            format!(
+                                "moves to HiX image {} (re-created: front-ends are deallocated and hold no data)",
+                                v.name()
+                            )
+                        }
+                        _ => format!("{} cannot change in place", triggers.join(", ")),
+                    };
                     if protected && !allowed(&opts, r.tenant.as_deref()) {
                         return Err(PlanError::Protected {
                             id: r.id.clone(),
@@ -293,6 +330,8 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
     for o in &prior.resources {
         if desired_keys.contains(o.id.key())
             || generated.contains(o.id.key())
+            // Image versions come from `image build` and go with `image prune`.
+            || o.resource_type.eq_ignore_ascii_case(IMAGE_VERSION)
             || opts.declared_elsewhere.contains(o.id.key())
         {
             continue;
@@ -383,10 +422,85 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         scope: opts.scope.clone(),
         allow_data_loss: opts.allow_data_loss.to_vec(),
         kept,
+        deferred,
         shared_dependents,
         inputs: opts.inputs,
         api_versions,
     })
+}
+
+/// Gallery image versions: built by `image build`, never declared by templates.
+pub const IMAGE_VERSION: &str = "Microsoft.Compute/galleries/images/versions";
+
+/// The tag `activate` sets on a tenant's resource group while an emergency is in
+/// progress (and `deactivate` removes).
+pub const ACTIVATION_TAG: &str = "lifeboat-activation";
+
+fn activated_tenants(prior: &PriorState) -> std::collections::HashSet<String> {
+    prior
+        .resources
+        .iter()
+        .filter(|r| r.id.is_resource_group() && r.tag(ACTIVATION_TAG) == Some("active"))
+        .filter_map(|r| r.tag("lifeboat-tenant").map(str::to_string))
+        .collect()
+}
+
+/// The gallery image version a VM body is built from, if any.
+fn gallery_image(body: &Value) -> Option<ResourceId> {
+    let id = body
+        .pointer("/properties/storageProfile/imageReference/id")?
+        .as_str()?;
+    let id = ResourceId::parse(id).ok()?;
+    id.resource_type()
+        .eq_ignore_ascii_case(IMAGE_VERSION)
+        .then_some(id)
+}
+
+enum Hold {
+    /// Plan it as declared.
+    Go,
+    /// Do not create it yet.
+    Defer(String),
+    /// Keep the image it runs on now (the id), and say why.
+    Pin(String, String),
+}
+
+/// Roll-out rules for a VM built from the tenant's gallery image: it moves to the
+/// declared version only once that version exists, and never while the tenant is
+/// activated.
+fn hold_image(
+    r: &crate::graph::Resource,
+    observed: Option<&crate::cloud::ObservedResource>,
+    wanted: &ResourceId,
+    prior: &PriorState,
+    activated: &std::collections::HashSet<String>,
+) -> Hold {
+    let tenant = r.tenant.as_deref().unwrap_or("shared");
+    let built = prior.get(wanted).is_some();
+    let current = observed.and_then(|o| gallery_image(&o.body));
+    let version = wanted.name();
+    match (current, built) {
+        (None, true) => Hold::Go,
+        (None, false) => Hold::Defer(format!(
+            "waits for HiX image {version}: run `lifeboat image build --tenant {tenant}`"
+        )),
+        (Some(cur), _) if cur == *wanted => Hold::Go,
+        (Some(cur), _) if activated.contains(tenant) => Hold::Pin(
+            cur.to_string(),
+            format!(
+                "tenant {tenant} is activated (an emergency is in progress): stays on image {} until it is deactivated, then moves to {version}",
+                cur.name()
+            ),
+        ),
+        (Some(cur), false) => Hold::Pin(
+            cur.to_string(),
+            format!(
+                "stays on image {} until {version} is built: run `lifeboat image build --tenant {tenant}`",
+                cur.name()
+            ),
+        ),
+        (Some(_), true) => Hold::Go,
+    }
 }
 
 fn failed(o: &crate::cloud::ObservedResource) -> bool {
@@ -447,6 +561,7 @@ mod tests {
                 prevent_destroy: true,
                 ignore: vec![],
                 replace_on: vec!["zones".into()],
+                power_state: None,
             },
             template: "tenant/sql.yaml.tera".into(),
             template_line: 1,

@@ -31,6 +31,7 @@ pub fn plan_json(plan: &Plan) -> Value {
         "changes": changes,
         "requests": plan.requests,
         "kept": plan.kept,
+        "deferred": plan.deferred,
         "shared_dependents": plan.shared_dependents,
     })
 }
@@ -143,6 +144,13 @@ pub fn plan_human(plan: &Plan) -> String {
     for k in &plan.kept {
         let _ = writeln!(out, "  ! kept {}  ({})", k.id, k.reason);
     }
+    for (tenant, reason, ids) in deferred_groups(plan) {
+        let _ = writeln!(
+            out,
+            "  ⧗ {tenant}: {} resource(s) wait: {reason}",
+            ids.len()
+        );
+    }
     if !plan.shared_dependents.is_empty() {
         let _ = writeln!(
             out,
@@ -221,8 +229,34 @@ pub fn plan_markdown(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+    let groups = deferred_groups(plan);
+    if !groups.is_empty() {
+        out.push_str("**Waiting:**\n\n");
+        for (tenant, reason, ids) in groups {
+            let _ = writeln!(out, "- {tenant}: {} resource(s): {reason}", ids.len());
+        }
+        out.push('\n');
+    }
     let _ = writeln!(out, "{}", summary_line(plan));
     out
+}
+
+/// Deferred changes grouped by tenant and reason (a tenant's front-ends share one).
+fn deferred_groups(plan: &Plan) -> Vec<(String, String, Vec<String>)> {
+    let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    for d in &plan.deferred {
+        groups
+            .entry((
+                d.tenant.clone().unwrap_or_else(|| "shared".into()),
+                d.reason.clone(),
+            ))
+            .or_default()
+            .push(d.id.display_name());
+    }
+    groups
+        .into_iter()
+        .map(|((t, r), ids)| (t, r, ids))
+        .collect()
 }
 
 /// The end of an apply, for people: outcome, timings, requests and what failed.

@@ -79,6 +79,41 @@ impl Ui {
         eprintln!("{line}");
     }
 
+    /// Render an image-build event: one line per build start and end (builds are
+    /// long and few, so no bars), or a JSON line.
+    pub fn image_event(&self, e: &crate::ops::image::ImageEvent) {
+        use crate::ops::image::ImageEvent;
+        if self.json() {
+            self.print(&serde_json::to_string(e).expect("event serializes"));
+            return;
+        }
+        let now = jiff::Timestamp::now().strftime("%H:%M:%S%.3fZ");
+        let line = match e {
+            ImageEvent::Building { tenant, version } => {
+                format!("{now} building  {tenant} HiX image {version}")
+            }
+            ImageEvent::Built {
+                tenant,
+                version,
+                duration_ms,
+            } => {
+                format!(
+                    "{now} built     {tenant} HiX image {version} in {:.1} s",
+                    *duration_ms as f64 / 1000.0
+                )
+            }
+            ImageEvent::Exists { tenant, version } => {
+                format!("{now} exists    {tenant} HiX image {version} (not rebuilt)")
+            }
+            ImageEvent::Failed {
+                tenant,
+                version,
+                error,
+            } => format!("{now} FAILED    {tenant} HiX image {version}: {error}"),
+        };
+        eprintln!("{line}");
+    }
+
     fn bar_event(&self, e: &Event) {
         let mut guard = self.bars.lock().expect("bars");
         let bars = guard.get_or_insert_with(|| {
