@@ -46,17 +46,19 @@ impl Project {
     }
 
     /// Start the binary in the background, output discarded (for kill -9 and
-    /// concurrency tests).
-    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        Command::new(env!("CARGO_BIN_EXE_lifeboat"))
-            .arg("-C")
-            .arg(&self.dir)
-            .args(args)
-            .env_remove("LIFEBOAT_CLOUD")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn lifeboat")
+    /// concurrency tests); killed when dropped, so a failing test leaves no process.
+    pub fn spawn(&self, args: &[&str]) -> Background {
+        Background(
+            Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+                .arg("-C")
+                .arg(&self.dir)
+                .args(args)
+                .env_remove("LIFEBOAT_CLOUD")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn lifeboat"),
+        )
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
@@ -104,5 +106,28 @@ impl Run {
             "no error line containing {prefix:?} that mentions {words:?} in:\n{}",
             self.stderr
         );
+    }
+}
+
+/// A child process that is killed (and reaped) when dropped.
+pub struct Background(pub std::process::Child);
+
+impl std::ops::Deref for Background {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Background {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
