@@ -139,6 +139,21 @@ fn a_new_hotfix_rolls_out_only_once_built_and_never_while_activated() {
         ),
         "{text}"
     );
+    // An update of the resource group during the emergency keeps the activation mark.
+    p.edit(
+        "tenants/rst.yaml",
+        "costCenter: RST-ZORG-7781",
+        "costCenter: RST-NOOD-2",
+    );
+    let r = run(&p, &["apply", "--auto-approve", "--tenant", "rst"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("~   Microsoft.Resources/resourceGroups  lb-rst-rg"),
+        "{}",
+        r.stdout
+    );
+    assert!(plan_text(&p).contains("tenant rst is activated"));
 }
 
 /// What `activate` will do to the resource group (tag it), written into the

@@ -309,6 +309,13 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
                 }
             }
         };
+        // A PUT replaces all tags: keep the activation mark `activate` set, so an
+        // update during an emergency does not make the tenant look idle.
+        if let Some(mark) = observed.and_then(|o| o.tag(ACTIVATION_TAG))
+            && let Some(tags) = r.body.get_mut("tags").and_then(Value::as_object_mut)
+        {
+            tags.insert(ACTIVATION_TAG.into(), Value::from(mark));
+        }
         changes.push(Change {
             id: r.id,
             resource_type: r.resource_type,
