@@ -6,6 +6,7 @@
 //! A cycle is an error naming the resources on it. Pure: no I/O beyond what the
 //! caller's `TemplateSet` already loaded.
 
+mod fastyaml;
 pub mod id;
 mod render;
 pub mod templates;

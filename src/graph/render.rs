@@ -441,15 +441,10 @@ fn render_layer(
 /// faster `yaml-rust2` parser (2.4x serde-saphyr here) and builds JSON straight from
 /// its events, without an intermediate YAML tree.
 fn parse_document(doc: &str) -> Result<RawResource, String> {
-    let mut b = JsonBuilder::default();
-    yaml_rust2::parser::Parser::new_from_str(doc)
-        .load(&mut b, false)
-        .map_err(|e| format!("invalid YAML: {e}"))?;
-    if let Some(e) = b.error {
-        return Err(e);
-    }
-    let [value] = <[Value; 1]>::try_from(b.documents)
-        .map_err(|_| "expected exactly one YAML document".to_string())?;
+    let value = match super::fastyaml::parse(doc) {
+        Some(v) => v,
+        None => parse_yaml(doc)?,
+    };
     let Value::Object(mut top) = value else {
         return Err("a resource must be a mapping".into());
     };
@@ -463,6 +458,20 @@ fn parse_document(doc: &str) -> Result<RawResource, String> {
         serde_json::from_value(Value::Object(top)).map_err(|e| e.to_string())?;
     raw.body = body;
     Ok(raw)
+}
+
+/// The general path: any YAML, through yaml-rust2's events.
+fn parse_yaml(doc: &str) -> Result<Value, String> {
+    let mut b = JsonBuilder::default();
+    yaml_rust2::parser::Parser::new_from_str(doc)
+        .load(&mut b, false)
+        .map_err(|e| format!("invalid YAML: {e}"))?;
+    if let Some(e) = b.error {
+        return Err(e);
+    }
+    let [value] = <[Value; 1]>::try_from(b.documents)
+        .map_err(|_| "expected exactly one YAML document".to_string())?;
+    Ok(value)
 }
 
 /// A container being built, and for mappings the key waiting for its value.
@@ -506,7 +515,10 @@ impl JsonBuilder {
 }
 
 /// A scalar as YAML 1.2 core schema resolves it (quoted scalars are strings).
-fn scalar(text: String, style: yaml_rust2::scanner::TScalarStyle) -> Result<Value, String> {
+pub(crate) fn scalar(
+    text: String,
+    style: yaml_rust2::scanner::TScalarStyle,
+) -> Result<Value, String> {
     use yaml_rust2::Yaml;
     use yaml_rust2::scanner::TScalarStyle;
     if style != TScalarStyle::Plain {
@@ -813,6 +825,36 @@ mod tests {
                 .unwrap()
                 .contains("not a string")
         );
+    }
+
+    /// Every document the default templates render for the example project parses
+    /// the same on the fast path as on the general one, and takes the fast path.
+    #[test]
+    fn fast_yaml_agrees_with_the_general_parser_on_every_rendered_document() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let project = crate::manifest::load(root).expect("the examples are valid");
+        let templates = TemplateSet::embedded().expect("embedded templates compile");
+        let p = &project.platform;
+        let shared = SharedContext::new(p);
+        let mut contexts = vec![("shared", shared.context(p, &project))];
+        for t in &project.tenants {
+            contexts.push(("tenant", shared.tenant_context(p, t)));
+            contexts.push(("image", shared.tenant_context(p, t)));
+        }
+        let mut checked = 0;
+        for (dir, ctx) in &contexts {
+            for src in templates.layer(dir) {
+                let text = templates.tera.render(&src.name, ctx).unwrap();
+                for (line, doc) in documents(&text) {
+                    let fast = super::super::fastyaml::parse(doc).unwrap_or_else(|| {
+                        panic!("{} line {line}: not on the fast path:\n{doc}", src.name)
+                    });
+                    assert_eq!(fast, parse_yaml(doc).unwrap(), "{} line {line}", src.name);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 200, "{checked}");
     }
 
     #[test]
