@@ -1047,20 +1047,26 @@ impl Emulator {
         }
     }
 
+    /// The resource, if it exists and no operation runs on it (the caller holds
+    /// its lock).
+    fn idle(&self, id: &ResourceId, now: u64) -> Result<StoredResource, Reply> {
+        let r = self.load(id, now)?.ok_or_else(|| Self::not_found(id))?;
+        if let Some(op) = &r.operation
+            && now < op.done_ms
+        {
+            return Err(Self::busy(op, now, self.retry_after(op.done_ms - now)));
+        }
+        Ok(r)
+    }
+
     fn vm_action(&self, req: &Request, id: &ResourceId, action: &str, fail_op: bool) -> Reply {
         let lock = self.lock(id);
         let _g = lock.lock().expect("resource lock");
         let now = now_ms();
-        let mut r = match self.load(id, now) {
-            Ok(Some(r)) => r,
-            Ok(None) => return Self::not_found(id),
+        let mut r = match self.idle(id, now) {
+            Ok(r) => r,
             Err(reply) => return reply,
         };
-        if let Some(op) = &r.operation
-            && now < op.done_ms
-        {
-            return Self::busy(op, now, self.retry_after(op.done_ms - now));
-        }
         let (power, secs, output) = match action {
             "start" => (Some("running"), 60.0, None),
             "deallocate" => (Some("deallocated"), 60.0, None),
@@ -1140,16 +1146,10 @@ impl Emulator {
         let lock = self.lock(id);
         let _g = lock.lock().expect("resource lock");
         let now = now_ms();
-        let mut t = match self.load(id, now) {
-            Ok(Some(t)) => t,
-            Ok(None) => return Self::not_found(id),
+        let mut t = match self.idle(id, now) {
+            Ok(t) => t,
             Err(reply) => return reply,
         };
-        if let Some(op) = &t.operation
-            && now < op.done_ms
-        {
-            return Self::busy(op, now, self.retry_after(op.done_ms - now));
-        }
         let dist = t
             .body
             .pointer("/properties/distribute/0")
