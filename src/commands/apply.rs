@@ -240,6 +240,19 @@ pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCod
     let known =
         crate::graph::build(project, templates, &scope).context("rendering the resource graph")?;
     let prior = session.prior_state(project, &known, Refresh::Graph)?;
+    let owned = |r: &crate::cloud::ObservedResource| {
+        prior
+            .ownership(r)
+            .is_some_and(|o| o.tenant.as_deref() == Some(args.tenant.as_str()))
+    };
+    if !shared && project.tenant(&args.tenant).is_none() && !prior.resources.iter().any(owned) {
+        bail!(
+            "--tenant {}: no tenants/{}.yaml and nothing in the cloud belongs to it (tag lifeboat-tenant={})",
+            args.tenant,
+            args.tenant,
+            args.tenant
+        );
+    }
     if shared {
         let tenants: std::collections::BTreeSet<String> = prior
             .resources
