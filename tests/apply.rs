@@ -408,6 +408,14 @@ fn destroy_keeps_protected_data_and_the_shared_layer_while_tenants_exist() {
         "{}",
         r.stderr
     );
+    let r = p.run(&["destroy", "--tenant", "xyz", "--auto-approve"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("no tenants/xyz.yaml and nothing in the cloud"),
+        "{}",
+        r.stderr
+    );
     let r = p.run(&[
         "--no-progress",
         "destroy",
