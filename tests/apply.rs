@@ -442,3 +442,65 @@ fn destroy_keeps_protected_data_and_the_shared_layer_while_tenants_exist() {
     assert!(!has_resource(&p, "/disks/lb-rst-sql-data01"));
     assert!(!has_resource(&p, "/resourceGroups/lb-rst-rg"));
 }
+
+#[test]
+fn lowering_sql_capacity_needs_the_flag_and_shows_before_and_after() {
+    let p = Project::example("capacity");
+    let args = [
+        "--no-progress",
+        "apply",
+        "--auto-approve",
+        "--tenant",
+        "rst",
+        "--shared",
+    ];
+    assert_eq!(p.run(&args).code, 0);
+    p.edit(
+        "tenants/rst.yaml",
+        "size: Standard_E8ds_v5",
+        "size: Standard_D8ds_v5",
+    );
+    let r = p.run(&["plan", "--tenant", "rst"]);
+    assert!(
+        r.stdout.contains(
+            "! capacity reduction lb-rst-sql (Standard_E8ds_v5 -> Standard_D8ds_v5): memory GiB 64 -> 32"
+        ),
+        "{}",
+        r.stdout
+    );
+    let json: Value = serde_json::from_str(
+        &p.run(&["--output", "json", "plan", "--tenant", "rst"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["capacity_reductions"][0]["lower"][0]["after"], 32);
+    let r = p.run(&["apply", "--auto-approve", "--tenant", "rst"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("refusing to lower capacity")
+            && r.stderr.contains("--allow-capacity-reduction"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        p.run(&["plan", "--detailed-exitcode", "--tenant", "rst"])
+            .code,
+        2,
+        "nothing was applied"
+    );
+    let r = p.run(&[
+        "--no-progress",
+        "apply",
+        "--auto-approve",
+        "--tenant",
+        "rst",
+        "--allow-capacity-reduction",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_converged_scope(&p, "rst");
+}
+
+fn assert_converged_scope(p: &Project, tenant: &str) {
+    let r = p.run(&["plan", "--detailed-exitcode", "--tenant", tenant]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}

@@ -175,6 +175,10 @@ pub struct ExecArgs {
     /// How long to wait for another apply's lock before failing (seconds).
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     pub lock_timeout: f64,
+    /// Apply changes that lower the SQL VM's vCPUs or memory or its data disk's
+    /// IOPS or throughput (shown in the plan with before/after figures).
+    #[arg(long)]
+    pub allow_capacity_reduction: bool,
 }
 
 #[derive(Debug, Subcommand)]

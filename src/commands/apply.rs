@@ -61,6 +61,7 @@ fn review_and_execute(
     if !ui.json() {
         print_plan(ui, plan, PlanFormat::Human);
     }
+    capacity_guard(plan, exec)?;
     if plan.has_changes() && !auto_approve {
         super::confirm(question)?;
     }
@@ -149,6 +150,22 @@ fn saved_plan(
     Ok((plan, hash))
 }
 
+/// A plan that lowers a guarded resource's capacity needs the explicit flag.
+fn capacity_guard(plan: &Plan, exec: &ExecArgs) -> anyhow::Result<()> {
+    if plan.capacity_reductions.is_empty() || exec.allow_capacity_reduction {
+        return Ok(());
+    }
+    let list: Vec<String> = plan
+        .capacity_reductions
+        .iter()
+        .map(|c| c.describe())
+        .collect();
+    bail!(
+        "refusing to lower capacity: {}. Check that the workload fits, then re-run with --allow-capacity-reduction",
+        list.join("; ")
+    )
+}
+
 fn execute(
     ui: &Ui,
     session: &Session,
@@ -158,6 +175,7 @@ fn execute(
     command: &str,
 ) -> anyhow::Result<ExitCode> {
     let (max_parallel, lock_timeout) = (exec.max_parallel, exec.lock_timeout);
+    capacity_guard(plan, exec)?;
     if !plan.has_changes() || plan.changes.iter().all(|c| c.action == Action::NoOp) {
         ui.note("No changes. Nothing to apply.");
         if ui.json() {

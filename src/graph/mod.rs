@@ -66,6 +66,11 @@ pub struct Lifecycle {
     /// front-ends (Azure starts a new VM; deallocated it costs nothing but disk).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_state: Option<PowerState>,
+    /// A change that lowers its vCPUs, memory, IOPS or throughput is a capacity
+    /// reduction: shown with before/after figures and refused by `apply` without
+    /// `--allow-capacity-reduction` (the SQL VM and its data disk).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guard_capacity: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -74,3 +74,78 @@ mod tests {
         assert!(e.contains("did you mean `Standard_D4s_v5`"), "{e}");
     }
 }
+
+/// A managed disk's provisioned performance: IOPS and MB/s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskPerf {
+    pub tier: &'static str,
+    pub iops: u32,
+    pub mbps: u32,
+}
+
+/// Performance of a managed disk of `sku` and `size_gib`: the smallest tier that
+/// holds it (Azure's published Premium SSD, Standard SSD and Standard HDD tiers).
+pub fn disk_perf(sku: &str, size_gib: u32) -> Option<DiskPerf> {
+    const PREMIUM: &[(u32, &str, u32, u32)] = &[
+        (32, "P4", 120, 25),
+        (64, "P6", 240, 50),
+        (128, "P10", 500, 100),
+        (256, "P15", 1100, 125),
+        (512, "P20", 2300, 150),
+        (1024, "P30", 5000, 200),
+        (2048, "P40", 7500, 250),
+        (4096, "P50", 7500, 250),
+        (8192, "P60", 16000, 500),
+        (16384, "P70", 18000, 750),
+        (32767, "P80", 20000, 900),
+    ];
+    const STANDARD_SSD: &[(u32, &str, u32, u32)] = &[
+        (32, "E4", 500, 100),
+        (64, "E6", 500, 100),
+        (128, "E10", 500, 100),
+        (256, "E15", 500, 100),
+        (512, "E20", 500, 100),
+        (1024, "E30", 500, 100),
+        (2048, "E40", 500, 100),
+        (4096, "E50", 500, 100),
+        (8192, "E60", 2000, 400),
+        (16384, "E70", 4000, 600),
+        (32767, "E80", 6000, 750),
+    ];
+    const STANDARD_HDD: &[(u32, &str, u32, u32)] = &[
+        (32, "S4", 500, 60),
+        (64, "S6", 500, 60),
+        (128, "S10", 500, 60),
+        (256, "S15", 500, 60),
+        (512, "S20", 500, 60),
+        (1024, "S30", 500, 60),
+        (2048, "S40", 500, 60),
+        (4096, "S50", 500, 60),
+        (8192, "S60", 1300, 300),
+        (16384, "S70", 2000, 500),
+        (32767, "S80", 2000, 500),
+    ];
+    let table = match sku {
+        "Premium_LRS" | "Premium_ZRS" => PREMIUM,
+        "StandardSSD_LRS" | "StandardSSD_ZRS" => STANDARD_SSD,
+        "Standard_LRS" => STANDARD_HDD,
+        _ => return None,
+    };
+    table
+        .iter()
+        .find(|(max, ..)| size_gib <= *max)
+        .map(|&(_, tier, iops, mbps)| DiskPerf { tier, iops, mbps })
+}
+
+#[cfg(test)]
+mod disk_tests {
+    use super::*;
+
+    #[test]
+    fn tiers_by_size_and_sku() {
+        assert_eq!(disk_perf("Premium_LRS", 1024).unwrap().tier, "P30");
+        assert_eq!(disk_perf("Premium_LRS", 1025).unwrap().iops, 7500);
+        assert_eq!(disk_perf("StandardSSD_LRS", 1024).unwrap().iops, 500);
+        assert!(disk_perf("UltraSSD_LRS", 1024).is_none());
+    }
+}

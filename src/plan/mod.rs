@@ -6,6 +6,7 @@
 //! replace unless `--allow-data-loss` names its tenant. The plan is a serializable
 //! value that carries everything `apply` needs. No I/O.
 
+pub mod capacity;
 pub mod diff;
 
 use std::collections::BTreeMap;
@@ -130,6 +131,10 @@ pub struct Plan {
     /// whose tenant is activated), and why. Not counted as changes.
     #[serde(default)]
     pub deferred: Vec<Kept>,
+    /// Changes that lower a guarded resource's capacity; `apply` refuses them
+    /// without `--allow-capacity-reduction`.
+    #[serde(default)]
+    pub capacity_reductions: Vec<capacity::CapacityReduction>,
     /// Shared resources that change, with the tenants that depend on them.
     pub shared_dependents: BTreeMap<String, Vec<String>>,
     pub inputs: Inputs,
@@ -225,6 +230,7 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         .collect();
     let activated = activated_tenants(prior);
     let mut deferred = Vec::new();
+    let mut capacity_reductions = Vec::new();
     for (mut r, dep) in resources.into_iter().zip(deps) {
         let depends_on: Vec<ResourceId> = dep.iter().map(|&j| ids[j].clone()).collect();
         let observed = prior.get(&r.id);
@@ -315,6 +321,13 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
             && let Some(tags) = r.body.get_mut("tags").and_then(Value::as_object_mut)
         {
             tags.insert(ACTIVATION_TAG.into(), Value::from(mark));
+        }
+        if r.lifecycle.guard_capacity
+            && matches!(action, Action::Update | Action::Replace)
+            && let Some(o) = observed
+            && let Some(red) = capacity::reduction(&r.id, r.tenant.as_deref(), &o.body, &r.body)
+        {
+            capacity_reductions.push(red);
         }
         changes.push(Change {
             id: r.id,
@@ -430,6 +443,7 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         allow_data_loss: opts.allow_data_loss.to_vec(),
         kept,
         deferred,
+        capacity_reductions,
         shared_dependents,
         inputs: opts.inputs,
         api_versions,
@@ -569,6 +583,7 @@ mod tests {
                 ignore: vec![],
                 replace_on: vec!["zones".into()],
                 power_state: None,
+                guard_capacity: false,
             },
             template: "tenant/sql.yaml.tera".into(),
             template_line: 1,

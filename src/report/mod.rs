@@ -32,6 +32,7 @@ pub fn plan_json(plan: &Plan) -> Value {
         "requests": plan.requests,
         "kept": plan.kept,
         "deferred": plan.deferred,
+        "capacity_reductions": plan.capacity_reductions,
         "shared_dependents": plan.shared_dependents,
     })
 }
@@ -144,6 +145,13 @@ pub fn plan_human(plan: &Plan) -> String {
     for k in &plan.kept {
         let _ = writeln!(out, "  ! kept {}  ({})", k.id, k.reason);
     }
+    for c in &plan.capacity_reductions {
+        let _ = writeln!(
+            out,
+            "  ! capacity reduction {}; apply needs --allow-capacity-reduction",
+            c.describe()
+        );
+    }
     for (tenant, reason, ids) in deferred_groups(plan) {
         let _ = writeln!(
             out,
@@ -226,6 +234,13 @@ pub fn plan_markdown(plan: &Plan) -> String {
         out.push_str("**Kept (protected):**\n\n");
         for k in &plan.kept {
             let _ = writeln!(out, "- `{}`: {}", k.id, k.reason);
+        }
+        out.push('\n');
+    }
+    if !plan.capacity_reductions.is_empty() {
+        out.push_str("**Capacity reductions** (apply needs `--allow-capacity-reduction`):\n\n");
+        for c in &plan.capacity_reductions {
+            let _ = writeln!(out, "- {}", c.describe());
         }
         out.push('\n');
     }
