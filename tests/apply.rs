@@ -416,13 +416,31 @@ fn destroy_keeps_protected_data_and_the_shared_layer_while_tenants_exist() {
         "{}",
         r.stderr
     );
-    let r = p.run(&[
-        "--no-progress",
-        "destroy",
-        "--tenant",
-        "rst",
-        "--auto-approve",
-    ]);
+    // Deletes are disruptive: only inside rst's window (Wednesday 23:30
+    // Europe/Amsterdam, 3 h) or with --outside-window.
+    let outside = [("LIFEBOAT_NOW", "2026-11-25T12:00:00Z")];
+    let r = p.run_env(&["destroy", "--tenant", "rst", "--auto-approve"], &outside);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("wait for its maintenance window (wednesday 23:30 Europe/Amsterdam, 3 h; next opens Wednesday 2026-11-25 23:30 CET)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        has_resource(&p, "/networkInterfaces/lb-rst-fe01-nic"),
+        "nothing deleted"
+    );
+    let inside = [("LIFEBOAT_NOW", "2026-11-25T23:00:00Z")];
+    let r = p.run_env(
+        &[
+            "--no-progress",
+            "destroy",
+            "--tenant",
+            "rst",
+            "--auto-approve",
+        ],
+        &inside,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         has_resource(&p, "/disks/lb-rst-sql-data01"),
@@ -437,6 +455,7 @@ fn destroy_keeps_protected_data_and_the_shared_layer_while_tenants_exist() {
         "--auto-approve",
         "--allow-data-loss",
         "rst",
+        "--outside-window",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!has_resource(&p, "/disks/lb-rst-sql-data01"));
@@ -495,6 +514,7 @@ fn lowering_sql_capacity_needs_the_flag_and_shows_before_and_after() {
         "--tenant",
         "rst",
         "--allow-capacity-reduction",
+        "--outside-window",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_converged_scope(&p, "rst");

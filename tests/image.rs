@@ -154,6 +154,28 @@ fn a_new_hotfix_rolls_out_only_once_built_and_never_while_activated() {
         r.stdout
     );
     assert!(plan_text(&p).contains("tenant rst is activated"));
+    // Disruptive changes are refused while activated, window or not.
+    p.edit(
+        "tenants/rst.yaml",
+        "size: Standard_E8ds_v5",
+        "size: Standard_E16ds_v5",
+    );
+    let r = run(
+        &p,
+        &[
+            "apply",
+            "--auto-approve",
+            "--tenant",
+            "rst",
+            "--outside-window",
+        ],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("tenant rst is activated (an emergency is in progress): 1 disruptive change(s) refused (e.g. lb-rst-sql resized (the VM restarts))"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// What `activate` will do to the resource group (tag it), written into the
@@ -187,7 +209,11 @@ fn prune_keeps_the_newest_and_what_is_in_use() {
         );
         assert_eq!(run(&p, &["image", "build", "--tenant", "rst"]).code, 0);
     }
-    assert_eq!(run(&p, &["apply", "--auto-approve"]).code, 0);
+    // The front-ends move to 6.2.119 (re-created: disruptive, so the flag).
+    assert_eq!(
+        run(&p, &["apply", "--auto-approve", "--outside-window"]).code,
+        0
+    );
     // Versions 119 (declared, in use), 118, 117.
     let r = run(
         &p,

@@ -179,6 +179,10 @@ pub struct ExecArgs {
     /// IOPS or throughput (shown in the plan with before/after figures).
     #[arg(long)]
     pub allow_capacity_reduction: bool,
+    /// Apply disruptive tenant changes (replace, delete, a resize that restarts a VM)
+    /// outside the tenant's maintenance window. Never overrides an activated tenant.
+    #[arg(long)]
+    pub outside_window: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,7 @@
 //! `apply` and `destroy`: get a plan (saved, or made now and confirmed), take the
 //! layer locks, run the engine with the journal, and print its report.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,7 +13,8 @@ use super::session::{Session, Workspace, declared_elsewhere, inputs, lock_scopes
 use crate::apply::{self, ApplyOptions, ApplyReport};
 use crate::cli::{ApplyArgs, Cli, DestroyArgs, ExecArgs, PlanFormat, Refresh};
 use crate::graph::{Graph, Scope};
-use crate::plan::{Action, Plan, PlanOptions};
+use crate::model::Project;
+use crate::plan::{Action, Plan, PlanOptions, window};
 use crate::state;
 use crate::ui::Ui;
 
@@ -31,7 +32,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         )?;
         return review_and_execute(
             ui,
-            &ws.session,
+            &ws,
             &plan,
             args.auto_approve,
             "Apply these changes?",
@@ -45,13 +46,13 @@ pub fn run(cli: &Cli, ui: &Ui, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let (plan, hash) = saved_plan(&ws.session, &ws.project, &ws.templates, file, args.refresh)?;
-    execute(ui, &ws.session, &plan, hash, &args.exec, "apply")
+    execute(ui, &ws, &plan, hash, &args.exec, "apply")
 }
 
 /// Show a freshly made plan, ask (unless `auto_approve`), then execute it.
 fn review_and_execute(
     ui: &Ui,
-    session: &Session,
+    ws: &Workspace,
     plan: &Plan,
     auto_approve: bool,
     question: &str,
@@ -61,11 +62,11 @@ fn review_and_execute(
     if !ui.json() {
         print_plan(ui, plan, PlanFormat::Human);
     }
-    capacity_guard(plan, exec)?;
+    guards(&ws.project, plan, exec)?;
     if plan.has_changes() && !auto_approve {
         super::confirm(question)?;
     }
-    execute(ui, session, plan, plan.hash(), exec, command)
+    execute(ui, ws, plan, plan.hash(), exec, command)
 }
 
 /// A saved plan, checked against what it was computed from. After a crash the
@@ -150,32 +151,93 @@ fn saved_plan(
     Ok((plan, hash))
 }
 
-/// A plan that lowers a guarded resource's capacity needs the explicit flag.
-fn capacity_guard(plan: &Plan, exec: &ExecArgs) -> anyhow::Result<()> {
-    if plan.capacity_reductions.is_empty() || exec.allow_capacity_reduction {
+/// What a plan must pass before anything is written: capacity reductions need
+/// their flag; disruptive tenant changes need the tenant's maintenance window (or
+/// `--outside-window`) and are refused outright while the tenant is activated.
+fn guards(project: &Project, plan: &Plan, exec: &ExecArgs) -> anyhow::Result<()> {
+    if !plan.capacity_reductions.is_empty() && !exec.allow_capacity_reduction {
+        let list: Vec<String> = plan
+            .capacity_reductions
+            .iter()
+            .map(|c| c.describe())
+            .collect();
+        bail!(
+            "refusing to lower capacity: {}. Check that the workload fits, then re-run with --allow-capacity-reduction",
+            list.join("; ")
+        );
+    }
+    let mut by_tenant: BTreeMap<&str, Vec<&crate::plan::Kept>> = BTreeMap::new();
+    for d in &plan.disruptions {
+        by_tenant
+            .entry(d.tenant.as_deref().unwrap_or("shared"))
+            .or_default()
+            .push(d);
+    }
+    if by_tenant.is_empty() {
         return Ok(());
     }
-    let list: Vec<String> = plan
-        .capacity_reductions
-        .iter()
-        .map(|c| c.describe())
-        .collect();
-    bail!(
-        "refusing to lower capacity: {}. Check that the workload fits, then re-run with --allow-capacity-reduction",
-        list.join("; ")
-    )
+    let now = now()?;
+    let mut problems = Vec::new();
+    for (tenant, ds) in by_tenant {
+        let example = format!("{} {}", ds[0].id.display_name(), ds[0].reason);
+        let n = ds.len();
+        if plan.activated.iter().any(|a| a == tenant) {
+            problems.push(format!(
+                "tenant {tenant} is activated (an emergency is in progress): {n} disruptive change(s) refused (e.g. {example}); deactivate it first"
+            ));
+            continue;
+        }
+        if exec.outside_window {
+            continue;
+        }
+        let Some(t) = project.tenant(tenant) else {
+            problems.push(format!(
+                "tenant {tenant} has no manifest, so no maintenance window: {n} disruptive change(s) (e.g. {example}) need --outside-window"
+            ));
+            continue;
+        };
+        let w = &t.maintenance_window;
+        let state = window::state(w, now).map_err(|e| anyhow::anyhow!("tenant {tenant}: {e}"))?;
+        if state.open_until.is_none() {
+            let next = state
+                .next_start
+                .to_zoned_datetime(jiff::tz::TimeZone::get(&w.timezone)?)
+                .strftime("%A %Y-%m-%d %H:%M %Z");
+            problems.push(format!(
+                "tenant {tenant}: {n} disruptive change(s) (e.g. {example}) wait for its maintenance window ({} {} {}, {} h; next opens {next}); or pass --outside-window",
+                w.day, w.start, w.timezone, w.hours
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", problems.join("\n"))
+    }
+}
+
+/// The time windows are judged at: now, or `LIFEBOAT_NOW` (RFC 3339), which lets a
+/// change review rehearse an apply at its planned time (and tests pin the clock).
+fn now() -> anyhow::Result<jiff::Timestamp> {
+    match std::env::var("LIFEBOAT_NOW") {
+        Ok(s) if !s.is_empty() => s
+            .parse()
+            .with_context(|| format!("LIFEBOAT_NOW={s}: not an RFC 3339 time")),
+        _ => Ok(jiff::Timestamp::now()),
+    }
 }
 
 fn execute(
     ui: &Ui,
-    session: &Session,
+    ws: &Workspace,
     plan: &Plan,
     hash: String,
     exec: &ExecArgs,
     command: &str,
 ) -> anyhow::Result<ExitCode> {
     let (max_parallel, lock_timeout) = (exec.max_parallel, exec.lock_timeout);
-    capacity_guard(plan, exec)?;
+    guards(&ws.project, plan, exec)?;
+    let session = &ws.session;
     if !plan.has_changes() || plan.changes.iter().all(|c| c.action == Action::NoOp) {
         ui.note("No changes. Nothing to apply.");
         if ui.json() {
@@ -299,7 +361,7 @@ pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCod
     let question = format!("Destroy tenant {}?", args.tenant);
     review_and_execute(
         ui,
-        session,
+        &ws,
         &plan,
         args.auto_approve,
         &question,

@@ -8,6 +8,7 @@
 
 pub mod capacity;
 pub mod diff;
+pub mod window;
 
 use std::collections::BTreeMap;
 
@@ -135,6 +136,14 @@ pub struct Plan {
     /// without `--allow-capacity-reduction`.
     #[serde(default)]
     pub capacity_reductions: Vec<capacity::CapacityReduction>,
+    /// Tenant changes that interrupt service (replace, delete, a resize that
+    /// restarts a VM): applied only inside the tenant's maintenance window.
+    #[serde(default)]
+    pub disruptions: Vec<Kept>,
+    /// Tenants whose emergency environment is activated now (their disruptive
+    /// changes are refused).
+    #[serde(default)]
+    pub activated: Vec<String>,
     /// Shared resources that change, with the tenants that depend on them.
     pub shared_dependents: BTreeMap<String, Vec<String>>,
     pub inputs: Inputs,
@@ -412,6 +421,33 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         }
     });
     changes.sort_by(|a, b| (a.layer, &a.tenant, &a.id).cmp(&(b.layer, &b.tenant, &b.id)));
+    // Only the tenant layer serves users; image-layer changes (templates,
+    // definitions) interrupt nothing.
+    let disruptions: Vec<Kept> = changes
+        .iter()
+        .filter(|c| c.tenant.is_some() && c.layer == Layer::Tenant)
+        .filter_map(|c| {
+            let why = match c.action {
+                Action::Replace => "re-created",
+                Action::Delete => "deleted",
+                Action::Update
+                    if c.diff
+                        .iter()
+                        .any(|d| d.path == "properties.hardwareProfile.vmSize") =>
+                {
+                    "resized (the VM restarts)"
+                }
+                _ => return None,
+            };
+            Some(Kept {
+                id: c.id.clone(),
+                tenant: c.tenant.clone(),
+                reason: why.to_string(),
+            })
+        })
+        .collect();
+    let mut activated: Vec<String> = activated.into_iter().collect();
+    activated.sort();
     let mut summary = Summary::default();
     let mut writes = 0;
     for c in &changes {
@@ -444,6 +480,8 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         kept,
         deferred,
         capacity_reductions,
+        disruptions,
+        activated,
         shared_dependents,
         inputs: opts.inputs,
         api_versions,

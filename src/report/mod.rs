@@ -33,6 +33,8 @@ pub fn plan_json(plan: &Plan) -> Value {
         "kept": plan.kept,
         "deferred": plan.deferred,
         "capacity_reductions": plan.capacity_reductions,
+        "disruptions": plan.disruptions,
+        "activated": plan.activated,
         "shared_dependents": plan.shared_dependents,
     })
 }
@@ -151,6 +153,21 @@ pub fn plan_human(plan: &Plan) -> String {
             "  ! capacity reduction {}; apply needs --allow-capacity-reduction",
             c.describe()
         );
+    }
+    let mut disruptive: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in &plan.disruptions {
+        *disruptive
+            .entry(d.tenant.as_deref().unwrap_or("shared"))
+            .or_default() += 1;
+    }
+    for (tenant, n) in disruptive {
+        let when = if plan.activated.iter().any(|a| a == tenant) {
+            "refused while the tenant is activated".to_string()
+        } else {
+            "applied only inside the tenant's maintenance window (or with --outside-window)"
+                .to_string()
+        };
+        let _ = writeln!(out, "  ! {tenant}: {n} disruptive change(s): {when}");
     }
     for (tenant, reason, ids) in deferred_groups(plan) {
         let _ = writeln!(

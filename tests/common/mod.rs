@@ -62,11 +62,18 @@ impl Project {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// Run with extra environment variables (e.g. `LIFEBOAT_NOW`).
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
             .arg("-C")
             .arg(&self.dir)
             .args(args)
             .env_remove("LIFEBOAT_CLOUD")
+            .env_remove("LIFEBOAT_NOW")
+            .envs(env.iter().copied())
             .output()
             .expect("run lifeboat");
         Run::from(out)
