@@ -524,3 +524,76 @@ fn assert_converged_scope(p: &Project, tenant: &str) {
     let r = p.run(&["plan", "--detailed-exitcode", "--tenant", tenant]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 }
+
+/// Every output and every file lifeboat writes, searched for the admin passwords it
+/// generated (read from the emulated Key Vault's data plane): none may appear.
+#[test]
+fn generated_secrets_never_leak() {
+    let p = Project::example("leak");
+    let mut seen = String::new();
+    let mut record = |r: Run| {
+        seen.push_str(&r.stdout);
+        seen.push_str(&r.stderr);
+    };
+    record(p.run(&["--output", "json", "apply", "--auto-approve"]));
+    record(p.run(&["--time-scale", "0.001", "image", "build", "--all"]));
+    record(p.run(&["apply", "--auto-approve"]));
+    p.edit(
+        "tenants/cwz.yaml",
+        "costCenter: CWZ-ICT-1234",
+        "costCenter: CWZ-ICT-9",
+    );
+    for format in ["human", "json", "markdown"] {
+        record(p.run(&["plan", "--format", format]));
+    }
+    let r = p.run(&["plan", "--out", "saved.json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    record(r);
+    record(p.run(&["drift"]));
+    record(p.run(&["--output", "json", "drift"]));
+    record(p.run(&["image", "list"]));
+    record(p.run(&["export", "terraform", "--out", "tf"]));
+    record(p.run(&[
+        "--output",
+        "json",
+        "apply",
+        "--auto-approve",
+        "--outside-window",
+    ]));
+
+    let secrets = lifeboat::emulator::store::Store::for_project(&p.dir)
+        .secret_values()
+        .unwrap();
+    assert!(secrets.len() >= 6, "{secrets:?}");
+    let mut files = Vec::new();
+    let mut stack = vec![p.dir.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.ends_with(".lifeboat/cloud/vault") {
+                continue; // Key Vault itself
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.iter().any(|f| f.ends_with("journal.jsonl")));
+    assert!(files.iter().any(|f| f.ends_with("saved.json")));
+    for s in &secrets {
+        assert!(
+            !seen.contains(s.as_str()),
+            "a generated secret appeared in an output"
+        );
+        for f in &files {
+            let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+            assert!(
+                !text.contains(s.as_str()),
+                "a generated secret is in {}",
+                f.display()
+            );
+        }
+    }
+}

@@ -760,6 +760,14 @@ impl Emulator {
         {
             return Self::busy(op, now, self.retry_after(op.done_ms - now));
         }
+        if id
+            .resource_type()
+            .eq_ignore_ascii_case("Microsoft.KeyVault/vaults/secrets")
+            && let Some(value) = body.pointer("/properties/value").and_then(Value::as_str)
+            && let Err(e) = self.store.put_secret(id, value)
+        {
+            return Reply::error(500, "InternalServerError", &format!("emulator vault: {e}"));
+        }
         for p in WRITE_ONLY {
             if let Some((parent, key)) = p.rsplit_once('/')
                 && let Some(Value::Object(o)) = body.pointer_mut(parent)

@@ -163,6 +163,42 @@ impl Store {
         std::fs::rename(&tmp, &path).map_err(Self::io(&path))
     }
 
+    /// Key Vault's data plane: a secret's value, kept apart from the ARM resource
+    /// (whose GET never returns it), as Key Vault keeps it.
+    pub fn put_secret(&self, id: &ResourceId, value: &str) -> Result<(), StoreError> {
+        let dir = self.dir.join("vault");
+        std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
+        let digest = Sha256::digest(id.key().as_bytes());
+        let path = dir.join(format!("{}.json", crate::manifest::hex(&digest[..16])));
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let bytes = serde_json::to_vec(&serde_json::json!({"id": id.as_str(), "value": value}))
+            .expect("JSON");
+        std::fs::write(&tmp, bytes).map_err(Self::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(Self::io(&path))
+    }
+
+    /// Every secret value in the vault (for tests that prove none leaks).
+    pub fn secret_values(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.dir.join("vault");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in entries {
+            let path = e.map_err(Self::io(&dir))?.path();
+            let bytes = std::fs::read(&path).map_err(Self::io(&path))?;
+            let v: Value =
+                serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                    path: path.clone(),
+                    source,
+                })?;
+            if let Some(s) = v.get("value").and_then(Value::as_str) {
+                out.push(s.to_string());
+            }
+        }
+        Ok(out)
+    }
+
     pub fn delete(&self, id: &ResourceId) -> Result<bool, StoreError> {
         let path = self.file_for(id);
         match std::fs::remove_file(&path) {
