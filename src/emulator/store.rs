@@ -102,10 +102,52 @@ impl Store {
         self.dir.join("resources")
     }
 
-    fn file_for(&self, id: &ResourceId) -> PathBuf {
+    fn vault_dir(&self) -> PathBuf {
+        self.dir.join("vault")
+    }
+
+    /// `<dir>/<sha-256 prefix of the id>.json`.
+    fn file_in(dir: &Path, id: &ResourceId) -> PathBuf {
         let digest = Sha256::digest(id.key().as_bytes());
-        self.resources_dir()
-            .join(format!("{}.json", crate::manifest::hex(&digest[..16])))
+        dir.join(format!("{}.json", crate::manifest::hex(&digest[..16])))
+    }
+
+    fn file_for(&self, id: &ResourceId) -> PathBuf {
+        Self::file_in(&self.resources_dir(), id)
+    }
+
+    /// Write atomically: a reader sees the old or the new file, never a mix.
+    fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(Self::io(dir))?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).map_err(Self::io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(Self::io(path))
+    }
+
+    /// Every `*.json` in `dir`, parsed; an absent directory is empty.
+    fn read_all<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<T>, StoreError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Self::io(dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(Self::io(dir))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(Self::io(&path))?;
+            out.push(
+                serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                    path: path.clone(),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
     }
 
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -117,26 +159,7 @@ impl Store {
 
     /// Every stored resource, sorted by id. An absent store is an empty cloud.
     pub fn list(&self) -> Result<Vec<StoredResource>, StoreError> {
-        let dir = self.resources_dir();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Self::io(&dir)(e)),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(Self::io(&dir))?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let bytes = std::fs::read(&path).map_err(Self::io(&path))?;
-            let r: StoredResource =
-                serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
-                    path: path.clone(),
-                    source,
-                })?;
-            out.push(r);
-        }
+        let mut out: Vec<StoredResource> = Self::read_all(&self.resources_dir())?;
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
@@ -154,49 +177,25 @@ impl Store {
 
     /// Write atomically: a reader sees the old or the new resource, never a mix.
     pub fn put(&self, r: &StoredResource) -> Result<(), StoreError> {
-        let dir = self.resources_dir();
-        std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
-        let path = self.file_for(&r.id);
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let bytes = serde_json::to_vec(r).expect("a JSON value serializes");
-        std::fs::write(&tmp, bytes).map_err(Self::io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(Self::io(&path))
+        Self::write_atomic(&self.file_for(&r.id), &bytes)
     }
 
     /// Key Vault's data plane: a secret's value, kept apart from the ARM resource
     /// (whose GET never returns it), as Key Vault keeps it.
     pub fn put_secret(&self, id: &ResourceId, value: &str) -> Result<(), StoreError> {
-        let dir = self.dir.join("vault");
-        std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
-        let digest = Sha256::digest(id.key().as_bytes());
-        let path = dir.join(format!("{}.json", crate::manifest::hex(&digest[..16])));
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let bytes = serde_json::to_vec(&serde_json::json!({"id": id.as_str(), "value": value}))
             .expect("JSON");
-        std::fs::write(&tmp, bytes).map_err(Self::io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(Self::io(&path))
+        Self::write_atomic(&Self::file_in(&self.vault_dir(), id), &bytes)
     }
 
     /// Every secret value in the vault (for tests that prove none leaks).
     pub fn secret_values(&self) -> Result<Vec<String>, StoreError> {
-        let dir = self.dir.join("vault");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for e in entries {
-            let path = e.map_err(Self::io(&dir))?.path();
-            let bytes = std::fs::read(&path).map_err(Self::io(&path))?;
-            let v: Value =
-                serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
-                    path: path.clone(),
-                    source,
-                })?;
-            if let Some(s) = v.get("value").and_then(Value::as_str) {
-                out.push(s.to_string());
-            }
-        }
-        Ok(out)
+        let all: Vec<Value> = Self::read_all(&self.vault_dir())?;
+        Ok(all
+            .iter()
+            .filter_map(|v| v.get("value")?.as_str().map(str::to_string))
+            .collect())
     }
 
     pub fn delete(&self, id: &ResourceId) -> Result<bool, StoreError> {
