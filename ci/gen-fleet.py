@@ -26,6 +26,8 @@ spec:
     gateway: {{ count: 2, size: Standard_D4s_v5, mfa: required }}
   gallery: {{ name: lbgallery, hardeningScriptSha256: e4e47f5b6836687d37013d0f2f41d340fd3f8a5f4858ff58f83206372bea8d59 }}
   logRetentionDays: 90
+  exceptions:
+    - {{ rule: CIS-7.9, reason: "NetScaler VPX 14.1 marketplace image is Generation 1: no Trusted Launch", expires: 2099-12-31 }}
 """
 
 TENANT = """apiVersion: lifeboat/v1

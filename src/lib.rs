@@ -7,6 +7,10 @@
 //! - [`model`]: the typed, validated project; derived Azure names and address plan.
 //! - [`graph`]: renders the Tera templates into resources with ARM ids and edges.
 //! - [`plan`]: desired graph vs. prior state -> a serializable plan (pure).
+//! - [`policy`]: CIS Azure and no-single-point-of-failure findings on the graph,
+//!   with the manifests' waivers (pure; `check`, and the plan's changed resources).
+//! - [`cost`]: idle-per-month and activated-per-hour cost per tenant from the
+//!   price table (pure), and the Retail Prices API format for `pricing refresh`.
 //! - [`apply`]: the plan as a DAG walk over the ARM client, journalled; emits events.
 //! - [`report`]: plan as text, JSON, Markdown.
 //! - [`ops`]: operations on a running estate: the HiX image lifecycle.
@@ -20,6 +24,7 @@ pub mod apply;
 pub mod cli;
 pub mod cloud;
 pub mod commands;
+pub mod cost;
 pub mod emulator;
 pub mod export;
 pub mod graph;
@@ -27,6 +32,7 @@ pub mod manifest;
 pub mod model;
 pub mod ops;
 pub mod plan;
+pub mod policy;
 pub mod report;
 pub mod state;
 pub mod ui;

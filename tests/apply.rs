@@ -75,9 +75,9 @@ fn apply_then_plan_is_empty_and_the_report_has_the_documented_shape() {
     }
     assert_eq!(rep["outcome"], "succeeded");
     // Everything but the 62 front-ends, which wait for their HiX images.
-    assert_eq!(rep["summary"]["succeeded"], 157);
+    assert_eq!(rep["summary"]["succeeded"], 183);
     assert!(rep["critical_path_ms"].as_u64().unwrap() <= rep["makespan_ms"].as_u64().unwrap());
-    assert!(rep["requests"]["put"].as_u64().unwrap() >= 157);
+    assert!(rep["requests"]["put"].as_u64().unwrap() >= 183);
     assert_converged(&p);
     let r = p.run(&["--time-scale", "0.001", "image", "build", "--all"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -258,9 +258,7 @@ fn every_taggable_resource_carries_the_lifeboat_tags() {
     for r in &g.resources {
         let Some(tags) = r.body.get("tags") else {
             assert!(
-                r.resource_type.contains("Peerings")
-                    || r.resource_type.contains("blobServices")
-                    || r.resource_type.contains("roleAssignments"),
+                lifeboat::graph::is_untagged_type(&r.resource_type),
                 "{} has no tags",
                 r.id
             );

@@ -111,9 +111,35 @@ pub enum Command {
     /// Build, list and prune the hospitals' HiX images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Policy findings (CIS Azure, no single point of failure) on the rendered
+    /// graph, without the cloud; exit 3 on an unwaived error.
+    Check(CheckArgs),
+    /// The price table behind the plan's cost estimate.
+    #[command(subcommand)]
+    Pricing(PricingCommand),
     /// The ARM emulator behind `--cloud local`, standalone.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricingCommand {
+    /// Update pricing/<region>.json from the Azure Retail Prices API.
+    Refresh {
+        /// The API (or a mirror of it).
+        #[arg(long, default_value = "https://prices.azure.com/api/retail/prices")]
+        endpoint: String,
+        /// Currency code; default: the table's.
+        #[arg(long)]
+        currency: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also write the findings as SARIF 2.1.0 (Azure DevOps Scans, code scanning).
+    #[arg(long, value_name = "FILE")]
+    pub sarif: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -155,6 +155,25 @@ fn saved_plan(
 /// their flag; disruptive tenant changes need the tenant's maintenance window (or
 /// `--outside-window`) and are refused outright while the tenant is activated.
 fn guards(project: &Project, plan: &Plan, exec: &ExecArgs) -> anyhow::Result<()> {
+    let blocking: Vec<String> = plan
+        .blocking_findings()
+        .map(|f| {
+            let what = f.resource.as_deref().map_or_else(
+                || format!("tenant {}", f.tenant.as_deref().unwrap_or("shared")),
+                |id| {
+                    crate::graph::ResourceId::parse(id).map_or(id.to_string(), |i| i.display_name())
+                },
+            );
+            format!("{} on {what}: {} ({})", f.rule, f.message, f.location)
+        })
+        .collect();
+    if !blocking.is_empty() {
+        bail!(
+            "refusing a plan with {} unwaived policy error(s):\n  {}\nFix them, or add a waiver (exceptions: rule, reason, expires) to the manifest after review",
+            blocking.len(),
+            blocking.join("\n  ")
+        );
+    }
     if !plan.capacity_reductions.is_empty() && !exec.allow_capacity_reduction {
         let list: Vec<String> = plan
             .capacity_reductions
@@ -176,7 +195,7 @@ fn guards(project: &Project, plan: &Plan, exec: &ExecArgs) -> anyhow::Result<()>
     if by_tenant.is_empty() {
         return Ok(());
     }
-    let now = now()?;
+    let now = super::now()?;
     let mut problems = Vec::new();
     for (tenant, ds) in by_tenant {
         let example = format!("{} {}", ds[0].id.display_name(), ds[0].reason);
@@ -218,15 +237,6 @@ fn guards(project: &Project, plan: &Plan, exec: &ExecArgs) -> anyhow::Result<()>
 
 /// The time windows are judged at: now, or `LIFEBOAT_NOW` (RFC 3339), which lets a
 /// change review rehearse an apply at its planned time (and tests pin the clock).
-fn now() -> anyhow::Result<jiff::Timestamp> {
-    match std::env::var("LIFEBOAT_NOW") {
-        Ok(s) if !s.is_empty() => s
-            .parse()
-            .with_context(|| format!("LIFEBOAT_NOW={s}: not an RFC 3339 time")),
-        _ => Ok(jiff::Timestamp::now()),
-    }
-}
-
 fn execute(
     ui: &Ui,
     ws: &Workspace,

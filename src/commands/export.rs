@@ -9,7 +9,7 @@ use crate::cli::Cli;
 use crate::ui::Ui;
 
 pub fn run(cli: &Cli, ui: &Ui, out: &Path) -> anyhow::Result<ExitCode> {
-    let (project, graph) = match super::load_full_graph(cli, ui)? {
+    let (project, _templates, graph) = match super::load_full_graph(cli, ui)? {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };

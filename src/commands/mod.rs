@@ -2,11 +2,13 @@
 //! subcommand and hands the result to the `ui`. This is the `anyhow` boundary.
 
 mod apply;
+mod check;
 mod drift;
 mod emulator;
 mod export;
 mod image;
 mod plan;
+mod pricing;
 mod session;
 mod validate;
 
@@ -31,6 +33,8 @@ pub fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
         Command::Destroy(args) => apply::destroy(cli, ui, args),
         Command::Export(ExportCommand::Terraform { out }) => export::run(cli, ui, out),
         Command::Image(cmd) => image::run(cli, ui, cmd),
+        Command::Check(args) => check::run(cli, ui, args),
+        Command::Pricing(cmd) => pricing::run(cli, ui, cmd),
         Command::Emulator(EmulatorCommand::Serve { listen, data }) => {
             emulator::serve(cli, ui, listen, data)
         }
@@ -75,12 +79,12 @@ pub(crate) fn load_templates(cli: &Cli) -> anyhow::Result<TemplateSet> {
     TemplateSet::load(&cli.dir).context("loading templates")
 }
 
-/// The validated project and its full graph (every layer), or the exit code after
-/// the diagnostics were printed.
+/// The validated project, its templates and its full graph (every layer), or the
+/// exit code after the diagnostics were printed.
 pub(crate) fn load_full_graph(
     cli: &Cli,
     ui: &Ui,
-) -> anyhow::Result<Result<(Project, crate::graph::Graph), ExitCode>> {
+) -> anyhow::Result<Result<(Project, TemplateSet, crate::graph::Graph), ExitCode>> {
     let project = match load_project(cli, ui) {
         Ok(p) => p,
         Err(code) => return Ok(Err(code)),
@@ -88,5 +92,49 @@ pub(crate) fn load_full_graph(
     let templates = load_templates(cli)?;
     let graph = crate::graph::build(&project, &templates, &crate::graph::Scope::everything())
         .context("rendering the resource graph")?;
-    Ok(Ok((project, graph)))
+    Ok(Ok((project, templates, graph)))
+}
+
+/// The current time; `LIFEBOAT_NOW` (RFC 3339) stands in for it, so maintenance
+/// windows and waiver expiry can be tested and rehearsed.
+pub(crate) fn now() -> anyhow::Result<jiff::Timestamp> {
+    match std::env::var("LIFEBOAT_NOW") {
+        Ok(s) if !s.is_empty() => s
+            .parse()
+            .with_context(|| format!("LIFEBOAT_NOW={s}: not an RFC 3339 time")),
+        _ => Ok(jiff::Timestamp::now()),
+    }
+}
+
+/// The project's price table for its region: `pricing/<region>.json` (written by
+/// `pricing refresh`), else the embedded West Europe one; `None` for a region
+/// without a table (the plan then shows no cost).
+pub(crate) fn price_table(project: &Project) -> anyhow::Result<Option<crate::cost::PriceTable>> {
+    let region = &project.platform.region.value;
+    let path = pricing_path(project);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if region != "westeurope" {
+                return Ok(None);
+            }
+            crate::cost::EMBEDDED_WESTEUROPE.to_string()
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let table = crate::cost::PriceTable::parse(&text)
+        .with_context(|| format!("{}: not a lifeboat price table", path.display()))?;
+    Ok(Some(table))
+}
+
+pub(crate) fn pricing_path(project: &Project) -> std::path::PathBuf {
+    project
+        .root
+        .join("pricing")
+        .join(format!("{}.json", project.platform.region.value))
+}
+
+/// Today's date (UTC): waivers are valid through their expiry date.
+pub(crate) fn today() -> anyhow::Result<jiff::civil::Date> {
+    Ok(now()?.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
 }

@@ -152,7 +152,9 @@ impl Workspace {
         let prior = self.session.prior_state(project, &graph, refresh)?;
         let inputs = inputs(project, templates, &prior);
         let elsewhere = declared_elsewhere(project, templates, &scope, &graph)?;
-        Ok(plan::plan(
+        let findings = crate::policy::check(project, templates, &graph, super::today()?);
+        let cost = super::price_table(project)?.map(|t| crate::cost::estimate(&graph, &prior, &t));
+        let mut plan = plan::plan(
             graph,
             &prior,
             PlanOptions {
@@ -161,7 +163,10 @@ impl Workspace {
                 inputs,
                 declared_elsewhere: &elsewhere,
             },
-        )?)
+        )?;
+        plan.attach_findings(findings);
+        plan.cost = cost;
+        Ok(plan)
     }
 }
 

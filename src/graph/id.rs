@@ -108,20 +108,27 @@ impl ResourceId {
         self.inner.raw.rsplit('/').next().unwrap_or_default()
     }
 
-    /// The names along the type chain: `account/default/logshipping` for a container.
+    /// The names along the type chain: `account/default/logshipping` for a container;
+    /// an extension resource is named after its scope too (`kv/to-log-analytics`).
     pub fn display_name(&self) -> String {
         let segs = self.segments();
-        match segs
+        let providers: Vec<usize> = segs
             .iter()
-            .rposition(|s| s.eq_ignore_ascii_case("providers"))
-        {
-            Some(p) => segs[p + 3..]
-                .iter()
-                .step_by(2)
-                .copied()
-                .collect::<Vec<_>>()
-                .join("/"),
-            None => self.name().to_string(),
+            .enumerate()
+            .filter(|(_, s)| s.eq_ignore_ascii_case("providers"))
+            .map(|(i, _)| i)
+            .collect();
+        let names = |from: usize, to: usize| -> Vec<&str> {
+            segs[from..to].iter().step_by(2).copied().collect()
+        };
+        match providers.as_slice() {
+            [] => self.name().to_string(),
+            [.., scope, own] => {
+                let mut n = names(scope + 3, *own);
+                n.extend(names(own + 3, segs.len()));
+                n.join("/")
+            }
+            [own] => names(own + 3, segs.len()).join("/"),
         }
     }
 

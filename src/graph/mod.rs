@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use id::ResourceId;
-pub use render::RenderError;
-use templates::TemplateSet;
+pub use render::{RenderError, is_untagged_type};
+pub use templates::TemplateSet;
 
 use crate::model::Project;
 

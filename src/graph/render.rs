@@ -20,7 +20,13 @@ const UNTAGGED_TYPES: &[&str] = &[
     "Microsoft.Storage/storageAccounts/blobServices",
     "Microsoft.Storage/storageAccounts/blobServices/containers",
     "Microsoft.Authorization/roleAssignments",
+    "Microsoft.Insights/diagnosticSettings",
 ];
+
+/// Whether ARM's schema for `resource_type` has no `tags` property.
+pub fn is_untagged_type(resource_type: &str) -> bool {
+    UNTAGGED_TYPES.contains(&resource_type)
+}
 
 /// Body keys that hold secrets: they must be `$secret` references, never literals.
 const SECRET_KEYS: &[&str] = &[
@@ -608,7 +614,7 @@ fn into_resource(
     if let Some(loc) = &raw.location {
         body.insert("location".into(), Value::String(loc.clone()));
     }
-    if !UNTAGGED_TYPES.contains(&raw.resource_type.as_str()) {
+    if !is_untagged_type(&raw.resource_type) {
         let mut tags = match body.remove("tags") {
             Some(Value::Object(m)) => m,
             Some(_) => return Err("`body.tags` must be a mapping".into()),

@@ -30,6 +30,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/shared/citrix.yaml.tera"),
     ),
     (
+        "shared/diagnostics.yaml.tera",
+        include_str!("../../templates/shared/diagnostics.yaml.tera"),
+    ),
+    (
         "shared/imagebuilder.yaml.tera",
         include_str!("../../templates/shared/imagebuilder.yaml.tera"),
     ),
@@ -61,6 +65,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         "tenant/frontends.yaml.tera",
         include_str!("../../templates/tenant/frontends.yaml.tera"),
     ),
+    (
+        "tenant/diagnostics.yaml.tera",
+        include_str!("../../templates/tenant/diagnostics.yaml.tera"),
+    ),
 ];
 
 pub const LAYER_DIRS: &[&str] = &["shared", "tenant", "image"];
@@ -88,6 +96,8 @@ pub struct TemplateSource {
     /// `embedded` or the override file's path.
     pub origin: String,
     pub sha256: String,
+    /// The template source, so findings can point at the line responsible.
+    pub text: String,
 }
 
 /// All templates of a project, compiled.
@@ -160,6 +170,7 @@ impl TemplateSet {
                 name: name.clone(),
                 origin: origin.clone(),
                 sha256: crate::manifest::hex(&Sha256::digest(text.as_bytes())),
+                text: text.clone(),
             });
         }
         sources.sort_by(|a, b| a.name.cmp(&b.name));

@@ -113,6 +113,7 @@ fn spec_fields(kind: &str) -> &'static [&'static str] {
             "citrix",
             "gallery",
             "logRetentionDays",
+            "exceptions",
         ]
     } else {
         &[
@@ -452,6 +453,7 @@ pub fn platform(r: &mut Reader<'_>, root: &Node) -> Option<Platform> {
     );
     let lifetime = r.int(gallery.as_ref(), "imageLifetimeDays", false, 30, 1825);
     let retention = r.int(spec, "logRetentionDays", false, 30, 730);
+    let exceptions = waivers(r, spec);
     let (gw_count, gw_size) = gw?;
     Some(Platform {
         file: r.file.clone(),
@@ -479,7 +481,30 @@ pub fn platform(r: &mut Reader<'_>, root: &Node) -> Option<Platform> {
             image_lifetime_days: lifetime.map_or(365, |v| v.value as u32),
         },
         log_retention_days: retention.map_or(90, |r| r.value as u32),
+        exceptions,
     })
+}
+
+/// `exceptions`: policy waivers, each with a rule id, a reason and an expiry date.
+fn waivers<'n>(r: &mut Reader<'_>, spec: Option<&Obj<'n>>) -> Vec<Waiver> {
+    let mut exceptions = Vec::new();
+    for item in r.list(spec, "exceptions", false).unwrap_or_default() {
+        let w = r.object(item.node, &item.path, &["rule", "reason", "expires"]);
+        let rule = r.string_with(w.as_ref(), "rule", true, check_rule_id);
+        let reason = r.string(w.as_ref(), "reason", true);
+        let expires = r.parsed(w.as_ref(), "expires", true, |s| {
+            s.parse::<jiff::civil::Date>()
+                .map_err(|_| format!("`{s}` is not a date like 2027-03-01"))
+        });
+        if let (Some(rule), Some(reason), Some(expires)) = (rule, reason, expires) {
+            exceptions.push(Waiver {
+                rule,
+                reason: reason.value,
+                expires,
+            });
+        }
+    }
+    exceptions
 }
 
 /// Read one `tenants/<id>.yaml`. `None` when it has errors.
@@ -604,23 +629,7 @@ pub fn tenant(r: &mut Reader<'_>, root: &Node) -> Option<Tenant> {
         }
     }
 
-    let mut exceptions = Vec::new();
-    for item in r.list(spec, "exceptions", false).unwrap_or_default() {
-        let w = r.object(item.node, &item.path, &["rule", "reason", "expires"]);
-        let rule = r.string_with(w.as_ref(), "rule", true, check_rule_id);
-        let reason = r.string(w.as_ref(), "reason", true);
-        let expires = r.parsed(w.as_ref(), "expires", true, |s| {
-            s.parse::<jiff::civil::Date>()
-                .map_err(|_| format!("`{s}` is not a date like 2027-03-01"))
-        });
-        if let (Some(rule), Some(reason), Some(expires)) = (rule, reason, expires) {
-            exceptions.push(Waiver {
-                rule,
-                reason: reason.value,
-                expires,
-            });
-        }
-    }
+    let exceptions = waivers(r, spec);
 
     let (fe_count, fe_size) = frontends?;
     let (version, major, minor) = version?;

@@ -58,6 +58,8 @@ pub struct Platform {
     pub citrix: Citrix,
     pub gallery: Gallery,
     pub log_retention_days: u32,
+    /// Waivers for shared-layer findings.
+    pub exceptions: Vec<Waiver>,
 }
 
 #[derive(Debug, Clone, Serialize)]

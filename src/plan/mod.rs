@@ -151,9 +151,48 @@ pub struct Plan {
     /// delete orphans and to read `$ref` targets.
     #[serde(default)]
     pub api_versions: BTreeMap<String, String>,
+    /// Policy findings for the resources this plan creates, updates or replaces
+    /// (and waiver findings of the layers it changes); `apply` refuses the plan
+    /// while one is an unwaived error.
+    #[serde(default)]
+    pub findings: Vec<crate::policy::Finding>,
+    /// Idle and activated cost per layer in scope, declared vs. current.
+    #[serde(default)]
+    pub cost: Option<crate::cost::CostEstimate>,
 }
 
 impl Plan {
+    /// Keep the findings that concern this plan's changes: those on a resource it
+    /// creates, updates or replaces, and those without a resource (waivers, an
+    /// empty shared tier) of a layer it changes.
+    pub fn attach_findings(&mut self, findings: Vec<crate::policy::Finding>) {
+        let changed: std::collections::HashSet<&str> = self
+            .changes
+            .iter()
+            .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Replace))
+            .map(|c| c.id.key())
+            .collect();
+        let owners: std::collections::HashSet<Option<&str>> = self
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp)
+            .map(|c| c.tenant.as_deref())
+            .collect();
+        let keep: Vec<crate::policy::Finding> = findings
+            .into_iter()
+            .filter(|f| match &f.resource {
+                Some(id) => changed.contains(id.to_ascii_lowercase().as_str()),
+                None => owners.contains(&f.tenant.as_deref()),
+            })
+            .collect();
+        self.findings = keep;
+    }
+
+    /// Unwaived policy errors on this plan's changes.
+    pub fn blocking_findings(&self) -> impl Iterator<Item = &crate::policy::Finding> {
+        self.findings.iter().filter(|f| f.is_blocking())
+    }
+
     /// The api-version to address a resource of `resource_type` with.
     pub fn api_version_for(&self, resource_type: &str) -> String {
         self.api_versions
@@ -485,6 +524,8 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         shared_dependents,
         inputs: opts.inputs,
         api_versions,
+        findings: Vec::new(),
+        cost: None,
     })
 }
 

@@ -2,6 +2,8 @@
 //! Terraform-style text, the JSON document of DESIGN.md, and Markdown for a pull
 //! request comment. Pure formatting: takes values, returns strings, prints nothing.
 
+pub mod findings;
+
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -36,7 +38,63 @@ pub fn plan_json(plan: &Plan) -> Value {
         "disruptions": plan.disruptions,
         "activated": plan.activated,
         "shared_dependents": plan.shared_dependents,
+        "policy": crate::policy::summarize(&plan.findings),
+        "findings": plan.findings,
+        "cost": plan.cost,
     })
+}
+
+/// The cost rows as aligned text (or Markdown table rows).
+fn cost_rows(c: &crate::cost::CostEstimate, markdown: bool) -> String {
+    let mut out = String::new();
+    let cur = &c.currency;
+    if markdown {
+        let _ = writeln!(
+            out,
+            "**Cost** ({cur}, prices of {}):\n\n| layer | idle per month | activated per hour | change idle/month | change activated/hour |\n|---|---:|---:|---:|---:|",
+            c.prices_date
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Cost ({cur}, prices of {}; usage-based storage, logs and egress not included):",
+            c.prices_date
+        );
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>16} {:>20} {:>18} {:>22}",
+            "layer",
+            "idle per month",
+            "activated per hour",
+            "change idle/month",
+            "change activated/hour"
+        );
+    }
+    let mut notes = String::new();
+    for t in &c.tenants {
+        let layer = t.tenant.as_deref().unwrap_or("shared");
+        let (idle, active) = (t.declared.idle_monthly, t.declared.active_hourly);
+        let (di, da) = (t.delta_idle_monthly, t.delta_active_hourly);
+        if markdown {
+            let _ = writeln!(
+                out,
+                "| {layer} | {idle:.2} | {active:.2} | {di:+.2} | {da:+.2} |"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  {layer:<10} {idle:>16.2} {active:>20.2} {di:>+18.2} {da:>+22.2}"
+            );
+        }
+        if !t.unpriced.is_empty() {
+            let _ = writeln!(notes, "  ({layer}: no price for {})", t.unpriced.join(", "));
+        }
+    }
+    if markdown && !notes.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&notes);
+    out
 }
 
 /// Changes grouped by section title, shared layer first, then tenants by id.
@@ -176,6 +234,27 @@ pub fn plan_human(plan: &Plan) -> String {
             ids.len()
         );
     }
+    if !plan.findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nPolicy findings on the changed resources ({}):",
+            findings::summary_text(&plan.findings)
+        );
+        for f in &plan.findings {
+            out.push_str(&findings::finding_human(f));
+        }
+        if plan.blocking_findings().next().is_some() {
+            let _ = writeln!(
+                out,
+                "apply refuses this plan until the errors are fixed or waived."
+            );
+        }
+        out.push('\n');
+    }
+    if let Some(c) = &plan.cost {
+        out.push_str(&cost_rows(c, false));
+        out.push('\n');
+    }
     if !plan.shared_dependents.is_empty() {
         let _ = writeln!(
             out,
@@ -259,6 +338,34 @@ pub fn plan_markdown(plan: &Plan) -> String {
         for c in &plan.capacity_reductions {
             let _ = writeln!(out, "- {}", c.describe());
         }
+        out.push('\n');
+    }
+    if !plan.findings.is_empty() {
+        let _ = writeln!(
+            out,
+            "**Policy findings** on the changed resources: {}\n",
+            findings::summary_text(&plan.findings)
+        );
+        for f in &plan.findings {
+            let waived = f
+                .waived
+                .as_ref()
+                .map(|w| format!(" — waived until {}: {}", w.expires, w.reason))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "- **{}** `{}` {}: {} (`{}`){waived}",
+                f.severity.as_str(),
+                f.rule,
+                f.resource.as_deref().unwrap_or("-"),
+                f.message,
+                f.location
+            );
+        }
+        out.push('\n');
+    }
+    if let Some(c) = &plan.cost {
+        out.push_str(&cost_rows(c, true));
         out.push('\n');
     }
     let groups = deferred_groups(plan);
