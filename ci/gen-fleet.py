@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a lifeboat project with N generated hospitals (for benchmarks).
 
-usage: ci/gen-fleet.py DIR N
+usage: ci/gen-fleet.py DIR N [FRONTENDS]
 
 Tenants get disjoint /24 address spaces in 10.64.0.0/10, 8-40 front-ends each
 (mean 24, like the example hospitals), and varied HiX versions and windows.
@@ -56,6 +56,7 @@ DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sun
 
 def main():
     root, count = sys.argv[1], int(sys.argv[2])
+    fixed_fe = int(sys.argv[3]) if len(sys.argv) > 3 else None
     os.makedirs(os.path.join(root, "tenants"), exist_ok=True)
     with open(os.path.join(root, "platform.yaml"), "w") as f:
         f.write(PLATFORM.format())
@@ -66,7 +67,7 @@ def main():
             f.write(TENANT.format(id=tid, n=n, cidr=cidr, minor=2 + n % 2, hotfix=40 + n % 17,
                 client=hashlib.sha256(f"client-6.{2 + n % 2}".encode()).hexdigest(),
                 fix=hashlib.sha256(f"hotfix-{40 + n % 17}".encode()).hexdigest(),
-                                  fe=8 + (n * 7) % 33, day=DAYS[n % 7]))
+                                  fe=fixed_fe or 8 + (n * 7) % 33, day=DAYS[n % 7]))
 
 
 if __name__ == "__main__":

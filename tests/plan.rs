@@ -49,6 +49,7 @@ fn seed_from_plan(p: &Project, plan_file: &str) {
                 operation: None,
                 power: None,
                 sql_mode: None,
+                shipping: None,
                 visible_from_ms: None,
                 replicated_ms: None,
             })

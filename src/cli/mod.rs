@@ -114,12 +114,94 @@ pub enum Command {
     /// Policy findings (CIS Azure, no single point of failure) on the rendered
     /// graph, without the cloud; exit 3 on an unwaived error.
     Check(CheckArgs),
+    /// Disaster Activation Plan: bring a tenant's emergency environment up.
+    Activate(ActivateArgs),
+    /// Return an activated tenant to standby (front-ends deallocated, SQL restoring).
+    Deactivate(DeactivateArgs),
+    /// Activate, verify and deactivate, with a report (HTML, JSON, JUnit XML).
+    Drill(DrillArgs),
+    /// Per tenant: STANDBY/ACTIVE, SQL mode and RPO, image, front-ends, drift,
+    /// last drill (bulk reads only).
+    Status(StatusArgs),
+    /// The audit trail of mutating commands (a hash chain).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// The price table behind the plan's cost estimate.
     #[command(subcommand)]
     Pricing(PricingCommand),
     /// The ARM emulator behind `--cloud local`, standalone.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// The tenant (hospital) id.
+    pub tenant: String,
+    /// Why (recorded in the audit trail and on the tenant).
+    #[arg(long)]
+    pub reason: String,
+    /// Activate even when the RPO is above the tenant's target (or unknown).
+    #[arg(long)]
+    pub force: bool,
+    /// RESTORE WITH RECOVERY: read-write, irreversible (the secondary leaves the
+    /// log-shipping chain). Asks for the tenant id to be typed again.
+    #[arg(long)]
+    pub read_write: bool,
+    /// The tenant id again, for --read-write in a pipeline.
+    #[arg(long, value_name = "ID")]
+    pub confirm: Option<String>,
+    /// How long to wait for an apply holding the tenant's lock (seconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub lock_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct DeactivateArgs {
+    pub tenant: String,
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub lock_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    pub tenant: String,
+    /// Write drill.html, drill.json and drill-junit.xml here.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    #[arg(long, default_value = "scheduled drill")]
+    pub reason: String,
+    /// Drill even when the RPO is above target.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub lock_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only these tenants (repeatable).
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenants: Vec<String>,
+    #[arg(long, value_enum, default_value_t = StatusFormat::Human)]
+    pub format: StatusFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Human,
+    Json,
+    Prometheus,
+    Html,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; exit 1 naming the first line that was edited,
+    /// removed, inserted or reordered.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,8 @@ use super::retry::{Failure, RetryPolicy, Verdict};
 use crate::graph::ResourceId;
 
 pub const RESOURCE_GRAPH_API: &str = "2022-10-01";
+/// Log Analytics queries routed through ARM.
+pub const LOG_QUERY_API: &str = "2020-08-01";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArmError {
@@ -462,6 +464,21 @@ impl ArmClient {
         }
     }
 
+    /// GET a view of a resource (`instanceView` of a VM).
+    pub async fn get_view(
+        &self,
+        id: &ResourceId,
+        view: &str,
+        api_version: &str,
+    ) -> Result<Value, ArmError> {
+        let url = self.url(id, &format!("/{view}"), api_version);
+        let target = format!("{}/{view}", id.as_str());
+        Ok(self
+            .send(Verb::Get, &url, None, &target, None)
+            .await?
+            .json())
+    }
+
     /// GET until the resource's provisioningState is terminal (or it is gone).
     pub async fn wait_settled(
         &self,
@@ -620,6 +637,44 @@ impl ArmClient {
                 poll = PollUrl::Location(next);
             }
         }
+    }
+
+    /// Run a Log Analytics (KQL) query against `workspace` through ARM
+    /// (`<workspace>/api/query`); rows as objects keyed by column name.
+    pub async fn log_query(
+        &self,
+        workspace: &ResourceId,
+        query: &str,
+    ) -> Result<Vec<serde_json::Map<String, Value>>, ArmError> {
+        let url = self.url(workspace, "/api/query", LOG_QUERY_API);
+        let body = json!({"query": query});
+        let r = self
+            .send(Verb::Query, &url, Some(&body), "Log Analytics query", None)
+            .await?;
+        let v = r.json();
+        let table = v.pointer("/tables/0").ok_or_else(|| ArmError::Protocol {
+            target: "Log Analytics query".into(),
+            message: "the response has no `tables`".into(),
+        })?;
+        let columns: Vec<&str> = table["columns"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
+            .unwrap_or_default();
+        Ok(table["rows"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(Value::as_array)
+                    .map(|row| {
+                        columns
+                            .iter()
+                            .zip(row)
+                            .map(|(c, v)| (c.to_string(), v.clone()))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     /// Run an Azure Resource Graph query over `subscriptions`, following

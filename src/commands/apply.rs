@@ -295,6 +295,26 @@ fn execute(
                 let emit = |e: crate::apply::Event| ui.event(&e);
                 Ok(apply::apply(plan, &session.client, &mut journal, opts, &emit).await)
             }))?;
+    let mut tenants: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .map(|c| c.tenant.clone().unwrap_or_else(|| "shared".into()))
+        .collect();
+    tenants.dedup();
+    tenants.sort();
+    tenants.dedup();
+    super::audit(
+        &session.state,
+        crate::state::audit::Entry {
+            command: command.into(),
+            tenants,
+            reason: None,
+            plan: Some(report.plan.clone()),
+            outcome: report.outcome.into(),
+            details: serde_json::json!({"summary": report.summary, "makespan_ms": report.makespan_ms}),
+        },
+    )?;
     if ui.json() {
         ui.print(&serde_json::to_string(&report).expect("report serializes"));
     } else {

@@ -120,6 +120,16 @@ fn build(
         count(BuildOutcome::Exists),
         count(BuildOutcome::Failed),
     );
+    super::audit(
+        &session.state,
+        crate::state::audit::Entry {
+            command: "image build".into(),
+            tenants: ids.clone(),
+            outcome: if failed == 0 { "succeeded" } else { "failed" }.into(),
+            details: json!({"built": built, "existing": exists, "failed": failed}),
+            ..Default::default()
+        },
+    )?;
     if ui.json() {
         ui.print(
             &json!({"builds": results, "built": built, "existing": exists, "failed": failed, "wall_ms": wall_ms})
@@ -256,6 +266,24 @@ fn prune(
     }
     let session = &ws.session;
     let errors = session.rt.block_on(image::prune(&session.client, &actions));
+    let mut pruned: Vec<String> = actions.iter().map(|a| a.tenant.clone()).collect();
+    pruned.sort();
+    pruned.dedup();
+    super::audit(
+        &session.state,
+        crate::state::audit::Entry {
+            command: "image prune".into(),
+            tenants: pruned,
+            outcome: if errors.is_empty() {
+                "succeeded"
+            } else {
+                "failed"
+            }
+            .into(),
+            details: json!({"steps": actions.len(), "failed": errors.len()}),
+            ..Default::default()
+        },
+    )?;
     if ui.json() {
         let errs: Vec<_> = errors
             .iter()

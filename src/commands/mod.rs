@@ -2,7 +2,9 @@
 //! subcommand and hands the result to the `ui`. This is the `anyhow` boundary.
 
 mod apply;
+mod audit;
 mod check;
+mod dap;
 mod drift;
 mod emulator;
 mod export;
@@ -10,6 +12,7 @@ mod image;
 mod plan;
 mod pricing;
 mod session;
+mod status;
 mod validate;
 
 use std::process::ExitCode;
@@ -35,6 +38,11 @@ pub fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
         Command::Image(cmd) => image::run(cli, ui, cmd),
         Command::Check(args) => check::run(cli, ui, args),
         Command::Pricing(cmd) => pricing::run(cli, ui, cmd),
+        Command::Audit(cmd) => audit::run(cli, ui, cmd),
+        Command::Activate(args) => dap::activate(cli, ui, args),
+        Command::Deactivate(args) => dap::deactivate(cli, ui, args),
+        Command::Drill(args) => dap::drill(cli, ui, args),
+        Command::Status(args) => status::run(cli, ui, args),
         Command::Emulator(EmulatorCommand::Serve { listen, data }) => {
             emulator::serve(cli, ui, listen, data)
         }
@@ -104,6 +112,17 @@ pub(crate) fn now() -> anyhow::Result<jiff::Timestamp> {
             .with_context(|| format!("LIFEBOAT_NOW={s}: not an RFC 3339 time")),
         _ => Ok(jiff::Timestamp::now()),
     }
+}
+
+/// Append to the audit trail; a command whose record cannot be written fails.
+pub(crate) fn audit(
+    state: &crate::state::LocalState,
+    entry: crate::state::audit::Entry,
+) -> anyhow::Result<()> {
+    let log = state.audit();
+    log.append(entry)
+        .with_context(|| format!("recording in the audit trail {}", log.path().display()))?;
+    Ok(())
 }
 
 /// The project's price table for its region: `pricing/<region>.json` (written by

@@ -145,6 +145,19 @@ impl Workspace {
         refresh: Refresh,
         allow_data_loss: &[String],
     ) -> anyhow::Result<Plan> {
+        Ok(self
+            .plan_with_prior(tenants, shared, refresh, allow_data_loss)?
+            .0)
+    }
+
+    /// The plan and the prior state it was computed against.
+    pub fn plan_with_prior(
+        &self,
+        tenants: &[String],
+        shared: bool,
+        refresh: Refresh,
+        allow_data_loss: &[String],
+    ) -> anyhow::Result<(Plan, crate::cloud::PriorState)> {
         let scope = super::plan::scope_from(&self.project, tenants, shared)?;
         let (project, templates) = (&self.project, &self.templates);
         let graph = crate::graph::build(project, templates, &scope)
@@ -166,7 +179,7 @@ impl Workspace {
         )?;
         plan.attach_findings(findings);
         plan.cost = cost;
-        Ok(plan)
+        Ok((plan, prior))
     }
 }
 

@@ -107,6 +107,13 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// `.../Microsoft.OperationalInsights/workspaces/<name>/api/query`.
+fn is_log_query(path: &str) -> bool {
+    let l = path.to_ascii_lowercase();
+    l.contains("/microsoft.operationalinsights/workspaces/")
+        && l.trim_end_matches('/').ends_with("/api/query")
+}
+
 fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
@@ -302,7 +309,8 @@ impl Emulator {
                 if req
                     .path
                     .to_ascii_lowercase()
-                    .contains("/microsoft.resourcegraph/") =>
+                    .contains("/microsoft.resourcegraph/")
+                    || is_log_query(&req.path) =>
             {
                 Class::Read
             }
@@ -385,6 +393,9 @@ impl Emulator {
         let lower = path.to_ascii_lowercase();
         if req.method == "POST" && lower == "/providers/microsoft.resourcegraph/resources" {
             return self.resource_graph(req);
+        }
+        if req.method == "POST" && is_log_query(path) {
+            return self.log_query(req);
         }
         for marker in [
             "/operations/",
@@ -832,6 +843,11 @@ impl Emulator {
         };
         let op = self.new_operation(id, OpKind::Put { creating }, secs, fail_op, now);
         let is_vm = resource_type.eq_ignore_ascii_case("Microsoft.Compute/virtualMachines");
+        let sql_image = is_vm && super::sql::is_sql_image(&body);
+        let initial_mode = body
+            .pointer("/tags/lifeboat-restore-mode")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let stored = StoredResource {
             id: id.clone(),
             resource_type: resource_type.clone(),
@@ -844,7 +860,20 @@ impl Emulator {
                 None if is_vm => Some("running".into()),
                 None => None,
             },
-            sql_mode: existing.as_ref().and_then(|e| e.sql_mode.clone()),
+            sql_mode: match &existing {
+                Some(e) => e.sql_mode.clone(),
+                None if sql_image => initial_mode,
+                None => None,
+            },
+            // A SQL Server VM receives the hospital's log backups from its creation.
+            shipping: match &existing {
+                Some(e) => e.shipping.clone(),
+                None if sql_image => Some(super::sql::Shipping {
+                    since_ms: now,
+                    recovered_ms: None,
+                }),
+                None => None,
+            },
             visible_from_ms: existing.as_ref().and_then(|e| e.visible_from_ms),
             replicated_ms: existing.as_ref().and_then(|e| e.replicated_ms),
         };
@@ -1055,6 +1084,75 @@ impl Emulator {
         }
     }
 
+    /// A Log Analytics query through ARM (`<workspace>/api/query`). The emulated
+    /// workspace holds one table, `LifeboatLogShipping_CL`: the log-shipping
+    /// monitor row every SQL VM reports (its latest, as `arg_max` would give).
+    fn log_query(&self, req: &Request) -> Reply {
+        let q: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let text = q.get("query").and_then(Value::as_str).unwrap_or("");
+        if !text.contains("LifeboatLogShipping_CL") {
+            return Reply::error(
+                400,
+                "BadArgumentError",
+                "The emulated workspace only has the table LifeboatLogShipping_CL.",
+            );
+        }
+        let now = now_ms();
+        let all = match self.store.list() {
+            Ok(a) => a,
+            Err(e) => {
+                return Reply::error(500, "InternalServerError", &format!("emulator store: {e}"));
+            }
+        };
+        let columns = [
+            "ResourceId",
+            "Tenant",
+            "secondary_database",
+            "last_copied_file",
+            "last_copied_date_utc",
+            "last_restored_file",
+            "last_restored_date_utc",
+            "state_desc",
+            "restore_mode",
+            "now_utc",
+        ];
+        let rows: Vec<Value> = all
+            .iter()
+            .filter(|r| r.shipping.is_some())
+            .filter_map(|r| {
+                let m = super::sql::monitor(
+                    r,
+                    now,
+                    self.cfg.time_scale,
+                    self.cfg.faults.shipping_stop_s,
+                )?;
+                let tenant = r
+                    .body
+                    .pointer("/tags/lifeboat-tenant")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                Some(Value::Array(
+                    columns
+                        .iter()
+                        .map(|c| match *c {
+                            "ResourceId" => json!(r.id.as_str()),
+                            "Tenant" => tenant.clone(),
+                            other => m.get(other).cloned().unwrap_or(Value::Null),
+                        })
+                        .collect(),
+                ))
+            })
+            .collect();
+        Reply::json(
+            200,
+            &json!({"tables": [{
+                "name": "PrimaryResult",
+                "columns": columns.iter().map(|c| json!({"name": c, "type": "string"})).collect::<Vec<_>>(),
+                "rows": rows,
+            }]}),
+        )
+    }
+
     /// The resource, if it exists and no operation runs on it (the caller holds
     /// its lock).
     fn idle(&self, id: &ResourceId, now: u64) -> Result<StoredResource, Reply> {
@@ -1088,7 +1186,13 @@ impl Emulator {
                         "Operation 'runCommand' is not allowed since the VM is not running.",
                     );
                 }
-                let out = match super::sql::run_command(&mut r, &req.body) {
+                let out = match super::sql::run_command(
+                    &mut r,
+                    &req.body,
+                    now,
+                    self.cfg.time_scale,
+                    self.cfg.faults.shipping_stop_s,
+                ) {
                     Ok(o) => o,
                     Err(msg) => return Reply::error(400, "InvalidParameter", &msg),
                 };
@@ -1209,6 +1313,7 @@ impl Emulator {
                 operation: None,
                 power: None,
                 sql_mode: None,
+                shipping: None,
                 visible_from_ms: Some(op.done_ms),
                 replicated_ms: Some(op.done_ms + self.scaled_ms(REPLICATION_SECS)),
             };

@@ -1,6 +1,7 @@
 //! Fault injection for the emulator (`--faults`, `LIFEBOAT_EMULATOR_FAULTS`):
 //! `429=0.05,500=0.05,reset=0.02,lro-fail=0.02`, each a probability per mutating
-//! request. Parsing only; the emulator rolls the dice.
+//! request, and `shipping-stop=SECONDS` (log backups stop arriving that long after
+//! shipping began, as when the hospital's data centre is lost). Parsing only; the emulator rolls the dice.
 
 use std::fmt;
 
@@ -22,6 +23,9 @@ pub struct Faults {
     pub server_error: f64,
     pub reset: f64,
     pub lro_fail: f64,
+    /// Log backups stop arriving this many Azure seconds after log shipping
+    /// began (the hospital's data centre is gone): `shipping-stop=600`.
+    pub shipping_stop_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +46,14 @@ impl Faults {
             let (k, v) = part
                 .split_once('=')
                 .ok_or_else(|| err(format!("`{part}` has no `=`")))?;
+            if k.trim() == "shipping-stop" {
+                f.shipping_stop_s = Some(
+                    v.trim()
+                        .parse()
+                        .map_err(|_| err(format!("shipping-stop={v}: not a number of seconds")))?,
+                );
+                continue;
+            }
             let p: f64 = v
                 .trim()
                 .parse()
@@ -56,7 +68,7 @@ impl Faults {
                 "lro-fail" => f.lro_fail = p,
                 other => {
                     return Err(err(format!(
-                        "unknown fault `{other}` (429, 500, reset, lro-fail)"
+                        "unknown fault `{other}` (429, 500, reset, lro-fail, shipping-stop)"
                     )));
                 }
             }
@@ -75,7 +87,11 @@ impl fmt::Display for Faults {
             f,
             "429={},500={},reset={},lro-fail={}",
             self.throttle, self.server_error, self.reset, self.lro_fail
-        )
+        )?;
+        match self.shipping_stop_s {
+            Some(s) => write!(f, ",shipping-stop={s}"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -44,6 +44,10 @@ pub struct StoredResource {
     /// Emulated SQL Server restore mode of a SQL VM (`norecovery`, `standby`, `recovery`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql_mode: Option<String>,
+    /// Log shipping into a SQL VM: when it began and, once the database was
+    /// recovered read-write, when restores stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping: Option<super::sql::Shipping>,
     /// Not visible before this wall-clock time (an image version appears when its
     /// build finishes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,6 +230,7 @@ mod tests {
             operation: None,
             power: None,
             sql_mode: None,
+            shipping: None,
             visible_from_ms: None,
             replicated_ms: None,
         };

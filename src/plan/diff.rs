@@ -44,6 +44,64 @@ fn covered(path: &str, prefixes: &[String]) -> bool {
     })
 }
 
+/// Path segments: `properties.securityRules[rule-a].properties.access` ->
+/// key `properties`, key `securityRules` + element named `rule-a`, ...
+fn segments(path: &str) -> Vec<(&str, Option<&str>)> {
+    path.split('.')
+        .map(|seg| match seg.split_once('[') {
+            Some((k, rest)) => (k, Some(rest.trim_end_matches(']'))),
+            None => (seg, None),
+        })
+        .collect()
+}
+
+fn step<'v>(v: &'v Value, key: &str, name: Option<&str>) -> Option<&'v Value> {
+    let x = v.get(key)?;
+    match name {
+        None => Some(x),
+        Some(n) => x.as_array()?.iter().find(|e| {
+            e.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|en| en.eq_ignore_ascii_case(n))
+        }),
+    }
+}
+
+fn step_mut<'v>(v: &'v mut Value, key: &str, name: Option<&str>) -> Option<&'v mut Value> {
+    let x = v.get_mut(key)?;
+    match name {
+        None => Some(x),
+        Some(n) => x.as_array_mut()?.iter_mut().find(|e| {
+            e.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|en| en.eq_ignore_ascii_case(n))
+        }),
+    }
+}
+
+/// Terraform's `ignore_changes`: on an update, an ignored property keeps the value
+/// the live resource has (a PUT would otherwise reset it to the declared one).
+pub fn keep_ignored(desired: &mut Value, actual: &Value, ignore: &[String]) {
+    for path in ignore {
+        let segs = segments(path);
+        let Some(((last_key, last_name), parents)) = segs.split_last() else {
+            continue;
+        };
+        let mut live = Some(actual);
+        for (k, n) in &segs {
+            live = live.and_then(|v| step(v, k, *n));
+        }
+        let Some(live) = live.cloned() else { continue };
+        let mut cur = Some(&mut *desired);
+        for (k, n) in parents {
+            cur = cur.and_then(|v| step_mut(v, k, *n));
+        }
+        if let Some(slot) = cur.and_then(|v| step_mut(v, last_key, *last_name)) {
+            *slot = live;
+        }
+    }
+}
+
 pub fn diff(desired: &Value, actual: &Value, opts: &DiffOptions<'_>) -> Vec<DiffEntry> {
     let mut out = Vec::new();
     walk(desired, Some(actual), "", opts, &mut out);
@@ -206,6 +264,33 @@ mod tests {
         assert_eq!(paths, vec!["rules[a].p", "rules[c]"]);
         assert_eq!(out[0].before, Some(json!(3)));
         assert_eq!(out[1].after, None);
+    }
+
+    #[test]
+    fn ignored_properties_keep_their_live_value() {
+        let mut desired = json!({"properties": {"securityRules": [
+            {"name": "a", "properties": {"access": "Deny", "priority": 100}},
+            {"name": "b", "properties": {"access": "Deny"}}]}});
+        let live = json!({"properties": {"securityRules": [
+            {"name": "b", "properties": {"access": "Allow"}},
+            {"name": "a", "properties": {"access": "Allow", "priority": 90}}]}});
+        keep_ignored(
+            &mut desired,
+            &live,
+            &["properties.securityRules[a].properties.access".to_string()],
+        );
+        assert_eq!(
+            desired["properties"]["securityRules"][0]["properties"]["access"],
+            "Allow"
+        );
+        assert_eq!(
+            desired["properties"]["securityRules"][0]["properties"]["priority"],
+            100
+        );
+        assert_eq!(
+            desired["properties"]["securityRules"][1]["properties"]["access"],
+            "Deny"
+        );
     }
 
     #[test]

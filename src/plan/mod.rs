@@ -363,6 +363,11 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
                 }
             }
         };
+        if action == Action::Update
+            && let Some(o) = observed
+        {
+            diff::keep_ignored(&mut r.body, &o.body, &r.lifecycle.ignore);
+        }
         // A PUT replaces all tags: keep the activation mark `activate` set, so an
         // update during an emergency does not make the tenant look idle.
         if let Some(mark) = observed.and_then(|o| o.tag(ACTIVATION_TAG))

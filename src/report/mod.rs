@@ -2,7 +2,9 @@
 //! Terraform-style text, the JSON document of DESIGN.md, and Markdown for a pull
 //! request comment. Pure formatting: takes values, returns strings, prints nothing.
 
+pub mod dap;
 pub mod findings;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -1,5 +1,5 @@
-//! Operational state that must outlive a process: layer locks and the apply
-//! journal. `--state local` keeps them under `.lifeboat/state/`; the Blob Storage
+//! Operational state that must outlive a process: layer locks, the apply
+//! journal and the audit trail ([`audit`]). `--state local` keeps them under `.lifeboat/state/`; the Blob Storage
 //! backend for pipelines implements the same operations.
 //!
 //! Locks are leases: a holder writes its owner, start time and expiry, renews the
@@ -19,6 +19,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::ResourceId;
+
+pub mod audit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -69,7 +71,7 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
-fn owner_name() -> String {
+pub(crate) fn owner_name() -> String {
     std::env::var("BUILD_REQUESTEDFOR")
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("USERNAME"))
@@ -140,6 +142,11 @@ impl LocalState {
         LocalState {
             dir: root.join(".lifeboat").join("state"),
         }
+    }
+
+    /// The audit trail (`.lifeboat/state/audit.jsonl`).
+    pub fn audit(&self) -> audit::AuditLog {
+        audit::AuditLog::at(self.dir.join("audit.jsonl"))
     }
 
     fn ensure(&self, sub: &str) -> Result<PathBuf, StateError> {

@@ -114,6 +114,27 @@ impl Ui {
         eprintln!("{line}");
     }
 
+    /// A Disaster Activation Plan step, as it starts and ends (stderr; JSON lines
+    /// on stdout with `--output json`).
+    pub fn dap_event(&self, e: &crate::ops::dap::DapEvent) {
+        use crate::ops::dap::DapEvent;
+        if self.json() {
+            self.print(&serde_json::to_string(e).expect("event serializes"));
+            return;
+        }
+        let now = jiff::Timestamp::now().strftime("%H:%M:%S%.3fZ");
+        match e {
+            DapEvent::Started { tenant, step } => eprintln!("{now} {tenant} {step} ..."),
+            DapEvent::Finished { tenant, step } => eprintln!(
+                "{now} {tenant} {} {} in {:.2} s: {}",
+                step.name,
+                step.outcome.to_uppercase(),
+                step.duration_ms as f64 / 1000.0,
+                step.detail
+            ),
+        }
+    }
+
     fn bar_event(&self, e: &Event) {
         let mut guard = self.bars.lock().expect("bars");
         let bars = guard.get_or_insert_with(|| {

@@ -1,0 +1,59 @@
+//! `status`: the plan's bulk state read (Resource Graph) and one Log Analytics
+//! query for the SQL secondaries, turned into one row per tenant.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::session::Workspace;
+use crate::cli::{Cli, Refresh, StatusArgs, StatusFormat};
+use crate::graph::ResourceId;
+use crate::model::naming::PlatformNames;
+use crate::ops::status;
+use crate::report;
+use crate::ui::Ui;
+
+pub fn run(cli: &Cli, ui: &Ui, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let ws = match Workspace::open(cli, ui)? {
+        Ok(ws) => ws,
+        Err(code) => return Ok(code),
+    };
+    let tenants: Vec<String> = if args.tenants.is_empty() {
+        ws.project
+            .tenants
+            .iter()
+            .map(|t| t.id.value.clone())
+            .collect()
+    } else {
+        args.tenants.clone()
+    };
+    let (plan, prior) = ws.plan_with_prior(&tenants, false, Refresh::Graph, &[])?;
+    let p = &ws.project.platform;
+    let names = PlatformNames::derive(p);
+    let workspace = ResourceId::parse(&format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}",
+        p.subscription_id, names.rg, names.log_analytics
+    ))
+    .expect("derived id parses");
+    let s = &ws.session;
+    let rows =
+        s.rt.block_on(s.client.log_query(&workspace, status::SHIPPING_QUERY))
+            .context("reading the log-shipping monitor rows from Log Analytics")?;
+    let ts = status::build(&ws.project, &tenants, &plan, &prior, &rows);
+    match (args.format, ui.json()) {
+        (StatusFormat::Json, _) | (StatusFormat::Human, true) => {
+            let mut v = report::status::json(&ts);
+            v["requests"] =
+                serde_json::to_value(s.client.stats.snapshot()).expect("stats serialize");
+            ui.print_json(&v)
+        }
+        (StatusFormat::Human, false) => ui.print(&report::status::human(&ts)),
+        (StatusFormat::Prometheus, _) => ui.print(&report::status::prometheus(&ts)),
+        (StatusFormat::Html, _) => ui.print(&report::status::html(
+            &ts,
+            &jiff::Timestamp::now().to_string(),
+        )),
+    }
+    super::leave_to_exit((plan, prior));
+    Ok(ExitCode::SUCCESS)
+}
