@@ -336,3 +336,130 @@ fn a_failed_activation_says_where_it_stopped_and_a_rerun_continues() {
     assert_eq!(rst["power"]["running"], 12);
     assert!(Path::new(&p.dir.join(".lifeboat/state/audit.jsonl")).exists());
 }
+
+fn sh(cmd: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd} is needed (ci/test installs it): {e}"))
+}
+
+#[test]
+fn catalog_is_signed_accepted_by_xmlsec1_rejected_when_tampered_and_republished() {
+    let p = provisioned("dap-catalog", None);
+    let d = p.dir.to_str().unwrap().to_string();
+    let (key, cert, out) = (
+        format!("{d}/key.pem"),
+        format!("{d}/cert.pem"),
+        format!("{d}/catalog.xml"),
+    );
+    let o = sh(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-subj",
+            "/CN=lifeboat catalog",
+            "-days",
+            "2",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = run(
+        &p,
+        &[
+            "catalog", "publish", "--key", &key, "--cert", &cert, "--out", &out,
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let xmlsec = |file: &str| sh("xmlsec1", &["--verify", "--pubkey-cert-pem", &cert, file]);
+    let v = xmlsec(&out);
+    assert!(
+        v.status.success(),
+        "xmlsec1 rejected it: {}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let xml = std::fs::read_to_string(&out).unwrap();
+    assert!(xml.contains("<Tenant id=\"cwz\""));
+    assert!(xml.contains("role=\"fallback\" status=\"INACTIVE\""));
+    assert!(!xml.contains("role=\"fallback\" status=\"ACTIVE\""));
+    let r = run(&p, &["catalog", "verify", &out, "--cert", &cert], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("signature valid; 3 tenant(s), active: none"),
+        "{}",
+        r.stdout
+    );
+
+    // A tampered copy (cwz's fallback switched on by hand) fails both verifiers.
+    let tampered = format!("{d}/tampered.xml");
+    let i = xml.find("role=\"fallback\" status=\"INACTIVE\"").unwrap();
+    let mut t = xml.clone();
+    t.replace_range(
+        i..i + "role=\"fallback\" status=\"INACTIVE\"".len(),
+        "role=\"fallback\" status=\"ACTIVE\"",
+    );
+    std::fs::write(&tampered, t).unwrap();
+    assert!(!xmlsec(&tampered).status.success());
+    let r = run(&p, &["catalog", "verify", &tampered, "--cert", &cert], None);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("edited after signing"), "{}", r.stderr);
+    // Another key's certificate does not verify it either.
+    let other = format!("{d}/other.pem");
+    sh(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{d}/other.key"),
+            "-out",
+            &other,
+            "-subj",
+            "/CN=x",
+            "-days",
+            "1",
+        ],
+    );
+    assert_eq!(
+        run(&p, &["catalog", "verify", &out, "--cert", &other], None).code,
+        1
+    );
+    // Past its cache validity the catalog is refused.
+    let r = p.run_env(
+        &["catalog", "verify", &out, "--cert", &cert],
+        &[FAST, ("LIFEBOAT_NOW", "2099-01-01T00:00:00Z")],
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("expired"), "{}", r.stderr);
+
+    // Activation republishes it: cwz's fallback is ACTIVE, still signed.
+    let env = [
+        FAST,
+        ("LIFEBOAT_CATALOG_KEY", key.as_str()),
+        ("LIFEBOAT_CATALOG_CERT", cert.as_str()),
+        ("LIFEBOAT_CATALOG_OUT", out.as_str()),
+    ];
+    let r = p.run_env(&["activate", "cwz", "--reason", "catalog"], &env);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("republished"), "{}", r.stderr);
+    assert!(xmlsec(&out).status.success());
+    let r = run(&p, &["catalog", "verify", &out, "--cert", &cert], None);
+    assert!(r.stdout.contains("active: cwz"), "{}", r.stdout);
+    let r = p.run_env(&["deactivate", "cwz"], &env);
+    assert_eq!(r.code, 0);
+    let r = run(&p, &["catalog", "verify", &out, "--cert", &cert], None);
+    assert!(r.stdout.contains("active: none"), "{}", r.stdout);
+}

@@ -123,6 +123,9 @@ pub enum Command {
     /// Per tenant: STANDBY/ACTIVE, SQL mode and RPO, image, front-ends, drift,
     /// last drill (bulk reads only).
     Status(StatusArgs),
+    /// The signed endpoint catalog (XML Signature, RSA-SHA256, exclusive C14N).
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
     /// The audit trail of mutating commands (a hash chain).
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -195,6 +198,27 @@ pub enum StatusFormat {
     Json,
     Prometheus,
     Html,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Sign the catalog of every tenant's current state (ACTIVE/INACTIVE endpoints).
+    Publish {
+        /// RSA private key (PEM, PKCS#8 or PKCS#1).
+        #[arg(long, value_name = "PEM")]
+        key: PathBuf,
+        /// The key's X.509 certificate (PEM); the result is verified with it.
+        #[arg(long, value_name = "PEM")]
+        cert: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check a catalog's signature against a certificate, and its validity.
+    Verify {
+        file: PathBuf,
+        #[arg(long, value_name = "PEM")]
+        cert: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

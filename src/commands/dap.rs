@@ -143,6 +143,7 @@ pub fn activate(cli: &Cli, ui: &Ui, args: &ActivateArgs) -> anyhow::Result<ExitC
     };
     record(&ws, &run, "activate")?;
     show(ui, &run);
+    super::catalog::republish_if_configured(&ws, ui)?;
     Ok(code(run.outcome == "succeeded"))
 }
 
@@ -165,6 +166,7 @@ pub fn deactivate(cli: &Cli, ui: &Ui, args: &DeactivateArgs) -> anyhow::Result<E
     };
     record(&ws, &run, "deactivate")?;
     show(ui, &run);
+    super::catalog::republish_if_configured(&ws, ui)?;
     Ok(code(run.outcome == "succeeded"))
 }
 

@@ -3,6 +3,7 @@
 
 mod apply;
 mod audit;
+mod catalog;
 mod check;
 mod dap;
 mod drift;
@@ -43,6 +44,7 @@ pub fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
         Command::Deactivate(args) => dap::deactivate(cli, ui, args),
         Command::Drill(args) => dap::drill(cli, ui, args),
         Command::Status(args) => status::run(cli, ui, args),
+        Command::Catalog(cmd) => catalog::run(cli, ui, cmd),
         Command::Emulator(EmulatorCommand::Serve { listen, data }) => {
             emulator::serve(cli, ui, listen, data)
         }
