@@ -83,9 +83,9 @@ pub fn unsigned_root(
 ) -> String {
     let valid_until = issued + jiff::SignedDuration::from_secs(cache_validity_s as i64);
     let mut x = String::new();
-    let _ = write!(
+    let _ = writeln!(
         x,
-        "<EndpointCatalog xmlns=\"{NS}\" cacheValiditySeconds=\"{cache_validity_s}\" issued=\"{}\" issuer=\"{}\" validUntil=\"{}\">\n",
+        "<EndpointCatalog xmlns=\"{NS}\" cacheValiditySeconds=\"{cache_validity_s}\" issued=\"{}\" issuer=\"{}\" validUntil=\"{}\">",
         attr(&issued.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
         attr(issuer),
         attr(&valid_until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
