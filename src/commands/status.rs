@@ -27,7 +27,6 @@ pub fn run(cli: &Cli, ui: &Ui, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.tenants.clone()
     };
-    let (plan, prior) = ws.plan_with_prior(&tenants, false, Refresh::Graph, &[])?;
     let p = &ws.project.platform;
     let names = PlatformNames::derive(p);
     let workspace = ResourceId::parse(&format!(
@@ -36,9 +35,17 @@ pub fn run(cli: &Cli, ui: &Ui, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     ))
     .expect("derived id parses");
     let s = &ws.session;
-    let rows =
-        s.rt.block_on(s.client.log_query(&workspace, status::SHIPPING_QUERY))
-            .context("reading the log-shipping monitor rows from Log Analytics")?;
+    // The two bulk reads are independent: the Log Analytics query runs while the
+    // plan renders the graph and reads Resource Graph.
+    let (planned, rows) = std::thread::scope(|scope| {
+        let la = scope.spawn(|| {
+            s.rt.block_on(s.client.log_query(&workspace, status::SHIPPING_QUERY))
+        });
+        let planned = ws.plan_with_prior(&tenants, false, Refresh::Graph, &[]);
+        (planned, la.join().expect("the query thread does not panic"))
+    });
+    let (plan, prior) = planned?;
+    let rows = rows.context("reading the log-shipping monitor rows from Log Analytics")?;
     let ts = status::build(&ws.project, &tenants, &plan, &prior, &rows);
     match (args.format, ui.json()) {
         (StatusFormat::Json, _) | (StatusFormat::Human, true) => {
