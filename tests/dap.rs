@@ -48,6 +48,20 @@ fn provisioned(name: &str, faults: Option<&str>) -> Project {
     p
 }
 
+/// `activate cwz --reason outage --force --read-write` plus `extra`.
+fn read_write(p: &Project, extra: &[&str], faults: Option<&str>) -> Run {
+    let mut args = vec![
+        "activate",
+        "cwz",
+        "--reason",
+        "outage",
+        "--force",
+        "--read-write",
+    ];
+    args.extend_from_slice(extra);
+    run(p, &args, faults)
+}
+
 fn status(p: &Project, faults: Option<&str>) -> Vec<Value> {
     let r = run(p, &["--output", "json", "status"], faults);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -252,52 +266,12 @@ fn stale_log_shipping_refuses_and_read_write_needs_the_tenant_typed_again() {
     assert_eq!(cwz["power"]["deallocated"], 20);
     assert!(!cwz["rpo_ok"].as_bool().unwrap());
 
-    let r = run(
-        &p,
-        &[
-            "activate",
-            "cwz",
-            "--reason",
-            "outage",
-            "--force",
-            "--read-write",
-        ],
-        stop,
-    );
+    let r = read_write(&p, &[], stop);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("--confirm cwz"), "{}", r.stderr);
-    let r = run(
-        &p,
-        &[
-            "activate",
-            "cwz",
-            "--reason",
-            "outage",
-            "--force",
-            "--read-write",
-            "--confirm",
-            "mst",
-        ],
-        stop,
-    );
-    assert_eq!(r.code, 1);
+    assert_eq!(read_write(&p, &["--confirm", "mst"], stop).code, 1);
 
-    let r = run(
-        &p,
-        &[
-            "--output",
-            "json",
-            "activate",
-            "cwz",
-            "--reason",
-            "outage",
-            "--force",
-            "--read-write",
-            "--confirm",
-            "cwz",
-        ],
-        stop,
-    );
+    let r = read_write(&p, &["--confirm", "cwz", "--output", "json"], stop);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(last_json(&r)["read_write"], true);
     assert_eq!(tenant(&status(&p, stop), "cwz")["sql"]["mode"], "recovery");

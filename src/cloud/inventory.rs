@@ -124,11 +124,17 @@ pub async fn read(
     };
     // Untagged child types (peerings, containers) count when an ancestor is managed.
     let all = PriorState::new(found, requests);
-    let managed: Vec<ObservedResource> = all
+    let keep: Vec<bool> = all
         .resources
         .iter()
-        .filter(|r| all.ownership(r).is_some())
-        .cloned()
+        .map(|r| all.ownership(r).is_some())
+        .collect();
+    // Moved, not cloned: a fleet's state is tens of megabytes.
+    let managed: Vec<ObservedResource> = all
+        .resources
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(r, k)| k.then_some(r))
         .collect();
     Ok(PriorState::new(managed, requests))
 }

@@ -83,6 +83,15 @@ pub(crate) fn publish(
     Ok(verified)
 }
 
+/// The tenants whose fallback is active, for messages.
+fn active(v: &catalog::Verified) -> String {
+    if v.active.is_empty() {
+        "none".into()
+    } else {
+        v.active.join(", ")
+    }
+}
+
 /// After an activation or deactivation: republish when the pipeline configured it.
 pub(crate) fn republish_if_configured(ws: &Workspace, ui: &Ui) -> anyhow::Result<()> {
     let var = |n: &str| std::env::var_os(n).map(PathBuf::from);
@@ -96,11 +105,7 @@ pub(crate) fn republish_if_configured(ws: &Workspace, ui: &Ui) -> anyhow::Result
             "Endpoint catalog {} republished: {} tenant(s), active: {}.",
             o.display(),
             v.tenants,
-            if v.active.is_empty() {
-                "none".into()
-            } else {
-                v.active.join(", ")
-            }
+            active(&v)
         ));
     }
     Ok(())
@@ -118,11 +123,7 @@ pub fn run(cli: &Cli, ui: &Ui, cmd: &CatalogCommand) -> anyhow::Result<ExitCode>
                 "Signed endpoint catalog written to {}: {} tenant(s), active: {}; valid until {}.",
                 out.display(),
                 v.tenants,
-                if v.active.is_empty() {
-                    "none".into()
-                } else {
-                    v.active.join(", ")
-                },
+                active(&v),
                 v.valid_until
             ));
             Ok(ExitCode::SUCCESS)
@@ -136,11 +137,7 @@ pub fn run(cli: &Cli, ui: &Ui, cmd: &CatalogCommand) -> anyhow::Result<ExitCode>
                         "{}: signature valid; {} tenant(s), active: {}; valid until {}.",
                         file.display(),
                         v.tenants,
-                        if v.active.is_empty() {
-                            "none".into()
-                        } else {
-                            v.active.join(", ")
-                        },
+                        active(&v),
                         v.valid_until
                     ));
                     Ok(ExitCode::SUCCESS)

@@ -146,27 +146,57 @@ impl Workspace {
         allow_data_loss: &[String],
     ) -> anyhow::Result<Plan> {
         Ok(self
-            .plan_with_prior(tenants, shared, refresh, allow_data_loss)?
+            .plan_with_prior(tenants, shared, refresh, allow_data_loss, true)?
             .0)
     }
 
-    /// The plan and the prior state it was computed against.
+    /// The plan and the prior state it was computed against; `review` adds the
+    /// policy findings and the cost estimate (a change review needs them, `status`
+    /// does not).
     pub fn plan_with_prior(
         &self,
         tenants: &[String],
         shared: bool,
         refresh: Refresh,
         allow_data_loss: &[String],
+        review: bool,
     ) -> anyhow::Result<(Plan, crate::cloud::PriorState)> {
         let scope = super::plan::scope_from(&self.project, tenants, shared)?;
         let (project, templates) = (&self.project, &self.templates);
-        let graph = crate::graph::build(project, templates, &scope)
-            .context("rendering the resource graph")?;
-        let prior = self.session.prior_state(project, &graph, refresh)?;
-        let inputs = inputs(project, templates, &prior);
+        let render = || {
+            crate::graph::build(project, templates, &scope).context("rendering the resource graph")
+        };
+        let (graph, prior) = match refresh {
+            // One Resource Graph query needs nothing from the graph: read the cloud
+            // while the templates render.
+            Refresh::Graph => std::thread::scope(|s| {
+                let rendering = s.spawn(render);
+                let prior = self
+                    .session
+                    .prior_state(project, &Graph::default(), refresh);
+                let graph = rendering.join().expect("rendering does not panic");
+                anyhow::Ok((graph?, prior?))
+            })?,
+            Refresh::Direct => {
+                let graph = render()?;
+                let prior = self.session.prior_state(project, &graph, refresh)?;
+                (graph, prior)
+            }
+        };
+        let inputs = if review {
+            inputs(project, templates, &prior)
+        } else {
+            Inputs::default()
+        };
         let elsewhere = declared_elsewhere(project, templates, &scope, &graph)?;
-        let findings = crate::policy::check(project, templates, &graph, super::today()?);
-        let cost = super::price_table(project)?.map(|t| crate::cost::estimate(&graph, &prior, &t));
+        let (findings, cost) = if review {
+            (
+                crate::policy::check(project, templates, &graph, super::today()?),
+                super::price_table(project)?.map(|t| crate::cost::estimate(&graph, &prior, &t)),
+            )
+        } else {
+            (Vec::new(), None)
+        };
         let mut plan = plan::plan(
             graph,
             &prior,

@@ -41,7 +41,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         let la = scope.spawn(|| {
             s.rt.block_on(s.client.log_query(&workspace, status::SHIPPING_QUERY))
         });
-        let planned = ws.plan_with_prior(&tenants, false, Refresh::Graph, &[]);
+        let planned = ws.plan_with_prior(&tenants, false, Refresh::Graph, &[], false);
         (planned, la.join().expect("the query thread does not panic"))
     });
     let (plan, prior) = planned?;

@@ -319,29 +319,17 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
             });
         }
         let t0 = self.t0;
-        let timed = |f| async move {
-            let r = f.await;
+        let ta = async {
+            let r = a.await;
             (r, t0.elapsed().as_millis() as u64)
         };
-        let ((ra, ea), (rb, eb)) = futures::join!(timed(a), async {
+        let tb = async {
             let r = b.await;
             (r, t0.elapsed().as_millis() as u64)
-        });
-        let _ = timed;
+        };
+        let ((ra, ea), (rb, eb)) = futures::join!(ta, tb);
         for (n, r, end) in [(na, &ra, ea), (nb, &rb, eb)] {
-            let step = Step {
-                name: n.into(),
-                start_ms: start,
-                duration_ms: end - start,
-                outcome: if r.is_ok() { "ok" } else { "failed" }.into(),
-                detail: match r {
-                    Ok(d) | Err(d) => d.clone(),
-                },
-            };
-            (self.emit)(DapEvent::Finished {
-                tenant: self.tenant.clone(),
-                step: step.clone(),
-            });
+            let step = self.finish(n, start, end, r);
             self.steps.push(step);
         }
         (ra, rb)
@@ -358,16 +346,18 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
             step: name.into(),
         });
         let r = fut.await;
-        let step = self.finish(name, start, &r);
+        let end = self.t0.elapsed().as_millis() as u64;
+        let step = self.finish(name, start, end, &r);
         self.steps.push(step);
         r
     }
 
-    fn finish(&self, name: &str, start: u64, r: &Result<String, String>) -> Step {
+    /// Record a step that ran from `start` to `end` (ms since the run began).
+    fn finish(&self, name: &str, start: u64, end: u64, r: &Result<String, String>) -> Step {
         let step = Step {
             name: name.into(),
             start_ms: start,
-            duration_ms: self.t0.elapsed().as_millis() as u64 - start,
+            duration_ms: end - start,
             outcome: if r.is_ok() { "ok" } else { "failed" }.into(),
             detail: match r {
                 Ok(d) | Err(d) => d.clone(),
