@@ -188,7 +188,12 @@ impl Workspace {
         } else {
             Inputs::default()
         };
-        let elsewhere = declared_elsewhere(project, templates, &scope, &graph)?;
+        // Without review (status) deletes do not matter: skip rendering the rest.
+        let elsewhere = if review {
+            declared_elsewhere(project, templates, &scope, &graph)?
+        } else {
+            Default::default()
+        };
         let (findings, cost) = if review {
             (
                 crate::policy::check(project, templates, &graph, super::today()?),
