@@ -12,9 +12,13 @@
 //! - [`cost`]: idle-per-month and activated-per-hour cost per tenant from the
 //!   price table (pure), and the Retail Prices API format for `pricing refresh`.
 //! - [`apply`]: the plan as a DAG walk over the ARM client, journalled; emits events.
-//! - [`report`]: plan as text, JSON, Markdown.
-//! - [`ops`]: operations on a running estate: the HiX image lifecycle.
-//! - [`state`]: locks and the apply journal (`.lifeboat/state/`).
+//! - [`report`]: plan as text, JSON, Markdown; findings (SARIF); drill reports
+//!   (HTML, JUnit); status (table, Prometheus, HTML).
+//! - [`ops`]: operations on a running estate: the HiX image lifecycle, the Disaster
+//!   Activation Plan (activate, deactivate, drill), fleet status, the signed
+//!   endpoint catalog.
+//! - [`state`]: locks, the apply journal and the hash-chained audit trail
+//!   (`.lifeboat/state/`).
 //! - [`export`]: the graph as Terraform JSON (azapi).
 //! - [`cloud`]: the generic ARM client (LRO, retry, rate limits, auth) and prior state.
 //! - [`emulator`]: the embedded local cloud (ARM over HTTP on loopback, persisted).

@@ -235,6 +235,11 @@ pub struct Step {
     /// Offset from the start of the run.
     pub start_ms: u64,
     pub duration_ms: u64,
+    /// The step's own operation time: for a fan-out (every front-end at once), the
+    /// slowest single operation, so time lost to queueing or pacing shows as the
+    /// difference between the RTO and the critical path.
+    #[serde(default)]
+    pub operation_ms: u64,
     /// `ok`, `failed` or `skipped`.
     pub outcome: String,
     pub detail: String,
@@ -335,6 +340,13 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
         (ra, rb)
     }
 
+    /// A fan-out step's critical operation time (its slowest single operation).
+    fn operation_time(&mut self, name: &str, ms: u64) {
+        if let Some(s) = self.steps.iter_mut().rev().find(|s| s.name == name) {
+            s.operation_ms = ms.min(s.duration_ms);
+        }
+    }
+
     /// Time one step; its detail on success, the error text on failure.
     async fn step<F>(&mut self, name: &str, fut: F) -> Result<String, String>
     where
@@ -358,6 +370,7 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
             name: name.into(),
             start_ms: start,
             duration_ms: end - start,
+            operation_ms: end - start,
             outcome: if r.is_ok() { "ok" } else { "failed" }.into(),
             detail: match r {
                 Ok(d) | Err(d) => d.clone(),
@@ -377,6 +390,7 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
                 name: (*n).into(),
                 start_ms: at,
                 duration_ms: 0,
+                operation_ms: 0,
                 outcome: "skipped".into(),
                 detail: "an earlier step failed".into(),
             };
@@ -389,18 +403,19 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
     }
 }
 
-/// Longest chain: the steps named in `parallel` overlap, the rest follow each other.
+/// Longest chain of operation times: the steps named in `parallel` overlap, the
+/// rest follow each other.
 fn critical_path(steps: &[Step], parallel: &[&str]) -> u64 {
     let par = steps
         .iter()
         .filter(|s| parallel.contains(&s.name.as_str()))
-        .map(|s| s.duration_ms)
+        .map(|s| s.operation_ms)
         .max()
         .unwrap_or(0);
     steps
         .iter()
         .filter(|s| !parallel.contains(&s.name.as_str()))
-        .map(|s| s.duration_ms)
+        .map(|s| s.operation_ms)
         .sum::<u64>()
         + par
 }
@@ -496,12 +511,23 @@ pub async fn power_state(client: &ArmClient, vm: &ResourceId) -> Result<String, 
         .to_string())
 }
 
-/// Run `action` (`start`/`deallocate`) on every VM at once (the client paces them).
-async fn power_all(client: &ArmClient, vms: &[ResourceId], action: &str) -> Result<String, String> {
-    let results = join_all(
-        vms.iter()
-            .map(|vm| client.action(vm, action, COMPUTE_API, None, true)),
-    )
+/// Run `action` (`start`/`deallocate`) on every VM at once (the client paces
+/// them); `slowest` receives the longest single operation (ms).
+async fn power_all(
+    client: &ArmClient,
+    vms: &[ResourceId],
+    action: &str,
+    slowest: &std::sync::atomic::AtomicU64,
+) -> Result<String, String> {
+    let results = join_all(vms.iter().map(|vm| async move {
+        let t = Instant::now();
+        let r = client.action(vm, action, COMPUTE_API, None, true).await;
+        slowest.fetch_max(
+            t.elapsed().as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        r
+    }))
     .await;
     let failed: Vec<String> = vms
         .iter()
@@ -673,6 +699,7 @@ async fn activate_steps(
     } else {
         "standby"
     };
+    let slowest = std::sync::atomic::AtomicU64::new(0);
     let (sql_res, fe_res) = r
         .pair(
             ("sql-standby", async {
@@ -682,10 +709,11 @@ async fn activate_steps(
             }),
             (
                 "start-frontends",
-                power_all(client, &target.frontends, "start"),
+                power_all(client, &target.frontends, "start", &slowest),
             ),
         )
         .await;
+    r.operation_time("start-frontends", slowest.into_inner());
     sql_res.map_err(failed)?;
     fe_res.map_err(failed)?;
     r.step(
@@ -784,6 +812,7 @@ pub async fn deactivate(
         );
     }
     let recovered = seen.as_ref().is_some_and(|s| s.mode == "recovery");
+    let slowest = std::sync::atomic::AtomicU64::new(0);
     let (sql_res, fe_res) = r
         .pair(
             (
@@ -797,9 +826,10 @@ pub async fn deactivate(
                         .map(|_| format!("database RESTORE WITH {}; log restores resume", target.idle_mode.to_uppercase()))
                 },
             ),
-            ("deallocate-frontends", power_all(client, &target.frontends, "deallocate")),
+            ("deallocate-frontends", power_all(client, &target.frontends, "deallocate", &slowest)),
         )
         .await;
+    r.operation_time("deallocate-frontends", slowest.into_inner());
     errors.extend(sql_res.err());
     errors.extend(fe_res.err());
     if let Err(e) = r
@@ -963,7 +993,8 @@ mod tests {
         let st = |n: &str, d| Step {
             name: n.into(),
             start_ms: 0,
-            duration_ms: d,
+            duration_ms: d + 7,
+            operation_ms: d,
             outcome: "ok".into(),
             detail: String::new(),
         };
