@@ -553,6 +553,13 @@ fn generated_secrets_never_leak() {
     record(p.run(&["--output", "json", "drift"]));
     record(p.run(&["image", "list"]));
     record(p.run(&["export", "terraform", "--out", "tf"]));
+    // The guardrail, activation and status outputs too.
+    record(p.run(&["--output", "json", "check", "--sarif", "findings.sarif"]));
+    record(p.run(&["drill", "cwz", "--force", "--report", "drill"]));
+    for format in ["human", "json", "prometheus", "html"] {
+        record(p.run(&["status", "--format", format]));
+    }
+    record(p.run(&["audit", "verify"]));
     record(p.run(&[
         "--output",
         "json",
@@ -582,6 +589,14 @@ fn generated_secrets_never_leak() {
     }
     assert!(files.iter().any(|f| f.ends_with("journal.jsonl")));
     assert!(files.iter().any(|f| f.ends_with("saved.json")));
+    for f in [
+        "audit.jsonl",
+        "findings.sarif",
+        "drill.html",
+        "drill-junit.xml",
+    ] {
+        assert!(files.iter().any(|x| x.ends_with(f)), "{f} was written");
+    }
     for s in &secrets {
         assert!(
             !seen.contains(s.as_str()),
