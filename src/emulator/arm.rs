@@ -1098,7 +1098,7 @@ impl Emulator {
             );
         }
         let now = now_ms();
-        let all = match self.store.list() {
+        let all = match self.store.scan() {
             Ok(a) => a,
             Err(e) => {
                 return Reply::error(500, "InternalServerError", &format!("emulator store: {e}"));
@@ -1380,7 +1380,7 @@ impl Emulator {
                 })
                 .unwrap_or_default();
             let now = now_ms();
-            let all = match self.store.list() {
+            let all = match self.store.scan() {
                 Ok(a) => a,
                 Err(e) => return Reply::error(500, "InternalServerError", &e.to_string()),
             };

@@ -90,6 +90,11 @@ pub struct Operation {
 
 pub struct Store {
     dir: PathBuf,
+    /// The parsed resources and the directory's mtime they were read at: Resource
+    /// Graph and Log Analytics queries scan everything, and a fleet is 20,000 files.
+    /// Every write through this store drops it; a write by another process changes
+    /// the directory's mtime (files are renamed into place).
+    scanned: std::sync::Mutex<Option<(std::time::SystemTime, std::sync::Arc<Vec<StoredResource>>)>>,
 }
 
 impl Store {
@@ -99,7 +104,14 @@ impl Store {
     }
 
     pub fn at(dir: PathBuf) -> Store {
-        Store { dir }
+        Store {
+            dir,
+            scanned: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn forget_scan(&self) {
+        *self.scanned.lock().expect("scan cache") = None;
     }
 
     fn resources_dir(&self) -> PathBuf {
@@ -163,9 +175,25 @@ impl Store {
 
     /// Every stored resource, sorted by id. An absent store is an empty cloud.
     pub fn list(&self) -> Result<Vec<StoredResource>, StoreError> {
-        let mut out: Vec<StoredResource> = Self::read_all(&self.resources_dir())?;
+        Ok(self.scan()?.as_ref().clone())
+    }
+
+    /// Every stored resource, sorted by id, shared: concurrent scans wait for one
+    /// read of the directory, and later ones reuse it until something is written.
+    pub fn scan(&self) -> Result<std::sync::Arc<Vec<StoredResource>>, StoreError> {
+        let dir = self.resources_dir();
+        let mut cache = self.scanned.lock().expect("scan cache");
+        let mtime = std::fs::metadata(&dir).and_then(|m| m.modified()).ok();
+        if let (Some(m), Some((at, all))) = (mtime, cache.as_ref())
+            && *at == m
+        {
+            return Ok(all.clone());
+        }
+        let mut out: Vec<StoredResource> = Self::read_all(&dir)?;
         out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
+        let all = std::sync::Arc::new(out);
+        *cache = mtime.map(|m| (m, all.clone()));
+        Ok(all)
     }
 
     pub fn get(&self, id: &ResourceId) -> Result<Option<StoredResource>, StoreError> {
@@ -182,7 +210,9 @@ impl Store {
     /// Write atomically: a reader sees the old or the new resource, never a mix.
     pub fn put(&self, r: &StoredResource) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(r).expect("a JSON value serializes");
-        Self::write_atomic(&self.file_for(&r.id), &bytes)
+        let done = Self::write_atomic(&self.file_for(&r.id), &bytes);
+        self.forget_scan();
+        done
     }
 
     /// Key Vault's data plane: a secret's value, kept apart from the ARM resource
@@ -204,6 +234,7 @@ impl Store {
 
     pub fn delete(&self, id: &ResourceId) -> Result<bool, StoreError> {
         let path = self.file_for(id);
+        self.forget_scan();
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
