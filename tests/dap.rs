@@ -318,15 +318,8 @@ fn sh(cmd: &str, args: &[&str]) -> std::process::Output {
         .unwrap_or_else(|e| panic!("{cmd} is needed (ci/test installs it): {e}"))
 }
 
-#[test]
-fn catalog_is_signed_accepted_by_xmlsec1_rejected_when_tampered_and_republished() {
-    let p = provisioned("dap-catalog", None);
-    let d = p.dir.to_str().unwrap().to_string();
-    let (key, cert, out) = (
-        format!("{d}/key.pem"),
-        format!("{d}/cert.pem"),
-        format!("{d}/catalog.xml"),
-    );
+/// A 2048-bit RSA key and its self-signed certificate (PEM), by openssl.
+fn self_signed(key: &str, cert: &str) {
     let o = sh(
         "openssl",
         &[
@@ -336,9 +329,9 @@ fn catalog_is_signed_accepted_by_xmlsec1_rejected_when_tampered_and_republished(
             "rsa:2048",
             "-nodes",
             "-keyout",
-            &key,
+            key,
             "-out",
-            &cert,
+            cert,
             "-subj",
             "/CN=lifeboat catalog",
             "-days",
@@ -346,6 +339,18 @@ fn catalog_is_signed_accepted_by_xmlsec1_rejected_when_tampered_and_republished(
         ],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn catalog_is_signed_accepted_by_xmlsec1_rejected_when_tampered_and_republished() {
+    let p = provisioned("dap-catalog", None);
+    let d = p.dir.to_str().unwrap().to_string();
+    let (key, cert, out) = (
+        format!("{d}/key.pem"),
+        format!("{d}/cert.pem"),
+        format!("{d}/catalog.xml"),
+    );
+    self_signed(&key, &cert);
     let r = run(
         &p,
         &[
@@ -389,24 +394,7 @@ fn catalog_is_signed_accepted_by_xmlsec1_rejected_when_tampered_and_republished(
     assert!(r.stderr.contains("edited after signing"), "{}", r.stderr);
     // Another key's certificate does not verify it either.
     let other = format!("{d}/other.pem");
-    sh(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{d}/other.key"),
-            "-out",
-            &other,
-            "-subj",
-            "/CN=x",
-            "-days",
-            "1",
-        ],
-    );
+    self_signed(&format!("{d}/other.key"), &other);
     assert_eq!(
         run(&p, &["catalog", "verify", &out, "--cert", &other], None).code,
         1
