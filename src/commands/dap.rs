@@ -85,6 +85,14 @@ fn record(ws: &Workspace, run: &Run, command: &str) -> anyhow::Result<()> {
     )
 }
 
+/// After an activation or deactivation: audit, show, republish the catalog.
+fn conclude(ws: &Workspace, ui: &Ui, run: &Run, command: &str) -> anyhow::Result<ExitCode> {
+    record(ws, run, command)?;
+    show(ui, run);
+    super::catalog::republish_if_configured(ws, ui)?;
+    Ok(code(run.outcome == "succeeded"))
+}
+
 fn code(ok: bool) -> ExitCode {
     if ok {
         ExitCode::SUCCESS
@@ -141,10 +149,7 @@ pub fn activate(cli: &Cli, ui: &Ui, args: &ActivateArgs) -> anyhow::Result<ExitC
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    record(&ws, &run, "activate")?;
-    show(ui, &run);
-    super::catalog::republish_if_configured(&ws, ui)?;
-    Ok(code(run.outcome == "succeeded"))
+    conclude(&ws, ui, &run, "activate")
 }
 
 pub fn deactivate(cli: &Cli, ui: &Ui, args: &DeactivateArgs) -> anyhow::Result<ExitCode> {
@@ -164,10 +169,7 @@ pub fn deactivate(cli: &Cli, ui: &Ui, args: &DeactivateArgs) -> anyhow::Result<E
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    record(&ws, &run, "deactivate")?;
-    show(ui, &run);
-    super::catalog::republish_if_configured(&ws, ui)?;
-    Ok(code(run.outcome == "succeeded"))
+    conclude(&ws, ui, &run, "deactivate")
 }
 
 pub fn drill(cli: &Cli, ui: &Ui, args: &DrillArgs) -> anyhow::Result<ExitCode> {
