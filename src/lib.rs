@@ -17,10 +17,12 @@
 //! - [`ops`]: operations on a running estate: the HiX image lifecycle, the Disaster
 //!   Activation Plan (activate, deactivate, drill), fleet status, the signed
 //!   endpoint catalog.
-//! - [`state`]: locks, the apply journal and the hash-chained audit trail
-//!   (`.lifeboat/state/`).
+//! - [`state`]: locks, the apply journal, the hash-chained audit trail and saved
+//!   plans, behind one interface: `.lifeboat/state/`, or Azure Blob Storage
+//!   (`--state azblob://`) for pipeline agents that share them.
 //! - [`export`]: the graph as Terraform JSON (azapi).
-//! - [`cloud`]: the generic ARM client (LRO, retry, rate limits, auth) and prior state.
+//! - [`cloud`]: the generic ARM client (LRO, retry, rate limits, auth), prior state,
+//!   and the Blob Storage client behind the shared state.
 //! - [`emulator`]: the embedded local cloud (ARM over HTTP on loopback, persisted).
 //! - [`cli`], [`commands`], [`ui`]: argument parsing, command wiring, printing.
 

@@ -165,16 +165,7 @@ fn kill_9_during_apply_then_rerun_converges() {
 #[test]
 fn a_second_apply_on_the_same_tenant_waits_then_fails_naming_the_holder() {
     let p = Project::example("locks");
-    let mut first = p.spawn(&[
-        "--time-scale",
-        "0.05",
-        "--no-progress",
-        "apply",
-        "--auto-approve",
-        "--tenant",
-        "cwz",
-        "--shared",
-    ]);
+    let mut first = p.spawn(common::SLOW_APPLY_CWZ);
     let lock = p.dir.join(".lifeboat/state/locks/tenant-cwz.lock");
     for _ in 0..100 {
         if lock.exists() {

@@ -213,7 +213,10 @@ fn build_dag(plan: &Plan) -> Dag {
 struct Run<'a> {
     plan: &'a Plan,
     client: &'a ArmClient,
-    journal: Mutex<&'a mut JournalWriter>,
+    journal: &'a JournalWriter,
+    /// Set when the journal could not be written: nothing more is started,
+    /// because a crash now could not be resumed safely.
+    journal_lost: Mutex<Option<String>>,
     run: String,
     plan_hash: String,
     in_doubt: std::collections::HashSet<String>,
@@ -262,7 +265,7 @@ fn generate_password() -> String {
 }
 
 impl Run<'_> {
-    fn journal(&self, c: &Change, event: &str) -> Result<(), StepError> {
+    async fn journal(&self, c: &Change, event: &str) -> Result<(), StepError> {
         let entry = JournalEntry {
             run: self.run.clone(),
             plan: self.plan_hash.clone(),
@@ -271,7 +274,13 @@ impl Run<'_> {
             event: event.to_string(),
             at: jiff::Timestamp::now().to_string(),
         };
-        self.journal.lock().expect("journal").append(&entry)?;
+        if let Err(e) = self.journal.append(&entry).await {
+            self.journal_lost
+                .lock()
+                .expect("journal flag")
+                .get_or_insert_with(|| e.to_string());
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -398,7 +407,7 @@ impl Run<'_> {
     }
 
     async fn attempt(&self, c: &Change) -> Result<(), StepError> {
-        self.journal(c, "started")?;
+        self.journal(c, "started").await?;
         if self.in_doubt.contains(c.id.key()) {
             // A crashed run may have left an operation running on it.
             self.client.wait_settled(&c.id, &c.api_version).await?;
@@ -432,7 +441,7 @@ impl Run<'_> {
                 .action(&c.id, "deallocate", &c.api_version, None, true)
                 .await?;
         }
-        self.journal(c, "done")?;
+        self.journal(c, "done").await?;
         Ok(())
     }
 }
@@ -442,7 +451,7 @@ impl Run<'_> {
 pub async fn apply(
     plan: &Plan,
     client: &ArmClient,
-    journal: &mut JournalWriter,
+    journal: &JournalWriter,
     opts: ApplyOptions,
     emit: &(dyn Fn(Event) + Sync),
 ) -> ApplyReport {
@@ -453,7 +462,8 @@ pub async fn apply(
     let run = Run {
         plan,
         client,
-        journal: Mutex::new(journal),
+        journal,
+        journal_lost: Mutex::new(None),
         run: opts.run.clone(),
         plan_hash: opts.plan_hash.clone(),
         in_doubt: opts.in_doubt.iter().map(|i| i.key().to_string()).collect(),
@@ -479,10 +489,11 @@ pub async fn apply(
     };
 
     loop {
-        if ready.is_empty() && running.is_empty() {
+        let journal_ok = run.journal_lost.lock().expect("journal flag").is_none();
+        if running.is_empty() && (ready.is_empty() || !journal_ok) {
             break;
         }
-        let can_launch = !ready.is_empty() && running.len() < cap;
+        let can_launch = journal_ok && !ready.is_empty() && running.len() < cap;
         let next_class = ready.peek().map(|&(_, Reverse(n))| class(change(n)));
         tokio::select! {
             biased;
@@ -504,7 +515,7 @@ pub async fn apply(
                     }
                     Err(e) => {
                         let msg = e.to_string();
-                        let _ = run.journal(c, "failed");
+                        let _ = run.journal(c, "failed").await;
                         emit(Event::Failed { id: c.id.to_string(), action: c.action, error: msg.clone() });
                         outcome[n] = Some((Outcome::Failed, ms, Some(msg)));
                         // Skip everything downstream, and only that.
@@ -539,11 +550,16 @@ pub async fn apply(
         }
     }
 
-    // Anything never reached sits on a dependency cycle through deletes.
+    // Anything never reached was held back by a lost journal, or sits on a
+    // dependency cycle through deletes.
+    let lost = run.journal_lost.lock().expect("journal flag").clone();
     for (n, o) in outcome.iter_mut().enumerate() {
         if o.is_none() {
             let c = change(n);
-            let because = "never became ready (dependency cycle)".to_string();
+            let because = match &lost {
+                Some(e) => format!("not started: the apply journal cannot be written ({e})"),
+                None => "never became ready (dependency cycle)".to_string(),
+            };
             emit(Event::Skipped {
                 id: c.id.to_string(),
                 action: c.action,

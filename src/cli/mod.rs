@@ -28,9 +28,11 @@ pub struct Cli {
     /// Credential source for Azure.
     #[arg(long, global = true, value_enum, default_value_t = AuthMode::Auto)]
     pub auth: AuthMode,
-    /// Where locks, journal, audit log and saved plans live: `local` or `azblob://ACCOUNT/CONTAINER`.
-    #[arg(long, global = true, default_value = "local")]
-    pub state: String,
+    /// Where locks, journal, audit log and saved plans live: `local` (under
+    /// .lifeboat/) or `azblob://ACCOUNT/CONTAINER`; default: `spec.state` in
+    /// platform.yaml, else local.
+    #[arg(long, global = true, env = "LIFEBOAT_STATE")]
+    pub state: Option<String>,
     /// Output for machines (`json`) or people (`human`).
     #[arg(long, global = true, value_enum, default_value_t = OutputKind::Human)]
     pub output: OutputKind,

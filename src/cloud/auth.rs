@@ -71,6 +71,25 @@ impl Credential {
         } else {
             "https://management.azure.com/.default".to_string()
         };
+        Self::for_scope(mode, scope, "LIFEBOAT_ACCESS_TOKEN")
+    }
+
+    /// The same choice for Blob Storage (`--state azblob://`): tokens for
+    /// `https://storage.azure.com`; a fixed one comes from
+    /// `LIFEBOAT_STORAGE_ACCESS_TOKEN` (an ARM token is not valid for storage).
+    pub fn for_storage(mode: AuthMode) -> Result<Credential, AuthError> {
+        Self::for_scope(
+            mode,
+            "https://storage.azure.com/.default".into(),
+            "LIFEBOAT_STORAGE_ACCESS_TOKEN",
+        )
+    }
+
+    fn for_scope(
+        mode: AuthMode,
+        scope: String,
+        token_var: &'static str,
+    ) -> Result<Credential, AuthError> {
         let azure = |credential: Arc<dyn TokenCredential>, source| Credential::Azure {
             credential,
             source,
@@ -112,9 +131,9 @@ impl Credential {
             )
         };
         let token = || {
-            env("LIFEBOAT_ACCESS_TOKEN").map(|token| Credential::Static {
+            env(token_var).map(|token| Credential::Static {
                 token,
-                source: "LIFEBOAT_ACCESS_TOKEN",
+                source: token_var,
             })
         };
         let managed = || {
@@ -132,7 +151,7 @@ impl Credential {
             reason: reason.to_string(),
         };
         match mode {
-            AuthMode::Token => token().ok_or_else(|| missing("token", "LIFEBOAT_ACCESS_TOKEN is not set")),
+            AuthMode::Token => token().ok_or_else(|| AuthError::Unavailable { mode: "token", reason: format!("{token_var} is not set") }),
             AuthMode::Pipelines => pipelines().unwrap_or_else(|| Err(missing("pipelines", "needs AZURESUBSCRIPTION_SERVICE_CONNECTION_ID, AZURESUBSCRIPTION_CLIENT_ID, AZURESUBSCRIPTION_TENANT_ID and SYSTEM_ACCESSTOKEN (AzureCLI@2 / AzurePowerShell@5 tasks set them)"))),
             AuthMode::ServicePrincipal => service_principal().unwrap_or_else(|| Err(missing("service-principal", "needs AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET"))),
             AuthMode::WorkloadIdentity => workload().unwrap_or_else(|| Err(missing("workload-identity", "needs AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID and AZURE_TENANT_ID"))),

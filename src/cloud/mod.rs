@@ -5,10 +5,12 @@
 //! - [`lro`]: the async-operation protocol; [`retry`]: when to try again;
 //!   [`ratelimit`]: token buckets; [`auth`]: where tokens come from.
 //! - [`inventory`]: prior state in bulk (Resource Graph) or per resource.
+//! - [`blob`]: the Blob Storage data-plane client behind `--state azblob://`.
 //!
 //! This module never decides what should change.
 
 pub mod auth;
+pub mod blob;
 pub mod client;
 pub mod inventory;
 pub mod lro;

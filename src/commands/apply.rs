@@ -79,8 +79,7 @@ fn saved_plan(
     file: &Path,
     refresh: Refresh,
 ) -> anyhow::Result<(Plan, String)> {
-    let bytes =
-        std::fs::read(file).with_context(|| format!("reading the plan {}", file.display()))?;
+    let (bytes, expected) = read_plan(session, file)?;
     let mut plan: Plan = serde_json::from_slice(&bytes).with_context(|| {
         format!(
             "{}: not a lifeboat plan (saved with `plan --out`)",
@@ -88,13 +87,20 @@ fn saved_plan(
         )
     })?;
     let hash = plan.hash();
+    if let Some((want, location)) = expected
+        && want != hash
+    {
+        bail!(
+            "{location}: its content hashes to {hash}, not {want}: refusing a plan that was changed after it was saved"
+        );
+    }
     let graph = crate::graph::build(project, templates, &plan.scope)
         .context("rendering the resource graph")?;
     let prior = session.prior_state(project, &graph, refresh)?;
     let now = inputs(project, templates, &prior);
     let journal = session
-        .state
-        .journal()
+        .rt
+        .block_on(session.state.journal())
         .context("reading the apply journal")?;
     let resumed = journal.iter().any(|e| e.plan == hash);
     let mut stale = Vec::new();
@@ -149,6 +155,45 @@ fn saved_plan(
         }
     }
     Ok((plan, hash))
+}
+
+/// A saved plan found in the state store: the hash it must have, and where it was.
+type StoredPlan = (String, String);
+
+/// The bytes of a saved plan: a file, or else (a plan hash, or `plans/<hash>.json`)
+/// the artifact in the state store, with the hash it must have and where it was.
+fn read_plan(session: &Session, file: &Path) -> anyhow::Result<(Vec<u8>, Option<StoredPlan>)> {
+    match std::fs::read(file) {
+        Ok(b) => return Ok((b, None)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("reading the plan {}", file.display()));
+        }
+        Err(_) => {}
+    }
+    let name = file.to_string_lossy();
+    let hash = name
+        .strip_prefix("plans/")
+        .unwrap_or(&name)
+        .trim_end_matches(".json");
+    if hash.len() != 32 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!(
+            "reading the plan {}: no such file (a saved plan in the state store is named by its 32-character hash)",
+            file.display()
+        );
+    }
+    let hash = hash.to_ascii_lowercase();
+    match session
+        .rt
+        .block_on(session.state.load_plan(&hash))
+        .context("reading a saved plan from the state store")?
+    {
+        Some((bytes, location)) => Ok((bytes, Some((hash, location)))),
+        None => bail!(
+            "no plan file {} here, and no saved plan {hash} in {}",
+            file.display(),
+            session.state.describe()
+        ),
+    }
 }
 
 /// What a plan must pass before anything is written: capacity reductions need
@@ -260,10 +305,12 @@ fn execute(
     }
     anyhow::ensure!(lock_timeout >= 0.0, "--lock-timeout must not be negative");
     let timeout = Duration::from_secs_f64(lock_timeout);
+    // UTC time first (runs sort by it), then enough to be unique across agents.
     let run_id = format!(
-        "{}-{}",
-        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S"),
-        std::process::id()
+        "{}-{}-{:04x}",
+        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ"),
+        std::process::id(),
+        fastrand::u16(..)
     );
     let scopes = lock_scopes(plan);
     let report: ApplyReport =
@@ -273,6 +320,7 @@ fn execute(
                 let journal_entries = session
                     .state
                     .journal()
+                    .await
                     .context("reading the apply journal")?;
                 let in_doubt = state::in_doubt(&journal_entries)
                     .into_iter()
@@ -280,20 +328,22 @@ fn execute(
                     .collect();
                 session
                     .state
-                    .compact_journal(5)
+                    .compact_journal(&journal_entries, 5)
+                    .await
                     .context("compacting the apply journal")?;
-                let mut journal = session
+                let journal = session
                     .state
-                    .journal_writer()
+                    .journal_writer(&run_id)
+                    .await
                     .context("opening the apply journal")?;
                 let opts = ApplyOptions {
                     max_parallel,
-                    run: run_id,
+                    run: run_id.clone(),
                     in_doubt,
                     plan_hash: hash,
                 };
                 let emit = |e: crate::apply::Event| ui.event(&e);
-                Ok(apply::apply(plan, &session.client, &mut journal, opts, &emit).await)
+                Ok(apply::apply(plan, &session.client, &journal, opts, &emit).await)
             }))?;
     let mut tenants: Vec<String> = plan
         .changes
@@ -305,7 +355,7 @@ fn execute(
     tenants.sort();
     tenants.dedup();
     super::audit(
-        &session.state,
+        session,
         crate::state::audit::Entry {
             command: command.into(),
             tenants,

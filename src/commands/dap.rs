@@ -67,7 +67,7 @@ fn show(ui: &Ui, run: &Run) {
 
 fn record(ws: &Workspace, run: &Run, command: &str) -> anyhow::Result<()> {
     super::audit(
-        &ws.session.state,
+        &ws.session,
         Entry {
             command: command.into(),
             tenants: vec![run.tenant.clone()],
@@ -187,7 +187,7 @@ pub fn drill(cli: &Cli, ui: &Ui, args: &DrillArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     super::audit(
-        &ws.session.state,
+        &ws.session,
         Entry {
             command: "drill".into(),
             tenants: vec![d.tenant.clone()],

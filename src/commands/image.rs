@@ -121,7 +121,7 @@ fn build(
         count(BuildOutcome::Failed),
     );
     super::audit(
-        &session.state,
+        session,
         crate::state::audit::Entry {
             command: "image build".into(),
             tenants: ids.clone(),
@@ -270,7 +270,7 @@ fn prune(
     pruned.sort();
     pruned.dedup();
     super::audit(
-        &session.state,
+        session,
         crate::state::audit::Entry {
             command: "image prune".into(),
             tenants: pruned,

@@ -118,12 +118,18 @@ pub(crate) fn now() -> anyhow::Result<jiff::Timestamp> {
 
 /// Append to the audit trail; a command whose record cannot be written fails.
 pub(crate) fn audit(
-    state: &crate::state::LocalState,
+    session: &session::Session,
     entry: crate::state::audit::Entry,
 ) -> anyhow::Result<()> {
-    let log = state.audit();
-    log.append(entry)
-        .with_context(|| format!("recording in the audit trail {}", log.path().display()))?;
+    session
+        .rt
+        .block_on(session.state.audit_append(entry))
+        .with_context(|| {
+            format!(
+                "recording in the audit trail {}",
+                session.state.audit_location()
+            )
+        })?;
     Ok(())
 }
 

@@ -54,9 +54,31 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     )?;
     if let Some(out) = &args.out {
         let text = serde_json::to_vec_pretty(&plan).expect("plan serializes");
-        std::fs::write(out, text)
+        std::fs::write(out, &text)
             .with_context(|| format!("writing the plan to {}", out.display()))?;
-        ui.note(&format!("Saved the plan to {}.", out.display()));
+        // The artifact in the state store lets another agent apply exactly
+        // this plan by its hash (a pipeline's apply stage).
+        // Named by the hash `apply` computes of the plan it reads back (what a
+        // plan file holds, not the in-memory value it was written from).
+        let hash = serde_json::from_slice::<crate::plan::Plan>(&text)
+            .context("reading back the saved plan")?
+            .hash();
+        let mut tenants: Vec<String> = plan
+            .changes
+            .iter()
+            .filter_map(|c| c.tenant.clone())
+            .collect();
+        tenants.sort();
+        tenants.dedup();
+        let s = &ws.session;
+        let artifact =
+            s.rt.block_on(s.state.save_plan(&hash, text, &tenants))
+                .context("keeping the saved plan in the state store")?;
+        ui.note(&format!(
+            "Saved the plan to {} and {artifact}; apply it with `lifeboat apply {}` (or `lifeboat apply {hash}` on any agent that shares the state).",
+            out.display(),
+            out.display()
+        ));
     }
     let format = args.format.unwrap_or(if ui.json() {
         PlanFormat::Json

@@ -17,12 +17,12 @@ use crate::graph::templates::TemplateSet;
 use crate::graph::{Graph, Scope};
 use crate::model::Project;
 use crate::plan::{self, Inputs, Plan, PlanOptions};
-use crate::state::{self, LocalState};
+use crate::state::{self, Location, StateStore};
 
 pub struct Session {
     pub rt: tokio::runtime::Runtime,
     pub client: ArmClient,
-    pub state: LocalState,
+    pub state: StateStore,
     /// Where the client talks to (for messages).
     pub endpoint: String,
 }
@@ -43,15 +43,33 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Start (or reach) the cloud named by the global flags.
-pub fn connect(cli: &Cli) -> anyhow::Result<Session> {
-    if cli.state != "local" {
-        bail!(
-            "--state {}: only `local` is available in this build (Blob Storage state is tracked separately)",
-            cli.state
-        );
+/// Where state lives: `--state` (or `LIFEBOAT_STATE`), else `spec.state` of
+/// platform.yaml, else local.
+pub fn state_location(cli: &Cli, project: Option<&Project>) -> anyhow::Result<Location> {
+    if let Some(s) = &cli.state {
+        return Location::parse(s).map_err(|e| anyhow::anyhow!("--state {e}"));
     }
+    match project.and_then(|p| p.platform.state.as_ref()) {
+        Some(s) => Location::parse(&s.value).map_err(|e| anyhow::anyhow!("spec.state {e}")),
+        None => Ok(Location::Local),
+    }
+}
+
+/// Open the state store at `location` (reaching Blob Storage once).
+pub fn open_state(
+    rt: &tokio::runtime::Runtime,
+    cli: &Cli,
+    location: &Location,
+) -> anyhow::Result<StateStore> {
+    rt.block_on(StateStore::open(location, &cli.dir, cli.auth))
+        .with_context(|| format!("opening the state store {location}"))
+}
+
+/// Start (or reach) the cloud named by the global flags, with the state store at
+/// `location`.
+pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
     let rt = runtime()?;
+    let state = open_state(&rt, cli, location)?;
     let (endpoint, credential, scale) = match (cli.cloud, &cli.arm_endpoint) {
         (CloudKind::Local, None) => {
             let scale = time_scale(cli)?;
@@ -105,7 +123,7 @@ pub fn connect(cli: &Cli) -> anyhow::Result<Session> {
     Ok(Session {
         rt,
         client,
-        state: LocalState::for_project(&cli.dir),
+        state,
         endpoint,
     })
 }
@@ -129,7 +147,8 @@ impl Workspace {
             Err(code) => return Ok(Err(code)),
         };
         let templates = super::load_templates(cli)?;
-        let session = connect(cli)?;
+        let location = state_location(cli, Some(&project))?;
+        let session = connect(cli, &location)?;
         Ok(Ok(Workspace {
             project,
             templates,
@@ -237,7 +256,10 @@ pub fn inputs(project: &Project, templates: &TemplateSet, prior: &PriorState) ->
 
 impl Session {
     /// Run `work` while holding the locks for `scopes` (taken in order, waiting up
-    /// to `timeout` each), renewing their leases until it finishes.
+    /// to `timeout` each), renewing their leases alongside it (so a slow store
+    /// never stalls the work), and releasing them when it ends. A lease that
+    /// cannot be renewed stops the work before the lease runs out: another
+    /// holder could otherwise start on the same layer.
     pub async fn holding_locks<T>(
         &self,
         scopes: &[String],
@@ -245,28 +267,38 @@ impl Session {
         timeout: Duration,
         work: impl std::future::Future<Output = anyhow::Result<T>>,
     ) -> anyhow::Result<T> {
+        let lease = state::lock_lease()?;
         let mut guards = Vec::new();
         for scope in scopes {
-            guards.push(
-                self.state
-                    .lock(scope, command, LOCK_LEASE, timeout)
-                    .await
-                    .with_context(|| format!("taking the {scope} lock"))?,
-            );
-        }
-        tokio::pin!(work);
-        let mut tick = tokio::time::interval(LOCK_LEASE / 3);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                out = &mut work => return out,
-                _ = tick.tick() => {
-                    for g in &mut guards {
-                        g.renew(LOCK_LEASE).context("renewing a lock")?;
-                    }
+            match self.state.lock(scope, command, lease, timeout).await {
+                Ok(g) => guards.push(g),
+                Err(e) => {
+                    release_all(guards).await;
+                    return Err(e).with_context(|| format!("taking the {scope} lock"));
                 }
             }
         }
+        let renewing = async {
+            let mut tick = tokio::time::interval(lease / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                for g in guards.iter_mut() {
+                    if let Err(e) = g.renew(lease).await {
+                        return anyhow::Error::new(e).context(format!(
+                            "renewing the lock on {}; stopped before its lease runs out",
+                            self.state.describe()
+                        ));
+                    }
+                }
+            }
+        };
+        let out = tokio::select! {
+            out = work => out,
+            e = renewing => Err(e),
+        };
+        release_all(guards).await;
+        out
     }
 
     /// Read the prior state for `graph`: one Resource Graph query (plus direct
@@ -277,7 +309,10 @@ impl Session {
         graph: &Graph,
         refresh: Refresh,
     ) -> anyhow::Result<PriorState> {
-        let journal = self.state.journal().context("reading the apply journal")?;
+        let journal = self
+            .rt
+            .block_on(self.state.journal())
+            .context("reading the apply journal")?;
         // Resource Graph indexes ARM writes within minutes: what was written more
         // recently than that is read directly (in the cloud's own time).
         let lag = jiff::SignedDuration::from_secs_f64(
@@ -366,5 +401,9 @@ pub fn lock_scopes(plan: &Plan) -> Vec<String> {
 /// How long Resource Graph may lag behind ARM writes (Azure seconds).
 pub const RESOURCE_GRAPH_LAG_SECS: f64 = 300.0;
 
-/// Default lease of a lock; renewed every third of it while the holder works.
-pub const LOCK_LEASE: Duration = Duration::from_secs(60);
+/// Release every lock; one that cannot be released runs out with its lease.
+async fn release_all(guards: Vec<state::LockGuard>) {
+    for g in guards {
+        let _ = g.release().await;
+    }
+}

@@ -113,6 +113,7 @@ fn spec_fields(kind: &str) -> &'static [&'static str] {
             "citrix",
             "gallery",
             "logRetentionDays",
+            "state",
             "exceptions",
         ]
     } else {
@@ -453,6 +454,9 @@ pub fn platform(r: &mut Reader<'_>, root: &Node) -> Option<Platform> {
     );
     let lifetime = r.int(gallery.as_ref(), "imageLifetimeDays", false, 30, 1825);
     let retention = r.int(spec, "logRetentionDays", false, 30, 730);
+    let state = r.string_with(spec, "state", false, |s| {
+        crate::state::Location::parse(s).map(|_| ())
+    });
     let exceptions = waivers(r, spec);
     let (gw_count, gw_size) = gw?;
     Some(Platform {
@@ -481,6 +485,7 @@ pub fn platform(r: &mut Reader<'_>, root: &Node) -> Option<Platform> {
             image_lifetime_days: lifetime.map_or(365, |v| v.value as u32),
         },
         log_retention_days: retention.map_or(90, |r| r.value as u32),
+        state,
         exceptions,
     })
 }

@@ -58,6 +58,9 @@ pub struct Platform {
     pub citrix: Citrix,
     pub gallery: Gallery,
     pub log_retention_days: u32,
+    /// Where pipelines keep locks, journal, audit log and plans
+    /// (`azblob://ACCOUNT/CONTAINER`); `--state` overrides it.
+    pub state: Option<At<String>>,
     /// Waivers for shared-layer findings.
     pub exceptions: Vec<Waiver>,
 }

@@ -5,9 +5,11 @@
 //! its own hash covers its exact bytes. Editing, deleting, inserting or reordering
 //! any record breaks the chain at that line, which `verify` reports.
 //!
-//! Appends from several processes are serialised with an exclusive file lock, so
-//! no record is lost and the chain stays linear. This module never decides what to
-//! record; commands do.
+//! Locally, appends from several processes are serialised with an exclusive file
+//! lock; in Blob Storage (`state::blob`) an append is conditional on the blob's
+//! length, so a writer that lost the race re-reads the tail and tries again. Either
+//! way no record is lost and the chain stays linear. This module never decides
+//! what to record; commands do.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -116,6 +118,41 @@ fn last_line(f: &mut std::fs::File, path: &Path) -> Result<Option<String>, Audit
     }
 }
 
+/// The sealed line (and its hash) that follows `last` (the log's last line, `None`
+/// for an empty log): the one place both backends extend the chain.
+pub fn next_record(
+    path: &Path,
+    last: Option<&str>,
+    entry: Entry,
+) -> Result<(String, String), AuditError> {
+    let (seq, prev) = match last {
+        None => (0, GENESIS.to_string()),
+        Some(l) => {
+            let broken = |reason: String| AuditError::Broken {
+                path: path.to_path_buf(),
+                line: 0,
+                reason,
+            };
+            let (json, hash) = unseal(l).ok_or_else(|| {
+                broken("the last record is not sealed; run `lifeboat audit verify`".into())
+            })?;
+            let r: Record = serde_json::from_str(&json)
+                .map_err(|e| broken(format!("the last record does not parse: {e}")))?;
+            (r.seq + 1, hash.to_string())
+        }
+    };
+    let record = Record {
+        seq,
+        at: jiff::Timestamp::now().to_string(),
+        who: super::owner_name(),
+        host: super::host_name(),
+        pipeline_run: std::env::var("BUILD_BUILDID").ok(),
+        entry,
+        prev,
+    };
+    Ok(seal(&record))
+}
+
 pub struct AuditLog {
     path: PathBuf,
 }
@@ -141,32 +178,8 @@ impl AuditLog {
             .open(&self.path)
             .map_err(io(&self.path))?;
         f.lock().map_err(io(&self.path))?;
-        let (seq, prev) = match last_line(&mut f, &self.path)? {
-            None => (0, GENESIS.to_string()),
-            Some(l) => {
-                let (json, hash) = unseal(&l).ok_or_else(|| AuditError::Broken {
-                    path: self.path.clone(),
-                    line: 0,
-                    reason: "the last record is not sealed; run `lifeboat audit verify`".into(),
-                })?;
-                let r: Record = serde_json::from_str(&json).map_err(|e| AuditError::Broken {
-                    path: self.path.clone(),
-                    line: 0,
-                    reason: format!("the last record does not parse: {e}"),
-                })?;
-                (r.seq + 1, hash.to_string())
-            }
-        };
-        let record = Record {
-            seq,
-            at: jiff::Timestamp::now().to_string(),
-            who: super::owner_name(),
-            host: super::host_name(),
-            pipeline_run: std::env::var("BUILD_BUILDID").ok(),
-            entry,
-            prev,
-        };
-        let (line, hash) = seal(&record);
+        let last = last_line(&mut f, &self.path)?;
+        let (line, hash) = next_record(&self.path, last.as_deref(), entry)?;
         // One write per record: a crash leaves whole lines or a torn last one.
         f.write_all(format!("{line}\n").as_bytes())
             .map_err(io(&self.path))?;

@@ -1,26 +1,33 @@
-//! Operational state that must outlive a process: layer locks, the apply
-//! journal and the audit trail ([`audit`]). `--state local` keeps them under `.lifeboat/state/`; the Blob Storage
-//! backend for pipelines implements the same operations.
+//! Operational state that must outlive a process and, in pipelines, a machine:
+//! layer locks, the apply journal, the audit trail ([`audit`]) and saved plans.
+//! One interface, [`StateStore`], over two backends:
 //!
-//! Locks are leases: a holder writes its owner, start time and expiry, renews the
-//! expiry while it works, and a lock whose expiry passed (a crashed holder) or
-//! whose holder process is gone on this host is taken over. Creation is atomic
-//! (`create_new`), so two processes never both hold one lock.
+//! - [`local`] (`--state local`, the default): files under `.lifeboat/state/`.
+//! - [`blob`] (`--state azblob://ACCOUNT/CONTAINER`, or `spec.state` in
+//!   `platform.yaml`): Azure Blob Storage, for throw-away pipeline agents that run
+//!   at once. Locks are blob leases, the journal and the audit log append blobs.
 //!
-//! The journal is append-only JSON lines, one file per project: every apply run
-//! records `started`/`done`/`failed` per resource, so a re-run knows which
+//! Locks are leases: a holder names itself, renews while it works, and a crashed
+//! holder's lock frees itself when the lease runs out. The journal records
+//! `started`/`done`/`failed` per resource, so a re-run (on any agent) knows which
 //! operations may still be running (in doubt) and which resources to re-read
-//! directly instead of trusting Resource Graph's lagging index.
+//! directly instead of trusting Resource Graph's lagging index. Commands decide
+//! what to lock and record; this module only keeps it.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cloud::blob::BlobError;
 use crate::graph::ResourceId;
 
 pub mod audit;
+pub mod blob;
+pub mod local;
+
+pub use blob::BlobState;
+pub use local::LocalState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -30,20 +37,109 @@ pub enum StateError {
         source: std::io::Error,
     },
     #[error(
-        "lock `{scope}` is held by {} (pid {} on {}, running `{}` since {}, lease until {}); waited {waited:?}. Re-run when it is done, or raise --lock-timeout",
-        .holder.owner, .holder.pid, .holder.host, .holder.command, .holder.started, .holder.expires
+        "lock `{scope}` is held by {} (pid {} on {}{}, running `{}` since {}, lease until {}); waited {:.1} s. Re-run when it is done, or raise --lock-timeout",
+        .holder.owner, .holder.pid, .holder.host,
+        .holder.pipeline_run.as_deref().map(|r| format!(", pipeline run {r}")).unwrap_or_default(),
+        .holder.command, .holder.started, .holder.expires, .waited.as_secs_f64()
     )]
     Locked {
         scope: String,
         holder: Box<LockInfo>,
         waited: Duration,
     },
+    #[error("state store {location}: {source}")]
+    Blob {
+        location: String,
+        source: Box<BlobError>,
+    },
+    /// A journal append that failed for a whole batch of writers.
+    #[error("state store {location}: writing the apply journal: {message}")]
+    JournalWrite { location: String, message: String },
+    #[error("lost the lock `{scope}` ({location}): {reason}")]
+    LockLost {
+        scope: String,
+        location: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
+    #[error("{0}")]
+    Invalid(String),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+impl StateError {
+    pub(crate) fn blob(location: String, source: BlobError) -> StateError {
+        StateError::Blob {
+            location,
+            source: Box::new(source),
+        }
+    }
+}
+
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     move |source| StateError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// Where state lives, as named on the command line or in `platform.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Local,
+    Blob { account: String, container: String },
+}
+
+impl Location {
+    /// `local` or `azblob://ACCOUNT/CONTAINER` (Azure's naming rules: account 3-24
+    /// lowercase letters and digits; container 3-63 of lowercase letters, digits
+    /// and single hyphens, starting and ending with a letter or digit).
+    pub fn parse(s: &str) -> Result<Location, String> {
+        if s == "local" {
+            return Ok(Location::Local);
+        }
+        let Some(rest) = s.strip_prefix("azblob://") else {
+            return Err(format!(
+                "`{s}`: expected `local` or `azblob://ACCOUNT/CONTAINER`"
+            ));
+        };
+        let Some((account, container)) = rest.trim_end_matches('/').split_once('/') else {
+            return Err(format!("`{s}`: expected azblob://ACCOUNT/CONTAINER"));
+        };
+        if !(3..=24).contains(&account.len())
+            || !account
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(format!(
+                "`{account}`: a storage account name is 3-24 lowercase letters and digits"
+            ));
+        }
+        let ok_container = (3..=63).contains(&container.len())
+            && container
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !container.starts_with('-')
+            && !container.ends_with('-')
+            && !container.contains("--");
+        if !ok_container {
+            return Err(format!(
+                "`{container}`: a container name is 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit"
+            ));
+        }
+        Ok(Location::Blob {
+            account: account.to_string(),
+            container: container.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Local => f.write_str("local"),
+            Location::Blob { account, container } => write!(f, "azblob://{account}/{container}"),
+        }
     }
 }
 
@@ -62,6 +158,37 @@ pub struct LockInfo {
     pub pipeline_run: Option<String>,
 }
 
+impl LockInfo {
+    /// This process, holding a lock from now for `lease`.
+    pub fn mine(command: &str, lease: Duration) -> LockInfo {
+        let now = jiff::Timestamp::now();
+        LockInfo {
+            owner: owner_name(),
+            host: host_name(),
+            pid: std::process::id(),
+            command: command.to_string(),
+            started: now.to_string(),
+            expires: (now + lease_span(lease)).to_string(),
+            pipeline_run: std::env::var("BUILD_BUILDID")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// A holder nobody could name (a lock being written this instant).
+    pub fn unknown() -> LockInfo {
+        LockInfo {
+            owner: "unknown".into(),
+            host: "unknown".into(),
+            pid: 0,
+            command: "unknown".into(),
+            started: "unknown".into(),
+            expires: "unknown".into(),
+            pipeline_run: None,
+        }
+    }
+}
+
 pub fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -78,51 +205,24 @@ pub(crate) fn owner_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// The local state directory of a project.
-#[derive(Debug, Clone)]
-pub struct LocalState {
-    dir: PathBuf,
-}
-
-/// A held lock; released on drop (best effort) or explicitly.
-#[derive(Debug)]
-pub struct LockGuard {
-    path: PathBuf,
-    pub info: LockInfo,
-    pub scope: String,
-}
-
-impl LockGuard {
-    /// Push the expiry forward while the holder still works.
-    pub fn renew(&mut self, lease: Duration) -> Result<(), StateError> {
-        self.info.expires = (jiff::Timestamp::now() + lease_span(lease)).to_string();
-        let bytes = serde_json::to_vec_pretty(&self.info).expect("lock info serializes");
-        let tmp = self.path.with_extension("renew");
-        std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(io(&self.path))
-    }
-}
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        // Only remove our own lock (a taken-over lock belongs to someone else).
-        if let Ok(bytes) = std::fs::read(&self.path)
-            && let Ok(info) = serde_json::from_slice::<LockInfo>(&bytes)
-            && info.pid == self.info.pid
-            && info.host == self.info.host
-            && info.started == self.info.started
-        {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-fn lease_span(d: Duration) -> jiff::SignedDuration {
+pub(crate) fn lease_span(d: Duration) -> jiff::SignedDuration {
     jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::from_secs(60))
+}
+
+/// The lease a lock holder takes and renews every third of: 60 s, or
+/// `LIFEBOAT_LOCK_LEASE_SECONDS` (15-60, Blob Storage's range for a finite
+/// lease; shorter means a crashed holder frees its lock sooner, at the price of
+/// more renewals).
+pub fn lock_lease() -> Result<Duration, StateError> {
+    match std::env::var("LIFEBOAT_LOCK_LEASE_SECONDS") {
+        Ok(s) if !s.is_empty() => match s.parse::<u64>() {
+            Ok(n) if (15..=60).contains(&n) => Ok(Duration::from_secs(n)),
+            _ => Err(StateError::Invalid(format!(
+                "LIFEBOAT_LOCK_LEASE_SECONDS={s}: must be a whole number of seconds from 15 to 60"
+            ))),
+        },
+        _ => Ok(Duration::from_secs(60)),
+    }
 }
 
 /// One journal line.
@@ -135,179 +235,6 @@ pub struct JournalEntry {
     /// `started`, `done`, `failed`, `skipped`.
     pub event: String,
     pub at: String,
-}
-
-impl LocalState {
-    pub fn for_project(root: &Path) -> LocalState {
-        LocalState {
-            dir: root.join(".lifeboat").join("state"),
-        }
-    }
-
-    /// The audit trail (`.lifeboat/state/audit.jsonl`).
-    pub fn audit(&self) -> audit::AuditLog {
-        audit::AuditLog::at(self.dir.join("audit.jsonl"))
-    }
-
-    fn ensure(&self, sub: &str) -> Result<PathBuf, StateError> {
-        let d = self.dir.join(sub);
-        std::fs::create_dir_all(&d).map_err(io(&d))?;
-        Ok(d)
-    }
-
-    /// Take the lock for `scope` (`shared`, `tenant-cwz`), waiting up to `timeout`.
-    pub async fn lock(
-        &self,
-        scope: &str,
-        command: &str,
-        lease: Duration,
-        timeout: Duration,
-    ) -> Result<LockGuard, StateError> {
-        let dir = self.ensure("locks")?;
-        let path = dir.join(format!("{scope}.lock"));
-        let started_wait = std::time::Instant::now();
-        loop {
-            let now = jiff::Timestamp::now();
-            let info = LockInfo {
-                owner: owner_name(),
-                host: host_name(),
-                pid: std::process::id(),
-                command: command.to_string(),
-                started: now.to_string(),
-                expires: (now + lease_span(lease)).to_string(),
-                pipeline_run: std::env::var("BUILD_BUILDID").ok(),
-            };
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    let bytes = serde_json::to_vec_pretty(&info).expect("lock info serializes");
-                    f.write_all(&bytes).map_err(io(&path))?;
-                    return Ok(LockGuard {
-                        path,
-                        info,
-                        scope: scope.to_string(),
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(&path)(e)),
-            }
-            let holder: Option<LockInfo> = std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            let stale = match &holder {
-                // Being written this instant, or garbage: judge by the file's age.
-                None => std::fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > Duration::from_secs(5)),
-                Some(h) => {
-                    let expired = h
-                        .expires
-                        .parse::<jiff::Timestamp>()
-                        .is_ok_and(|e| e < jiff::Timestamp::now());
-                    let dead = h.host == host_name() && !pid_alive(h.pid);
-                    expired || dead
-                }
-            };
-            if stale {
-                // Take over: rename away first so only one contender wins.
-                let grave = path.with_extension(format!("stale{}", std::process::id()));
-                if std::fs::rename(&path, &grave).is_ok() {
-                    let _ = std::fs::remove_file(&grave);
-                }
-                continue;
-            }
-            let waited = started_wait.elapsed();
-            if waited >= timeout {
-                return Err(StateError::Locked {
-                    scope: scope.to_string(),
-                    holder: Box::new(holder.unwrap_or(LockInfo {
-                        owner: "unknown".into(),
-                        host: "unknown".into(),
-                        pid: 0,
-                        command: "unknown".into(),
-                        started: "unknown".into(),
-                        expires: "unknown".into(),
-                        pipeline_run: None,
-                    })),
-                    waited,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200).min(timeout - waited)).await;
-        }
-    }
-
-    fn journal_path(&self) -> PathBuf {
-        self.dir.join("journal.jsonl")
-    }
-
-    /// Every journal entry, oldest first. A torn last line (crash mid-write) is skipped.
-    pub fn journal(&self) -> Result<Vec<JournalEntry>, StateError> {
-        let path = self.journal_path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&path)(e)),
-        };
-        Ok(text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect())
-    }
-
-    /// Open the journal for appending.
-    pub fn journal_writer(&self) -> Result<JournalWriter, StateError> {
-        self.ensure("")?;
-        let path = self.journal_path();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        let mut w = JournalWriter { file, path };
-        // A crash mid-write leaves a torn last line: end it, so the next entry
-        // starts on a line of its own instead of being glued to the torn one.
-        let torn = std::fs::read(&w.path)
-            .map(|b| b.last().is_some_and(|&c| c != b'\n'))
-            .unwrap_or(false);
-        if torn {
-            w.file.write_all(b"\n").map_err(io(&w.path))?;
-        }
-        Ok(w)
-    }
-
-    /// Keep the journal short: drop runs older than the last `keep_runs`, except
-    /// entries whose resource is still in doubt.
-    pub fn compact_journal(&self, keep_runs: usize) -> Result<(), StateError> {
-        let entries = self.journal()?;
-        let mut runs: Vec<&str> = Vec::new();
-        for e in &entries {
-            if runs.last() != Some(&e.run.as_str()) && !runs.contains(&e.run.as_str()) {
-                runs.push(&e.run);
-            }
-        }
-        if runs.len() <= keep_runs {
-            return Ok(());
-        }
-        let keep: Vec<&str> = runs[runs.len() - keep_runs..].to_vec();
-        let doubt = in_doubt(&entries);
-        let kept: Vec<String> = entries
-            .iter()
-            .filter(|e| {
-                keep.contains(&e.run.as_str())
-                    || doubt.iter().any(|d| d.id == e.id && e.event == "started")
-            })
-            .map(|e| serde_json::to_string(e).expect("entry serializes"))
-            .collect();
-        let path = self.journal_path();
-        let tmp = path.with_extension("compact");
-        std::fs::write(&tmp, kept.join("\n") + "\n").map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
-    }
 }
 
 /// Resources whose last journal event is `started`: their operation may still run.
@@ -325,18 +252,196 @@ pub fn in_doubt(entries: &[JournalEntry]) -> Vec<JournalEntry> {
     out
 }
 
-pub struct JournalWriter {
-    file: std::fs::File,
-    path: PathBuf,
+/// The runs (in order of first appearance) to keep when compacting to the last
+/// `keep_runs`: those, and any older run with an entry still in doubt.
+pub(crate) fn runs_to_keep(entries: &[JournalEntry], keep_runs: usize) -> Vec<String> {
+    let mut runs: Vec<&str> = Vec::new();
+    for e in entries {
+        if !runs.contains(&e.run.as_str()) {
+            runs.push(&e.run);
+        }
+    }
+    let cut = runs.len().saturating_sub(keep_runs);
+    let doubt = in_doubt(entries);
+    runs.iter()
+        .enumerate()
+        .filter(|(i, r)| *i >= cut || doubt.iter().any(|d| d.run == **r))
+        .map(|(_, r)| r.to_string())
+        .collect()
+}
+
+/// The state store of one command.
+#[derive(Debug)]
+pub enum StateStore {
+    Local(LocalState),
+    Blob(BlobState),
+}
+
+/// A held lock. Release it with [`LockGuard::release`]; a local lock is also
+/// removed on drop, a blob lease runs out by itself.
+#[derive(Debug)]
+pub enum LockGuard {
+    Local(local::LocalLock),
+    Blob(blob::BlobLock),
+}
+
+impl LockGuard {
+    pub fn info(&self) -> &LockInfo {
+        match self {
+            LockGuard::Local(l) => &l.info,
+            LockGuard::Blob(b) => &b.info,
+        }
+    }
+
+    /// Push the lease forward while the holder still works.
+    pub async fn renew(&mut self, lease: Duration) -> Result<(), StateError> {
+        match self {
+            LockGuard::Local(l) => l.renew(lease),
+            LockGuard::Blob(b) => b.renew(lease).await,
+        }
+    }
+
+    pub async fn release(self) -> Result<(), StateError> {
+        match self {
+            LockGuard::Local(l) => {
+                drop(l);
+                Ok(())
+            }
+            LockGuard::Blob(b) => b.release().await,
+        }
+    }
+}
+
+/// Appends to the apply journal; shared by every change of a run (`&self`).
+pub enum JournalWriter {
+    Local(std::sync::Mutex<local::LocalJournal>),
+    Blob(Box<blob::BlobJournal>),
 }
 
 impl JournalWriter {
-    /// Append one line in a single write, so a crash leaves whole lines (at most
-    /// a torn last one, which readers skip).
-    pub fn append(&mut self, e: &JournalEntry) -> Result<(), StateError> {
-        let mut line = serde_json::to_vec(e).expect("entry serializes");
-        line.push(b'\n');
-        self.file.write_all(&line).map_err(io(&self.path))
+    /// Append one entry; returns once it is stored (a blob journal groups the
+    /// entries of concurrent changes into one append).
+    pub async fn append(&self, e: &JournalEntry) -> Result<(), StateError> {
+        match self {
+            JournalWriter::Local(w) => w.lock().expect("journal").append(e),
+            JournalWriter::Blob(b) => b.append(e).await,
+        }
+    }
+}
+
+impl StateStore {
+    /// Open the store at `location` for the project in `root`. A blob store is
+    /// reached once here (its container is created when missing), so a wrong
+    /// account or credential fails before anything else happens.
+    pub async fn open(
+        location: &Location,
+        root: &Path,
+        auth: crate::cli::AuthMode,
+    ) -> Result<StateStore, StateError> {
+        Ok(match location {
+            Location::Local => StateStore::Local(LocalState::for_project(root)),
+            Location::Blob { account, container } => {
+                StateStore::Blob(BlobState::open(account, container, auth).await?)
+            }
+        })
+    }
+
+    /// Where this store keeps things, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            StateStore::Local(l) => l.dir().display().to_string(),
+            StateStore::Blob(b) => b.describe(),
+        }
+    }
+
+    /// Take the lock for `scope` (`shared`, `tenant-cwz`, `image-cwz`), waiting up
+    /// to `timeout` for its holder.
+    pub async fn lock(
+        &self,
+        scope: &str,
+        command: &str,
+        lease: Duration,
+        timeout: Duration,
+    ) -> Result<LockGuard, StateError> {
+        Ok(match self {
+            StateStore::Local(l) => LockGuard::Local(l.lock(scope, command, lease, timeout).await?),
+            StateStore::Blob(b) => LockGuard::Blob(b.lock(scope, command, lease, timeout).await?),
+        })
+    }
+
+    /// Every journal entry, oldest run first.
+    pub async fn journal(&self) -> Result<Vec<JournalEntry>, StateError> {
+        match self {
+            StateStore::Local(l) => l.journal(),
+            StateStore::Blob(b) => b.journal().await,
+        }
+    }
+
+    /// Keep the journal short: the last `keep_runs` runs and whatever is in doubt.
+    pub async fn compact_journal(
+        &self,
+        entries: &[JournalEntry],
+        keep_runs: usize,
+    ) -> Result<(), StateError> {
+        match self {
+            StateStore::Local(l) => l.compact_journal(entries, keep_runs),
+            StateStore::Blob(b) => b.compact_journal(entries, keep_runs).await,
+        }
+    }
+
+    /// A writer for run `run`'s journal entries.
+    pub async fn journal_writer(&self, run: &str) -> Result<JournalWriter, StateError> {
+        Ok(match self {
+            StateStore::Local(l) => {
+                JournalWriter::Local(std::sync::Mutex::new(l.journal_writer()?))
+            }
+            StateStore::Blob(b) => JournalWriter::Blob(Box::new(b.journal_writer(run))),
+        })
+    }
+
+    /// Where the audit trail is, for messages.
+    pub fn audit_location(&self) -> String {
+        match self {
+            StateStore::Local(l) => l.audit().path().display().to_string(),
+            StateStore::Blob(b) => b.audit_location(),
+        }
+    }
+
+    /// Append to the audit trail; returns the new record's hash.
+    pub async fn audit_append(&self, entry: audit::Entry) -> Result<String, StateError> {
+        match self {
+            StateStore::Local(l) => Ok(l.audit().append(entry)?),
+            StateStore::Blob(b) => b.audit_append(entry).await,
+        }
+    }
+
+    /// Every audit record, with the chain checked.
+    pub async fn audit_verify(&self) -> Result<Vec<audit::Record>, StateError> {
+        match self {
+            StateStore::Local(l) => Ok(l.audit().verify()?),
+            StateStore::Blob(b) => b.audit_verify().await,
+        }
+    }
+
+    /// Keep a saved plan as an artifact named by its hash; returns where.
+    pub async fn save_plan(
+        &self,
+        hash: &str,
+        bytes: Vec<u8>,
+        tenants: &[String],
+    ) -> Result<String, StateError> {
+        match self {
+            StateStore::Local(l) => l.save_plan(hash, &bytes),
+            StateStore::Blob(b) => b.save_plan(hash, bytes, tenants).await,
+        }
+    }
+
+    /// The saved plan with this hash, and where it was: `None` if there is none.
+    pub async fn load_plan(&self, hash: &str) -> Result<Option<(Vec<u8>, String)>, StateError> {
+        match self {
+            StateStore::Local(l) => l.load_plan(hash),
+            StateStore::Blob(b) => b.load_plan(hash).await,
+        }
     }
 }
 
@@ -344,79 +449,51 @@ impl JournalWriter {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("lifeboat-state-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
-    }
-
-    #[tokio::test]
-    async fn second_holder_waits_then_fails_naming_the_first() {
-        let root = tmp("lock");
-        let s = LocalState::for_project(&root);
-        let lock = |timeout| s.lock("tenant-cwz", "apply", Duration::from_secs(60), timeout);
-        let g = lock(Duration::ZERO).await.unwrap();
-        let err = lock(Duration::from_millis(300)).await.unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("tenant-cwz") && msg.contains(&std::process::id().to_string()),
-            "{msg}"
+    #[test]
+    fn locations_parse_with_azure_naming_rules() {
+        assert_eq!(Location::parse("local").unwrap(), Location::Local);
+        assert_eq!(
+            Location::parse("azblob://lbstate/lifeboat-state").unwrap(),
+            Location::Blob {
+                account: "lbstate".into(),
+                container: "lifeboat-state".into()
+            }
         );
-        drop(g);
-        lock(Duration::ZERO).await.unwrap();
-        std::fs::remove_dir_all(root).ok();
-    }
-
-    #[tokio::test]
-    async fn expired_lease_is_taken_over() {
-        let root = tmp("expire");
-        let s = LocalState::for_project(&root);
-        let g = s
-            .lock("shared", "apply", Duration::from_millis(1), Duration::ZERO)
-            .await
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-        let g2 = s
-            .lock("shared", "apply", Duration::from_secs(60), Duration::ZERO)
-            .await
-            .unwrap();
-        drop(g); // not ours any more: must not remove g2's lock
-        assert!(s.dir.join("locks/shared.lock").exists());
-        drop(g2);
-        std::fs::remove_dir_all(root).ok();
+        for bad in [
+            "s3://x/y",
+            "azblob://lbstate",
+            "azblob://LBSTATE/state",
+            "azblob://ab/state",
+            "azblob://lbstate/St",
+            "azblob://lbstate/-state",
+            "azblob://lbstate/a--b",
+        ] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
-    fn journal_in_doubt_and_torn_lines() {
-        let root = tmp("journal");
-        let s = LocalState::for_project(&root);
-        let mut w = s.journal_writer().unwrap();
-        let id = ResourceId::parse("/subscriptions/s/resourceGroups/a").unwrap();
-        let e = |ev: &str, id: &ResourceId| JournalEntry {
-            run: "r1".into(),
+    fn compaction_keeps_recent_runs_and_doubt() {
+        let id =
+            |n: &str| ResourceId::parse(&format!("/subscriptions/s/resourceGroups/{n}")).unwrap();
+        let e = |run: &str, rg: &str, ev: &str| JournalEntry {
+            run: run.into(),
             plan: "p".into(),
-            id: id.clone(),
+            id: id(rg),
             api_version: "2021-04-01".into(),
             event: ev.into(),
             at: "t".into(),
         };
-        let id2 = ResourceId::parse("/subscriptions/s/resourceGroups/b").unwrap();
-        w.append(&e("started", &id)).unwrap();
-        w.append(&e("done", &id)).unwrap();
-        w.append(&e("started", &id2)).unwrap();
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(s.journal_path())
-            .unwrap()
-            .write_all(b"{\"run\":\"r1\",\"pla")
-            .unwrap();
-        let mut w = s.journal_writer().unwrap();
-        w.append(&e("done", &id)).unwrap();
-        let entries = s.journal().unwrap();
-        assert_eq!(entries.len(), 4, "the entry after a torn line survives");
-        let doubt = in_doubt(&entries);
-        assert_eq!(doubt.len(), 1);
-        assert_eq!(doubt[0].id, id2);
-        std::fs::remove_dir_all(root).ok();
+        let entries = vec![
+            e("r1", "a", "started"), // in doubt: r1 is kept
+            e("r2", "b", "started"),
+            e("r2", "b", "done"),
+            e("r3", "c", "started"),
+            e("r3", "c", "done"),
+            e("r4", "d", "started"),
+            e("r4", "d", "done"),
+        ];
+        assert_eq!(runs_to_keep(&entries, 2), vec!["r1", "r3", "r4"]);
+        assert_eq!(runs_to_keep(&entries, 10).len(), 4);
     }
 }

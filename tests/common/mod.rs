@@ -5,6 +5,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// An apply of cwz and the shared layer slow enough (time scale 0.05) for a second
+/// process to meet its lock.
+pub const SLOW_APPLY_CWZ: &[&str] = &[
+    "--time-scale",
+    "0.05",
+    "--no-progress",
+    "apply",
+    "--auto-approve",
+    "--tenant",
+    "cwz",
+    "--shared",
+];
+
 pub struct Project {
     pub dir: PathBuf,
 }
@@ -48,12 +61,18 @@ impl Project {
     /// Start the binary in the background, output discarded (for kill -9 and
     /// concurrency tests); killed when dropped, so a failing test leaves no process.
     pub fn spawn(&self, args: &[&str]) -> Background {
+        self.spawn_env(args, &[])
+    }
+
+    /// [`Project::spawn`] with extra environment variables.
+    pub fn spawn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Background {
         Background(
             Command::new(env!("CARGO_BIN_EXE_lifeboat"))
                 .arg("-C")
                 .arg(&self.dir)
                 .args(args)
                 .env_remove("LIFEBOAT_CLOUD")
+                .envs(env.iter().copied())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
