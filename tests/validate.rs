@@ -104,6 +104,50 @@ fn platform_rules() {
 }
 
 #[test]
+fn the_state_store_in_platform_yaml_is_checked_and_used() {
+    let p = Project::example("state-field");
+    p.edit(
+        "platform.yaml",
+        "  logRetentionDays: 90",
+        "  logRetentionDays: 90\n  state: azblob://LB_State/x",
+    );
+    let r = p.run(&["validate"]);
+    assert_eq!(r.code, 1);
+    r.expect_error(
+        "platform.yaml:23:10: spec.state:",
+        "3-24 lowercase letters and digits",
+    );
+    p.edit(
+        "platform.yaml",
+        "azblob://LB_State/x",
+        "azblob://devstoreaccount1/fromyaml",
+    );
+    assert_eq!(p.run(&["validate"]).code, 0);
+    // Without --state the manifest's store is used: here one that does not answer,
+    // which must fail clearly, naming it, and write nothing locally.
+    let unreachable = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;";
+    let r = p.run_env(
+        &["apply", "--auto-approve"],
+        &[("AZURE_STORAGE_CONNECTION_STRING", unreachable)],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("azblob://devstoreaccount1/fromyaml")
+            && r.stderr
+                .contains("cannot reach Blob Storage at http://127.0.0.1:9"),
+        "{}",
+        r.stderr
+    );
+    assert!(!p.dir.join(".lifeboat/state").exists());
+    // `--state local` overrides the manifest.
+    let r = p.run(&["--state", "local", "audit", "verify"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = p.run(&["--state", "s3://bucket", "audit", "verify"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--state `s3://bucket`"), "{}", r.stderr);
+}
+
+#[test]
 fn secondary_region_must_differ() {
     let p = Project::example("secondary");
     p.edit(
