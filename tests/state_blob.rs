@@ -338,6 +338,10 @@ fn a_killed_holders_lease_runs_out_and_another_agent_resumes_its_saved_plan() {
         done > 0 && done < changes,
         "resumed {done} of {changes} changes: the finished ones must be left out"
     );
+    eprintln!(
+        "agent B took over after {:.1} s and applied the remaining {done} of {changes} changes",
+        waited.as_secs_f64()
+    );
     let args = with(&["plan", "--detailed-exitcode"]);
     let clean = b.run_env(
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
