@@ -151,7 +151,7 @@ impl Credential {
             reason: reason.to_string(),
         };
         match mode {
-            AuthMode::Token => token().ok_or_else(|| AuthError::Unavailable { mode: "token", reason: format!("{token_var} is not set") }),
+            AuthMode::Token => token().ok_or_else(|| missing("token", &format!("{token_var} is not set"))),
             AuthMode::Pipelines => pipelines().unwrap_or_else(|| Err(missing("pipelines", "needs AZURESUBSCRIPTION_SERVICE_CONNECTION_ID, AZURESUBSCRIPTION_CLIENT_ID, AZURESUBSCRIPTION_TENANT_ID and SYSTEM_ACCESSTOKEN (AzureCLI@2 / AzurePowerShell@5 tasks set them)"))),
             AuthMode::ServicePrincipal => service_principal().unwrap_or_else(|| Err(missing("service-principal", "needs AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET"))),
             AuthMode::WorkloadIdentity => workload().unwrap_or_else(|| Err(missing("workload-identity", "needs AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID and AZURE_TENANT_ID"))),

@@ -67,10 +67,6 @@ impl BlobError {
             _ => None,
         }
     }
-    /// The request may have reached the service without its answer reaching us.
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, BlobError::Unreachable { .. })
-    }
 }
 
 /// How requests are authorised.
@@ -169,6 +165,26 @@ pub struct Conditions {
     pub lease_id: Option<String>,
     /// Append Block only where the blob is exactly this long.
     pub append_position: Option<u64>,
+}
+
+impl Conditions {
+    /// Only if the blob does not exist yet.
+    pub const IF_ABSENT: Conditions = Conditions {
+        if_none_match_any: true,
+        if_match: None,
+        lease_id: None,
+        append_position: None,
+    };
+}
+
+/// A create-once write that found the blob there already (409 `BlobAlreadyExists`,
+/// or 412 for `If-None-Match: *`) did what it was for.
+fn existing_is_fine(r: Result<Response, BlobError>) -> Result<(), BlobError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.status(), Some(409 | 412)) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// A blob's properties (from HEAD or GET).
@@ -634,33 +650,32 @@ impl BlobClient {
         }
     }
 
-    /// Put Blob (block blob) with `body`, metadata and preconditions.
-    pub async fn put_block_blob(
+    /// Create a block blob with `body` and metadata once (`If-None-Match: *`); an
+    /// existing blob is kept and is fine (another writer created it first).
+    pub async fn create_block_blob(
         &self,
         name: &str,
         body: Bytes,
         content_type: &str,
         metadata: &[(&'static str, String)],
-        cond: &Conditions,
-    ) -> Result<Properties, BlobError> {
+    ) -> Result<(), BlobError> {
         let mut req = Request::new(Method::PUT, Some(name))
             .header("x-ms-blob-type", "BlockBlob")
-            .header("x-ms-blob-content-type", content_type)
-            .conditions(cond);
+            .header("x-ms-blob-content-type", content_type);
         for (k, v) in metadata {
             req = req.header(format!("x-ms-meta-{k}"), encode_meta(v));
         }
         req.body = body;
-        Ok(self.send(req).await?.properties())
+        existing_is_fine(self.send(req.conditions(&Conditions::IF_ABSENT)).await)
     }
 
-    /// Create an empty append blob.
-    pub async fn create_append_blob(&self, name: &str, cond: &Conditions) -> Result<(), BlobError> {
+    /// Create an empty append blob once; an existing one is fine.
+    pub async fn create_append_blob(&self, name: &str) -> Result<(), BlobError> {
         let req = Request::new(Method::PUT, Some(name))
             .header("x-ms-blob-type", "AppendBlob")
             .header("x-ms-blob-content-type", "application/x-ndjson")
-            .conditions(cond);
-        self.send(req).await.map(|_| ())
+            .conditions(&Conditions::IF_ABSENT);
+        existing_is_fine(self.send(req).await)
     }
 
     /// Append Block: one atomic append. After a broken connection it is sent

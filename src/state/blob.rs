@@ -154,10 +154,6 @@ impl BlobState {
         Ok(BlobState { client })
     }
 
-    pub fn client(&self) -> &BlobClient {
-        &self.client
-    }
-
     fn err(&self, name: &str) -> impl FnOnce(BlobError) -> StateError + '_ {
         let location = self.client.location(name);
         move |source| StateError::blob(location, source)
@@ -220,25 +216,10 @@ impl BlobState {
                 }
                 Err(e) if e.status() == Some(404) => {
                     // First use of this lock: create its blob (a racing creator is fine).
-                    let create = Conditions {
-                        if_none_match_any: true,
-                        ..Default::default()
-                    };
-                    match self
-                        .client
-                        .put_block_blob(
-                            &name,
-                            Bytes::new(),
-                            "application/octet-stream",
-                            &[],
-                            &create,
-                        )
+                    self.client
+                        .create_block_blob(&name, Bytes::new(), "application/octet-stream", &[])
                         .await
-                    {
-                        Ok(_) => {}
-                        Err(e) if matches!(e.status(), Some(409 | 412)) => {}
-                        Err(e) => return Err(self.err(&name)(e)),
-                    }
+                        .map_err(self.err(&name))?;
                 }
                 Err(e) if e.status() == Some(409) => {
                     let waited = started_wait.elapsed();
@@ -346,15 +327,7 @@ impl BlobState {
                 None => match self.client.properties(AUDIT).await.map_err(fail)? {
                     Some(props) => props.length,
                     None => {
-                        let create = Conditions {
-                            if_none_match_any: true,
-                            ..Default::default()
-                        };
-                        match self.client.create_append_blob(AUDIT, &create).await {
-                            Ok(()) => {}
-                            Err(e) if matches!(e.status(), Some(409 | 412)) => {}
-                            Err(e) => return Err(fail(e)),
-                        }
+                        self.client.create_append_blob(AUDIT).await.map_err(fail)?;
                         continue;
                     }
                 },
@@ -450,19 +423,10 @@ impl BlobState {
             ("createdby", super::owner_name()),
             ("createdat", jiff::Timestamp::now().to_string()),
         ];
-        let once = Conditions {
-            if_none_match_any: true,
-            ..Default::default()
-        };
-        match self
-            .client
-            .put_block_blob(&name, Bytes::from(bytes), "application/json", &meta, &once)
+        self.client
+            .create_block_blob(&name, Bytes::from(bytes), "application/json", &meta)
             .await
-        {
-            Ok(_) => {}
-            Err(e) if matches!(e.status(), Some(409 | 412)) => {}
-            Err(e) => return Err(self.err(&name)(e)),
-        }
+            .map_err(self.err(&name))?;
         Ok(self.client.location(&name))
     }
 
@@ -592,15 +556,7 @@ impl BlobJournal {
         for chunk in chunks {
             let name = self.name(seg);
             if !seg.created {
-                let create = Conditions {
-                    if_none_match_any: true,
-                    ..Default::default()
-                };
-                match self.client.create_append_blob(&name, &create).await {
-                    Ok(()) => {}
-                    Err(e) if matches!(e.status(), Some(409 | 412)) => {}
-                    Err(e) => return Err(e),
-                }
+                self.client.create_append_blob(&name).await?;
                 seg.created = true;
             }
             // Repeating an append after a lost answer at worst writes the same

@@ -286,13 +286,6 @@ pub enum LockGuard {
 }
 
 impl LockGuard {
-    pub fn info(&self) -> &LockInfo {
-        match self {
-            LockGuard::Local(l) => &l.info,
-            LockGuard::Blob(b) => &b.info,
-        }
-    }
-
     /// Push the lease forward while the holder still works.
     pub async fn renew(&mut self, lease: Duration) -> Result<(), StateError> {
         match self {
