@@ -139,6 +139,22 @@ fn the_state_store_in_platform_yaml_is_checked_and_used() {
         r.stderr
     );
     assert!(!p.dir.join(".lifeboat/state").exists());
+    // A broken connection string is named, and its cause said once.
+    let r = p.run_env(
+        &["audit", "verify"],
+        &[(
+            "AZURE_STORAGE_CONNECTION_STRING",
+            "AccountName=devstoreaccount1",
+        )],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("AZURE_STORAGE_CONNECTION_STRING: no AccountKey")
+            && r.stderr.matches("no AccountKey").count() == 1,
+        "{}",
+        r.stderr
+    );
     // `--state local` overrides the manifest.
     let r = p.run(&["--state", "local", "audit", "verify"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -50,7 +50,7 @@ pub enum BlobError {
     },
     #[error("{0}")]
     Auth(String),
-    #[error("connection string: {0}")]
+    #[error("AZURE_STORAGE_CONNECTION_STRING: {0}")]
     ConnectionString(String),
 }
 

@@ -124,12 +124,7 @@ pub(crate) fn audit(
     session
         .rt
         .block_on(session.state.audit_append(entry))
-        .with_context(|| {
-            format!(
-                "recording in the audit trail {}",
-                session.state.audit_location()
-            )
-        })?;
+        .context("recording in the audit trail")?;
     Ok(())
 }
 

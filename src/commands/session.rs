@@ -62,7 +62,7 @@ pub fn open_state(
     location: &Location,
 ) -> anyhow::Result<StateStore> {
     rt.block_on(StateStore::open(location, &cli.dir, cli.auth))
-        .with_context(|| format!("opening the state store {location}"))
+        .context("opening the state store")
 }
 
 /// Start (or reach) the cloud named by the global flags, with the state store at

@@ -47,13 +47,15 @@ pub enum StateError {
         holder: Box<LockInfo>,
         waited: Duration,
     },
-    #[error("state store {location}: {source}")]
+    /// `cause` is part of the message, not a `source`: the cause chain is
+    /// printed once.
+    #[error("{location}: {cause}")]
     Blob {
         location: String,
-        source: Box<BlobError>,
+        cause: Box<BlobError>,
     },
     /// A journal append that failed for a whole batch of writers.
-    #[error("state store {location}: writing the apply journal: {message}")]
+    #[error("{location}: writing the apply journal: {message}")]
     JournalWrite { location: String, message: String },
     #[error("lost the lock `{scope}` ({location}): {reason}")]
     LockLost {
@@ -71,7 +73,7 @@ impl StateError {
     pub(crate) fn blob(location: String, source: BlobError) -> StateError {
         StateError::Blob {
             location,
-            source: Box::new(source),
+            cause: Box::new(source),
         }
     }
 }
