@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use lifeboat::state::{Location, StateStore, audit::Entry};
+use lifeboat_engine::state::{Location, StateStore, audit::Entry};
 
 fn store(rt: &tokio::runtime::Runtime, container: &str) -> StateStore {
     let location = Location::Blob {
@@ -22,7 +22,7 @@ fn store(rt: &tokio::runtime::Runtime, container: &str) -> StateStore {
     rt.block_on(StateStore::open(
         &location,
         std::path::Path::new("."),
-        lifeboat::cli::AuthMode::Auto,
+        lifeboat_engine::cloud::auth::AuthMode::Auto,
     ))
     .expect("open the blob state store (is AZURE_STORAGE_CONNECTION_STRING set?)")
 }
@@ -42,7 +42,7 @@ fn stats(mut ms: Vec<f64>) -> (f64, f64) {
 }
 
 fn main() {
-    lifeboat::cloud::install_crypto();
+    lifeboat_engine::cloud::install_crypto();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

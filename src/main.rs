@@ -1,3 +1,6 @@
+//! The `lifeboat` binary; everything lives in the workspace crates (see
+//! `crates/cli/src/lib.rs` for the codemap).
+
 fn main() -> std::process::ExitCode {
-    lifeboat::cli::main()
+    lifeboat_cli::main()
 }

@@ -1,0 +1,414 @@
+//! The command line's arguments (clap). Parses and hands over; never computes
+//! anything itself. Clap types stay in this crate: `commands` converts them into
+//! the engine's own option types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Provision and operate per-hospital HiX emergency environments in Azure"
+)]
+pub struct Cli {
+    /// Project directory (holds platform.yaml and tenants/); relative paths are taken inside it.
+    #[arg(short = 'C', long = "dir", global = true, default_value = ".")]
+    pub dir: PathBuf,
+    /// Which cloud to talk to: the embedded local emulator or Azure.
+    #[arg(long, global = true, value_enum, default_value_t = CloudKind::Local, env = "LIFEBOAT_CLOUD")]
+    pub cloud: CloudKind,
+    /// Azure Resource Manager endpoint (default https://management.azure.com).
+    #[arg(long, global = true, env = "LIFEBOAT_ARM_ENDPOINT")]
+    pub arm_endpoint: Option<String>,
+    /// Credential source for Azure.
+    #[arg(long, global = true, value_enum, default_value_t = AuthMode::Auto)]
+    pub auth: AuthMode,
+    /// Where locks, journal, audit log and saved plans live: `local` (under
+    /// .lifeboat/) or `azblob://ACCOUNT/CONTAINER`; default: `spec.state` in
+    /// platform.yaml, else local.
+    #[arg(long, global = true, env = "LIFEBOAT_STATE")]
+    pub state: Option<String>,
+    /// Output for machines (`json`) or people (`human`).
+    #[arg(long, global = true, value_enum, default_value_t = OutputKind::Human)]
+    pub output: OutputKind,
+    /// Never draw progress bars.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Embedded cloud: multiply every emulated duration and quota refill by F.
+    #[arg(
+        long,
+        global = true,
+        value_name = "F",
+        env = "LIFEBOAT_EMULATOR_TIME_SCALE"
+    )]
+    pub time_scale: Option<f64>,
+    /// Embedded cloud: inject faults, e.g. `429=0.05,500=0.05,reset=0.02,lro-fail=0.02`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SPEC",
+        env = "LIFEBOAT_EMULATOR_FAULTS"
+    )]
+    pub faults: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CloudKind {
+    Local,
+    Azure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    Auto,
+    Token,
+    Pipelines,
+    ServicePrincipal,
+    WorkloadIdentity,
+    ManagedIdentity,
+    Cli,
+}
+
+impl From<AuthMode> for lifeboat_engine::cloud::auth::AuthMode {
+    fn from(m: AuthMode) -> Self {
+        use lifeboat_engine::cloud::auth::AuthMode as Engine;
+        match m {
+            AuthMode::Auto => Engine::Auto,
+            AuthMode::Token => Engine::Token,
+            AuthMode::Pipelines => Engine::Pipelines,
+            AuthMode::ServicePrincipal => Engine::ServicePrincipal,
+            AuthMode::WorkloadIdentity => Engine::WorkloadIdentity,
+            AuthMode::ManagedIdentity => Engine::ManagedIdentity,
+            AuthMode::Cli => Engine::Cli,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputKind {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Human,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Refresh {
+    Graph,
+    Direct,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate platform.yaml and every tenants/*.yaml; exit 1 on any error.
+    Validate,
+    /// Show what would change, against the cloud's current state.
+    Plan(PlanArgs),
+    /// Apply a saved plan, or plan and apply after confirmation.
+    Apply(ApplyArgs),
+    /// Show changes made outside lifeboat (declared properties only).
+    Drift(DriftArgs),
+    /// Delete one tenant's resources in reverse dependency order.
+    Destroy(DestroyArgs),
+    /// Export the resource graph in another tool's format.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Build, list and prune the hospitals' HiX images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Policy findings (CIS Azure, no single point of failure) on the rendered
+    /// graph, without the cloud; exit 3 on an unwaived error.
+    Check(CheckArgs),
+    /// Disaster Activation Plan: bring a tenant's emergency environment up.
+    Activate(ActivateArgs),
+    /// Return an activated tenant to standby (front-ends deallocated, SQL restoring).
+    Deactivate(DeactivateArgs),
+    /// Activate, verify and deactivate, with a report (HTML, JSON, JUnit XML).
+    Drill(DrillArgs),
+    /// Per tenant: STANDBY/ACTIVE, SQL mode and RPO, image, front-ends, drift,
+    /// last drill (bulk reads only).
+    Status(StatusArgs),
+    /// The signed endpoint catalog (XML Signature, RSA-SHA256, exclusive C14N).
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// The audit trail of mutating commands (a hash chain).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The price table behind the plan's cost estimate.
+    #[command(subcommand)]
+    Pricing(PricingCommand),
+    /// The ARM emulator behind `--cloud local`, standalone.
+    #[command(subcommand)]
+    Emulator(EmulatorCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// The tenant (hospital) id.
+    pub tenant: String,
+    /// Why (recorded in the audit trail and on the tenant).
+    #[arg(long)]
+    pub reason: String,
+    /// Activate even when the RPO is above the tenant's target (or unknown).
+    #[arg(long)]
+    pub force: bool,
+    /// RESTORE WITH RECOVERY: read-write, irreversible (the secondary leaves the
+    /// log-shipping chain). Asks for the tenant id to be typed again.
+    #[arg(long)]
+    pub read_write: bool,
+    /// The tenant id again, for --read-write in a pipeline.
+    #[arg(long, value_name = "ID")]
+    pub confirm: Option<String>,
+    /// How long to wait for an apply holding the tenant's lock (seconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub lock_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct DeactivateArgs {
+    pub tenant: String,
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub lock_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    pub tenant: String,
+    /// Write drill.html, drill.json and drill-junit.xml here.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    #[arg(long, default_value = "scheduled drill")]
+    pub reason: String,
+    /// Drill even when the RPO is above target.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub lock_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only these tenants (repeatable).
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenants: Vec<String>,
+    #[arg(long, value_enum, default_value_t = StatusFormat::Human)]
+    pub format: StatusFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Human,
+    Json,
+    Prometheus,
+    Html,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Sign the catalog of every tenant's current state (ACTIVE/INACTIVE endpoints).
+    Publish {
+        /// RSA private key (PEM, PKCS#8 or PKCS#1).
+        #[arg(long, value_name = "PEM")]
+        key: PathBuf,
+        /// The key's X.509 certificate (PEM); the result is verified with it.
+        #[arg(long, value_name = "PEM")]
+        cert: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check a catalog's signature against a certificate, and its validity.
+    Verify {
+        file: PathBuf,
+        #[arg(long, value_name = "PEM")]
+        cert: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; exit 1 naming the first line that was edited,
+    /// removed, inserted or reordered.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricingCommand {
+    /// Update pricing/<region>.json from the Azure Retail Prices API.
+    Refresh {
+        /// The API (or a mirror of it).
+        #[arg(long, default_value = "https://prices.azure.com/api/retail/prices")]
+        endpoint: String,
+        /// Currency code; default: the table's.
+        #[arg(long)]
+        currency: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also write the findings as SARIF 2.1.0 (Azure DevOps Scans, code scanning).
+    #[arg(long, value_name = "FILE")]
+    pub sarif: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `plan --out`; refused if anything it was computed from changed.
+    pub planfile: Option<PathBuf>,
+    /// Apply only this tenant's layer (repeatable; without a plan file).
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenants: Vec<String>,
+    /// Apply the shared layer.
+    #[arg(long)]
+    pub shared: bool,
+    /// Do not ask for confirmation (pipelines).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Allow deleting or replacing protected resources of this tenant.
+    #[arg(long = "allow-data-loss", value_name = "ID")]
+    pub allow_data_loss: Vec<String>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+    /// How prior state is read (as for `plan`).
+    #[arg(long, value_enum, default_value_t = Refresh::Graph)]
+    pub refresh: Refresh,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Check only this tenant (repeatable).
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenants: Vec<String>,
+    /// Check the shared layer.
+    #[arg(long)]
+    pub shared: bool,
+    /// Exit 2 when drift is found.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The tenant to destroy (`shared` for the shared layer, refused while tenants exist).
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenant: String,
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Also delete this tenant's protected data resources.
+    #[arg(long = "allow-data-loss", value_name = "ID")]
+    pub allow_data_loss: Vec<String>,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+/// How a plan is carried out (apply and destroy).
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Cap on changes in flight (default: paced by ARM's rate limits only).
+    #[arg(long, value_name = "N")]
+    pub max_parallel: Option<usize>,
+    /// How long to wait for another apply's lock before failing (seconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub lock_timeout: f64,
+    /// Apply changes that lower the SQL VM's vCPUs or memory or its data disk's
+    /// IOPS or throughput (shown in the plan with before/after figures).
+    #[arg(long)]
+    pub allow_capacity_reduction: bool,
+    /// Apply disruptive tenant changes (replace, delete, a resize that restarts a VM)
+    /// outside the tenant's maintenance window. Never overrides an activated tenant.
+    #[arg(long)]
+    pub outside_window: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the declared HiX hotfix image (skipped when that version exists).
+    Build {
+        /// Build this tenant's image (repeatable).
+        #[arg(long = "tenant", value_name = "ID", required_unless_present = "all")]
+        tenants: Vec<String>,
+        /// Build every tenant whose declared hotfix has no image yet.
+        #[arg(long, conflicts_with = "tenants")]
+        all: bool,
+        /// Builds at once (Azure Image Builder quota).
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        concurrency: usize,
+        /// How long to wait for another run's lock on a tenant's image (seconds).
+        #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+        lock_timeout: f64,
+    },
+    /// Per tenant: declared hotfix, newest version, versions in use, replication, end of life.
+    List {
+        #[arg(long = "tenant", value_name = "ID")]
+        tenants: Vec<String>,
+    },
+    /// Delete old image versions (never the newest N, one in use or the declared one)
+    /// and mark superseded versions exclude-from-latest.
+    Prune {
+        /// Versions to keep per tenant, newest first.
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        keep: usize,
+        #[arg(long = "tenant", value_name = "ID")]
+        tenants: Vec<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmulatorCommand {
+    /// Serve the emulator on ADDR, persisting to DIR.
+    Serve {
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8686")]
+        listen: String,
+        #[arg(long, value_name = "DIR", default_value = ".lifeboat/cloud")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Plan only this tenant's layer (repeatable).
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenants: Vec<String>,
+    /// Plan the shared layer (alone, or with the given tenants).
+    #[arg(long)]
+    pub shared: bool,
+    /// Save the plan for `apply`, with what it was computed from.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Output format (defaults to json with --output json).
+    #[arg(long, value_enum)]
+    pub format: Option<PlanFormat>,
+    /// Exit 0 when there are no changes, 2 when there are.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// How prior state is read: one Resource Graph query, or a GET per resource.
+    #[arg(long, value_enum, default_value_t = Refresh::Graph)]
+    pub refresh: Refresh,
+    /// Allow deleting or replacing protected resources of this tenant (`shared` for the shared layer).
+    #[arg(long = "allow-data-loss", value_name = "ID")]
+    pub allow_data_loss: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Terraform JSON (azapi_resource) equivalent of the graph.
+    Terraform {
+        /// Directory to write *.tf.json files into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}

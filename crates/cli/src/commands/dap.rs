@@ -1,0 +1,221 @@
+//! `activate`, `deactivate`, `drill`: resolve the tenant, hold its lock, run the
+//! Disaster Activation Plan (`ops::dap`), print the timeline and the RTO, record
+//! the run in the audit trail, and write a drill's reports.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::session::Workspace;
+use crate::args::{ActivateArgs, Cli, DeactivateArgs, DrillArgs};
+use crate::report;
+use crate::ui::Ui;
+use lifeboat_engine::ops::dap::{self, Options, Run, Target};
+use lifeboat_engine::state::audit::Entry;
+
+fn target(ws: &Workspace, tenant: &str) -> anyhow::Result<Target> {
+    let Some(t) = ws.project.tenant(tenant) else {
+        let known: Vec<&str> = ws
+            .project
+            .tenants
+            .iter()
+            .map(|t| t.id.value.as_str())
+            .collect();
+        bail!("unknown tenant `{tenant}` (tenants: {})", known.join(", "));
+    };
+    Ok(Target::derive(&ws.project.platform, t))
+}
+
+/// `--read-write` is irreversible: the tenant id typed again, or `--confirm ID`.
+fn confirm_read_write(args: &ActivateArgs) -> anyhow::Result<()> {
+    if let Some(c) = &args.confirm {
+        if c != &args.tenant {
+            bail!("--confirm {c} does not match tenant {}", args.tenant);
+        }
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "--read-write is irreversible (RESTORE WITH RECOVERY takes the database out of log shipping): pass --confirm {} in a pipeline",
+            args.tenant
+        );
+    }
+    eprint!(
+        "RESTORE WITH RECOVERY is irreversible: {} leaves log shipping and must be re-seeded afterwards. Type the tenant id to continue: ",
+        args.tenant
+    );
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    if answer.trim() != args.tenant {
+        bail!("not activated: the answer was not `{}`", args.tenant);
+    }
+    Ok(())
+}
+
+fn show(ui: &Ui, run: &Run) {
+    if ui.json() {
+        ui.print(&serde_json::to_string(run).expect("run serializes"));
+    } else {
+        ui.print(&report::dap::run_human(run));
+    }
+}
+
+fn record(ws: &Workspace, run: &Run, command: &str) -> anyhow::Result<()> {
+    super::audit(
+        &ws.session,
+        Entry {
+            command: command.into(),
+            tenants: vec![run.tenant.clone()],
+            reason: run.reason.clone(),
+            plan: None,
+            outcome: run.outcome.clone(),
+            details: serde_json::json!({
+                "rto_ms": run.rto_ms,
+                "modelled_rto_seconds": run.modelled_rto_seconds,
+                "read_write": run.read_write,
+                "drill": run.drill,
+                "error": run.error,
+            }),
+        },
+    )
+}
+
+/// After an activation or deactivation: audit, show, republish the catalog.
+fn conclude(ws: &Workspace, ui: &Ui, run: &Run, command: &str) -> anyhow::Result<ExitCode> {
+    record(ws, run, command)?;
+    show(ui, run);
+    super::catalog::republish_if_configured(ws, ui)?;
+    Ok(code(run.outcome == "succeeded"))
+}
+
+fn code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Open the workspace and run `work` holding the tenant's lock.
+fn with_tenant<T>(
+    cli: &Cli,
+    ui: &Ui,
+    tenant: &str,
+    command: &str,
+    lock_timeout: f64,
+    work: impl AsyncFnOnce(&Workspace, Target) -> anyhow::Result<T>,
+) -> anyhow::Result<Result<(Workspace, T), ExitCode>> {
+    let ws = match Workspace::open(cli, ui)? {
+        Ok(ws) => ws,
+        Err(code) => return Ok(Err(code)),
+    };
+    let t = target(&ws, tenant)?;
+    anyhow::ensure!(lock_timeout >= 0.0, "--lock-timeout must not be negative");
+    let scopes = [format!("tenant-{tenant}")];
+    let s = &ws.session;
+    let out = s.rt.block_on(s.holding_locks(
+        &scopes,
+        command,
+        Duration::from_secs_f64(lock_timeout),
+        work(&ws, t),
+    ))?;
+    Ok(Ok((ws, out)))
+}
+
+pub fn activate(cli: &Cli, ui: &Ui, args: &ActivateArgs) -> anyhow::Result<ExitCode> {
+    if args.read_write {
+        confirm_read_write(args)?;
+    }
+    let opts = Options {
+        reason: Some(args.reason.clone()),
+        force: args.force,
+        read_write: args.read_write,
+        drill: false,
+    };
+    let emit = |e: dap::DapEvent| ui.dap_event(&e);
+    let (ws, run) = match with_tenant(
+        cli,
+        ui,
+        &args.tenant,
+        "activate",
+        args.lock_timeout,
+        async |ws, t| Ok(dap::activate(&ws.session.client, &t, &opts, &emit).await),
+    )? {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    conclude(&ws, ui, &run, "activate")
+}
+
+pub fn deactivate(cli: &Cli, ui: &Ui, args: &DeactivateArgs) -> anyhow::Result<ExitCode> {
+    let opts = Options {
+        reason: args.reason.clone(),
+        ..Options::default()
+    };
+    let emit = |e: dap::DapEvent| ui.dap_event(&e);
+    let (ws, run) = match with_tenant(
+        cli,
+        ui,
+        &args.tenant,
+        "deactivate",
+        args.lock_timeout,
+        async |ws, t| Ok(dap::deactivate(&ws.session.client, &t, &opts, None, &emit).await),
+    )? {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    conclude(&ws, ui, &run, "deactivate")
+}
+
+pub fn drill(cli: &Cli, ui: &Ui, args: &DrillArgs) -> anyhow::Result<ExitCode> {
+    let emit = |e: dap::DapEvent| ui.dap_event(&e);
+    let reason = Some(args.reason.clone());
+    let (ws, d) = match with_tenant(
+        cli,
+        ui,
+        &args.tenant,
+        "drill",
+        args.lock_timeout,
+        async |ws, t| Ok(dap::drill(&ws.session.client, &t, reason, args.force, &emit).await),
+    )? {
+        Ok(x) => x,
+        Err(code) => return Ok(code),
+    };
+    super::audit(
+        &ws.session,
+        Entry {
+            command: "drill".into(),
+            tenants: vec![d.tenant.clone()],
+            reason: d.reason.clone(),
+            plan: None,
+            outcome: d.outcome.clone(),
+            details: serde_json::json!({"rto_ms": d.rto_ms, "modelled_rto_seconds": d.modelled_rto_seconds}),
+        },
+    )?;
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, text) in [
+            (
+                "drill.json",
+                serde_json::to_string_pretty(&d).expect("drill serializes"),
+            ),
+            ("drill.html", report::dap::drill_html(&d)),
+            ("drill-junit.xml", report::dap::drill_junit(&d)),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        ui.note(&format!("Drill report written to {}", dir.display()));
+    }
+    if ui.json() {
+        ui.print(&serde_json::to_string(&d).expect("drill serializes"));
+    } else {
+        ui.print(&report::dap::drill_human(&d));
+    }
+    Ok(code(d.outcome == "passed"))
+}

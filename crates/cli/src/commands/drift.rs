@@ -1,0 +1,33 @@
+//! `drift`: what changed outside lifeboat, on declared properties only. A plan
+//! against the live state, reported as expected-vs-actual per property; resources
+//! that do not exist yet are counted as missing, not as drift.
+
+use std::process::ExitCode;
+
+use super::session::Workspace;
+use crate::args::{Cli, DriftArgs, Refresh};
+use crate::report;
+use crate::ui::Ui;
+use lifeboat_core::plan::Action;
+
+pub fn run(cli: &Cli, ui: &Ui, args: &DriftArgs) -> anyhow::Result<ExitCode> {
+    let ws = match Workspace::open(cli, ui)? {
+        Ok(ws) => ws,
+        Err(code) => return Ok(code),
+    };
+    let plan = ws.plan(&args.tenants, args.shared, Refresh::Graph, &[])?;
+    if ui.json() {
+        ui.print(&report::drift_json(&plan).to_string());
+    } else {
+        ui.print(&report::drift_human(&plan));
+    }
+    let drifted = plan
+        .changes
+        .iter()
+        .any(|c| matches!(c.action, Action::Update | Action::Replace));
+    Ok(if args.detailed_exitcode && drifted {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

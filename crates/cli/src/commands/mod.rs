@@ -1,0 +1,168 @@
+//! Command implementations: each wires the pipeline stages together for one
+//! subcommand and hands the result to the `ui`. This is the `anyhow` boundary.
+
+mod apply;
+mod audit;
+mod catalog;
+mod check;
+mod dap;
+mod drift;
+mod emulator;
+mod export;
+mod image;
+mod plan;
+mod pricing;
+mod session;
+mod status;
+mod validate;
+
+use std::process::ExitCode;
+
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{Context, bail};
+
+use crate::args::{Cli, Command, EmulatorCommand, ExportCommand};
+use crate::ui::Ui;
+use lifeboat_core::graph::templates::TemplateSet;
+use lifeboat_core::manifest;
+use lifeboat_core::model::Project;
+
+pub fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Validate => validate::run(cli, ui),
+        Command::Plan(args) => plan::run(cli, ui, args),
+        Command::Apply(args) => apply::run(cli, ui, args),
+        Command::Drift(args) => drift::run(cli, ui, args),
+        Command::Destroy(args) => apply::destroy(cli, ui, args),
+        Command::Export(ExportCommand::Terraform { out }) => export::run(cli, ui, out),
+        Command::Image(cmd) => image::run(cli, ui, cmd),
+        Command::Check(args) => check::run(cli, ui, args),
+        Command::Pricing(cmd) => pricing::run(cli, ui, cmd),
+        Command::Audit(cmd) => audit::run(cli, ui, cmd),
+        Command::Activate(args) => dap::activate(cli, ui, args),
+        Command::Deactivate(args) => dap::deactivate(cli, ui, args),
+        Command::Drill(args) => dap::drill(cli, ui, args),
+        Command::Status(args) => status::run(cli, ui, args),
+        Command::Catalog(cmd) => catalog::run(cli, ui, cmd),
+        Command::Emulator(EmulatorCommand::Serve { listen, data }) => {
+            emulator::serve(cli, ui, listen, data)
+        }
+    }
+}
+
+/// Ask before a change; refuses on a non-terminal (pipelines pass `--auto-approve`).
+pub(crate) fn confirm(question: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "not applying without confirmation: stdin is not a terminal; pass --auto-approve (pipelines) after reviewing the plan"
+        );
+    }
+    eprint!("{question} Only 'yes' is accepted: ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    if answer.trim() != "yes" {
+        bail!("not applied: the answer was not 'yes'");
+    }
+    Ok(())
+}
+
+/// Leave a large value to the process exit instead of freeing it: the command ends
+/// right after, and freeing a fleet's millions of small allocations one by one
+/// costs tens of milliseconds (rustc does the same with its arenas).
+pub(crate) fn leave_to_exit<T>(value: T) {
+    std::mem::forget(value);
+}
+
+/// Validated project, or the diagnostics printed and exit 1.
+pub(crate) fn load_project(cli: &Cli, ui: &Ui) -> Result<Project, ExitCode> {
+    manifest::load(&cli.dir).map_err(|d| {
+        ui.diagnostics(&d);
+        ExitCode::from(1)
+    })
+}
+
+pub(crate) fn load_templates(cli: &Cli) -> anyhow::Result<TemplateSet> {
+    TemplateSet::load(&cli.dir).context("loading templates")
+}
+
+/// The validated project, its templates and its full graph (every layer), or the
+/// exit code after the diagnostics were printed.
+pub(crate) fn load_full_graph(
+    cli: &Cli,
+    ui: &Ui,
+) -> anyhow::Result<Result<(Project, TemplateSet, lifeboat_core::graph::Graph), ExitCode>> {
+    let project = match load_project(cli, ui) {
+        Ok(p) => p,
+        Err(code) => return Ok(Err(code)),
+    };
+    let templates = load_templates(cli)?;
+    let graph = lifeboat_core::graph::build(
+        &project,
+        &templates,
+        &lifeboat_core::graph::Scope::everything(),
+    )
+    .context("rendering the resource graph")?;
+    Ok(Ok((project, templates, graph)))
+}
+
+/// The current time; `LIFEBOAT_NOW` (RFC 3339) stands in for it, so maintenance
+/// windows and waiver expiry can be tested and rehearsed.
+pub(crate) fn now() -> anyhow::Result<jiff::Timestamp> {
+    match std::env::var("LIFEBOAT_NOW") {
+        Ok(s) if !s.is_empty() => s
+            .parse()
+            .with_context(|| format!("LIFEBOAT_NOW={s}: not an RFC 3339 time")),
+        _ => Ok(jiff::Timestamp::now()),
+    }
+}
+
+/// Append to the audit trail; a command whose record cannot be written fails.
+pub(crate) fn audit(
+    session: &session::Session,
+    entry: lifeboat_engine::state::audit::Entry,
+) -> anyhow::Result<()> {
+    session
+        .rt
+        .block_on(session.state.audit_append(entry))
+        .context("recording in the audit trail")?;
+    Ok(())
+}
+
+/// The project's price table for its region: `pricing/<region>.json` (written by
+/// `pricing refresh`), else the embedded West Europe one; `None` for a region
+/// without a table (the plan then shows no cost).
+pub(crate) fn price_table(
+    project: &Project,
+) -> anyhow::Result<Option<lifeboat_core::cost::PriceTable>> {
+    let region = &project.platform.region.value;
+    let path = pricing_path(project);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if region != "westeurope" {
+                return Ok(None);
+            }
+            lifeboat_core::cost::EMBEDDED_WESTEUROPE.to_string()
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let table = lifeboat_core::cost::PriceTable::parse(&text)
+        .with_context(|| format!("{}: not a lifeboat price table", path.display()))?;
+    Ok(Some(table))
+}
+
+pub(crate) fn pricing_path(project: &Project) -> std::path::PathBuf {
+    project
+        .root
+        .join("pricing")
+        .join(format!("{}.json", project.platform.region.value))
+}
+
+/// Today's date (UTC): waivers are valid through their expiry date.
+pub(crate) fn today() -> anyhow::Result<jiff::civil::Date> {
+    Ok(now()?.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
+}

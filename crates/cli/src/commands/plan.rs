@@ -1,0 +1,106 @@
+//! `plan`: manifests -> graph -> prior state -> plan -> report, optionally saved.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use super::session::Workspace;
+use crate::args::{Cli, PlanArgs, PlanFormat};
+use crate::report;
+use crate::ui::Ui;
+use lifeboat_core::graph::Scope;
+
+pub fn scope_from(
+    project: &lifeboat_core::model::Project,
+    tenants: &[String],
+    shared: bool,
+) -> anyhow::Result<Scope> {
+    for t in tenants {
+        if project.tenant(t).is_none() {
+            let known: Vec<&str> = project
+                .tenants
+                .iter()
+                .map(|t| t.id.value.as_str())
+                .collect();
+            let hint = lifeboat_core::diag::did_you_mean(t, known.iter().copied())
+                .map(|h| format!(", did you mean `{h}`?"))
+                .unwrap_or_default();
+            bail!("--tenant {t}: no tenants/{t}.yaml in this project{hint}");
+        }
+    }
+    Ok(match (tenants.is_empty(), shared) {
+        (true, false) => Scope::everything(),
+        (true, true) => Scope {
+            shared: true,
+            tenants: Some(Vec::new()),
+        },
+        (false, s) => Scope {
+            shared: s,
+            tenants: Some(tenants.to_vec()),
+        },
+    })
+}
+
+pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let ws = match Workspace::open(cli, ui)? {
+        Ok(ws) => ws,
+        Err(code) => return Ok(code),
+    };
+    let plan = ws.plan(
+        &args.tenants,
+        args.shared,
+        args.refresh,
+        &args.allow_data_loss,
+    )?;
+    if let Some(out) = &args.out {
+        let text = serde_json::to_vec_pretty(&plan).expect("plan serializes");
+        std::fs::write(out, &text)
+            .with_context(|| format!("writing the plan to {}", out.display()))?;
+        // The artifact in the state store lets another agent apply exactly
+        // this plan by its hash (a pipeline's apply stage).
+        // Named by the hash `apply` computes of the plan it reads back (what a
+        // plan file holds, not the in-memory value it was written from).
+        let hash = serde_json::from_slice::<lifeboat_core::plan::Plan>(&text)
+            .context("reading back the saved plan")?
+            .hash();
+        let mut tenants: Vec<String> = plan
+            .changes
+            .iter()
+            .filter_map(|c| c.tenant.clone())
+            .collect();
+        tenants.sort();
+        tenants.dedup();
+        let s = &ws.session;
+        let artifact =
+            s.rt.block_on(s.state.save_plan(&hash, text, &tenants))
+                .context("keeping the saved plan in the state store")?;
+        ui.note(&format!(
+            "Saved the plan to {} and {artifact}; apply it with `lifeboat apply {}` (or `lifeboat apply {hash}` on any agent that shares the state).",
+            out.display(),
+            out.display()
+        ));
+    }
+    let format = args.format.unwrap_or(if ui.json() {
+        PlanFormat::Json
+    } else {
+        PlanFormat::Human
+    });
+    print_plan(ui, &plan, format);
+    let code = if args.detailed_exitcode && plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    };
+    super::leave_to_exit(plan);
+    Ok(code)
+}
+
+pub fn print_plan(ui: &Ui, plan: &lifeboat_core::plan::Plan, format: PlanFormat) {
+    match format {
+        PlanFormat::Human => ui.print(&report::plan_human(plan)),
+        PlanFormat::Json => {
+            ui.print(&serde_json::to_string(&report::plan_json(plan)).expect("JSON"))
+        }
+        PlanFormat::Markdown => ui.print(&report::plan_markdown(plan)),
+    }
+}

@@ -1,0 +1,52 @@
+//! lifeboat: provisions and operates per-hospital HiX emergency environments in
+//! Azure. This crate is the command line; the work is done by the layers below it.
+//!
+//! Codemap of the workspace, bottom first (a crate only uses crates above it):
+//!
+//! - `lifeboat-core` (`crates/core`): pure stages. `manifest` reads and validates
+//!   the files -> `model` -> `graph` renders templates into resources and edges ->
+//!   `plan` compares with the prior state; `policy`, `cost`, `export`; base types
+//!   (`id`, `diag`, `clock`, `api`, `quota`, `location`, `observed`).
+//! - `lifeboat-engine` (`crates/engine`): `cloud` (ARM/Blob clients), `state`
+//!   (locks, journal, audit, saved plans), `apply`, `review` (the plan pipeline,
+//!   guards, lock-held execution), `ops` (images, DAP, status, catalog). Emits
+//!   events, never prints.
+//! - `lifeboat-emulator` (`crates/emulator`): the embedded local cloud.
+//! - this crate: [`args`] (clap), [`commands`] (arguments -> engine options -> one
+//!   engine call -> a view), [`report`] (the views: plan as text/JSON/Markdown,
+//!   SARIF, drill reports, status), [`ui`] (events as bars, lines or JSON).
+
+pub mod args;
+pub mod commands;
+pub mod report;
+pub mod ui;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::Cli;
+use ui::Ui;
+
+/// The whole command: parse, enter the project directory, run, print the error.
+pub fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    let ui = Ui::new(cli.output, cli.no_progress);
+    // Like `git -C` and `terraform -chdir`: every relative path is inside DIR.
+    if let Err(e) = std::env::set_current_dir(&cli.dir) {
+        ui.error(&anyhow::anyhow!(
+            "cannot enter project directory {}: {e}",
+            cli.dir.display()
+        ));
+        return ExitCode::from(1);
+    }
+    cli.dir = PathBuf::from(".");
+    match commands::run(&cli, &ui) {
+        Ok(code) => code,
+        Err(e) => {
+            ui.error(&e);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Rendering for the terminal: results to stdout, diagnostics and errors to stderr,
+//! as plain text or JSON. The engine never prints; commands hand their values here.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use lifeboat_engine::apply::Event;
+
+use crate::args::OutputKind;
+use lifeboat_core::diag::Diagnostics;
+
+fn short(id: &str) -> String {
+    lifeboat_core::id::ResourceId::parse(id)
+        .map(|r| r.display_name())
+        .unwrap_or_else(|_| id.to_string())
+}
+
+pub struct Ui {
+    pub output: OutputKind,
+    /// Progress bars only on an interactive terminal, never in CI logs.
+    pub progress: bool,
+    bars: Mutex<Option<Bars>>,
+}
+
+/// Live bars: one overall, one per running resource (the first few; the rest are
+/// counted in the overall bar's message).
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    running: HashMap<String, ProgressBar>,
+}
+
+const MAX_RESOURCE_BARS: usize = 12;
+
+impl Ui {
+    pub fn new(output: OutputKind, no_progress: bool) -> Ui {
+        Ui {
+            output,
+            progress: !no_progress
+                && output == OutputKind::Human
+                && std::io::stderr().is_terminal(),
+            bars: Mutex::new(None),
+        }
+    }
+
+    /// Render one engine event: a JSON line, a bar update, or a plain timestamped line.
+    pub fn event(&self, e: &Event) {
+        if self.json() {
+            self.print(&serde_json::to_string(e).expect("event serializes"));
+            return;
+        }
+        if self.progress {
+            return self.bar_event(e);
+        }
+        let now = jiff::Timestamp::now().strftime("%H:%M:%S%.3fZ");
+        let line = match e {
+            Event::Started { id, action, .. } => {
+                format!("{now} {} {:<7} {id}", action.symbol(), action.as_str())
+            }
+            Event::Finished {
+                id,
+                action,
+                duration_ms,
+            } => {
+                format!(
+                    "{now}   done    {id} ({} in {:.1} s)",
+                    action.as_str(),
+                    *duration_ms as f64 / 1000.0
+                )
+            }
+            Event::Failed { id, error, .. } => format!("{now}   FAILED  {id}: {error}"),
+            Event::Skipped { id, because, .. } => format!("{now}   skipped {id}: {because}"),
+            Event::Progress { .. } => return,
+        };
+        eprintln!("{line}");
+    }
+
+    /// Render an image-build event: one line per build start and end (builds are
+    /// long and few, so no bars), or a JSON line.
+    pub fn image_event(&self, e: &lifeboat_engine::ops::image::ImageEvent) {
+        use lifeboat_engine::ops::image::ImageEvent;
+        if self.json() {
+            self.print(&serde_json::to_string(e).expect("event serializes"));
+            return;
+        }
+        let now = jiff::Timestamp::now().strftime("%H:%M:%S%.3fZ");
+        let line = match e {
+            ImageEvent::Building { tenant, version } => {
+                format!("{now} building  {tenant} HiX image {version}")
+            }
+            ImageEvent::Built {
+                tenant,
+                version,
+                duration_ms,
+            } => {
+                format!(
+                    "{now} built     {tenant} HiX image {version} in {:.1} s",
+                    *duration_ms as f64 / 1000.0
+                )
+            }
+            ImageEvent::Exists { tenant, version } => {
+                format!("{now} exists    {tenant} HiX image {version} (not rebuilt)")
+            }
+            ImageEvent::Failed {
+                tenant,
+                version,
+                error,
+            } => format!("{now} FAILED    {tenant} HiX image {version}: {error}"),
+        };
+        eprintln!("{line}");
+    }
+
+    /// A Disaster Activation Plan step, as it starts and ends (stderr; JSON lines
+    /// on stdout with `--output json`).
+    pub fn dap_event(&self, e: &lifeboat_engine::ops::dap::DapEvent) {
+        use lifeboat_engine::ops::dap::DapEvent;
+        if self.json() {
+            self.print(&serde_json::to_string(e).expect("event serializes"));
+            return;
+        }
+        let now = jiff::Timestamp::now().strftime("%H:%M:%S%.3fZ");
+        match e {
+            DapEvent::Started { tenant, step } => eprintln!("{now} {tenant} {step} ..."),
+            DapEvent::Finished { tenant, step } => eprintln!(
+                "{now} {tenant} {} {} in {:.2} s: {}",
+                step.name,
+                step.outcome.to_uppercase(),
+                step.duration_ms as f64 / 1000.0,
+                step.detail
+            ),
+        }
+    }
+
+    fn bar_event(&self, e: &Event) {
+        let mut guard = self.bars.lock().expect("bars");
+        let bars = guard.get_or_insert_with(|| {
+            let multi = MultiProgress::new();
+            let overall = multi.add(ProgressBar::new(0));
+            overall.set_style(
+                ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} {msg}")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            Bars {
+                multi,
+                overall,
+                running: HashMap::new(),
+            }
+        });
+        match e {
+            Event::Started { id, action, .. } => {
+                if bars.running.len() < MAX_RESOURCE_BARS {
+                    let pb = bars.multi.add(ProgressBar::new_spinner());
+                    pb.set_style(
+                        ProgressStyle::with_template("  {spinner} {elapsed:>4} {msg}")
+                            .expect("template"),
+                    );
+                    pb.set_message(format!("{} {}", action.symbol(), short(id)));
+                    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+                    bars.running.insert(id.clone(), pb);
+                }
+            }
+            Event::Finished { id, .. } | Event::Skipped { id, .. } => {
+                if let Some(pb) = bars.running.remove(id) {
+                    pb.finish_and_clear();
+                }
+            }
+            Event::Failed { id, error, .. } => {
+                if let Some(pb) = bars.running.remove(id) {
+                    pb.finish_and_clear();
+                }
+                let _ = bars.multi.println(format!("FAILED {id}: {error}"));
+            }
+            Event::Progress { done, total } => {
+                bars.overall.set_length(*total as u64);
+                bars.overall.set_position(*done as u64);
+                if done == total {
+                    bars.overall.finish_and_clear();
+                }
+            }
+        }
+    }
+
+    pub fn json(&self) -> bool {
+        self.output == OutputKind::Json
+    }
+
+    /// A result document on stdout.
+    pub fn print(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        if !text.ends_with('\n') {
+            let _ = out.write_all(b"\n");
+        }
+    }
+
+    pub fn print_json(&self, v: &serde_json::Value) {
+        self.print(&serde_json::to_string_pretty(v).expect("JSON serializes"));
+    }
+
+    /// A note for people, on stderr (kept off stdout so JSON stays parseable).
+    pub fn note(&self, text: &str) {
+        if !self.json() {
+            eprintln!("{text}");
+        }
+    }
+
+    pub fn diagnostics(&self, d: &Diagnostics) {
+        if self.json() {
+            self.print_json(&json!({"valid": false, "errors": d.0}));
+        } else {
+            eprintln!("{d}");
+        }
+    }
+
+    /// The error and its causes, once.
+    pub fn error(&self, e: &anyhow::Error) {
+        if self.json() {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            self.print_json(&json!({"error": e.to_string(), "causes": chain[1..]}));
+        } else {
+            eprintln!("error: {e:#}");
+        }
+    }
+}

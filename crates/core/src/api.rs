@@ -1,0 +1,50 @@
+//! The one table of ARM api-versions lifeboat speaks outside its templates:
+//! operations (DAP, images), orphans no template declares any more, and the
+//! emulator's own writes. Templates name their own api-version per resource;
+//! everything else takes it from here, so an upgrade is one edit.
+
+/// Virtual machines, their actions (start, deallocate, runCommand) and views.
+pub const COMPUTE: &str = "2024-07-01";
+/// Managed disks.
+pub const DISKS: &str = "2024-03-02";
+/// Azure Compute Gallery: galleries, image definitions and versions.
+pub const GALLERY: &str = "2023-07-03";
+/// Azure Image Builder templates (`Microsoft.VirtualMachineImages`).
+pub const IMAGE_BUILDER: &str = "2024-02-01";
+/// Virtual networks, NSGs and their rules, load balancers, public IPs.
+pub const NETWORK: &str = "2024-05-01";
+/// Resource groups.
+pub const RESOURCE_GROUPS: &str = "2021-04-01";
+/// Subscriptions.
+pub const SUBSCRIPTIONS: &str = "2022-12-01";
+/// Storage accounts, blob services and containers.
+pub const STORAGE: &str = "2023-05-01";
+/// Key Vaults and their keys.
+pub const KEY_VAULT: &str = "2023-07-01";
+/// Role assignments.
+pub const AUTHORIZATION: &str = "2022-04-01";
+/// Log Analytics workspaces.
+pub const OPERATIONAL_INSIGHTS: &str = "2023-09-01";
+
+/// The ARM type of a gallery image version (what an image build produces).
+pub const IMAGE_VERSION_TYPE: &str = "Microsoft.Compute/galleries/images/versions";
+
+/// The api-version for a type no template declares (an orphan of a removed
+/// template), by provider.
+pub fn for_type(resource_type: &str) -> &'static str {
+    let t = resource_type.to_ascii_lowercase();
+    match t.as_str() {
+        "microsoft.resources/subscriptions" => SUBSCRIPTIONS,
+        "microsoft.resources/resourcegroups" => RESOURCE_GROUPS,
+        _ if t.starts_with("microsoft.network/") => NETWORK,
+        _ if t.starts_with("microsoft.compute/galleries") => GALLERY,
+        _ if t.starts_with("microsoft.compute/disks") => DISKS,
+        _ if t.starts_with("microsoft.compute/") => COMPUTE,
+        _ if t.starts_with("microsoft.storage/") => STORAGE,
+        _ if t.starts_with("microsoft.keyvault/") => KEY_VAULT,
+        _ if t.starts_with("microsoft.authorization/") => AUTHORIZATION,
+        _ if t.starts_with("microsoft.operationalinsights/") => OPERATIONAL_INSIGHTS,
+        _ if t.starts_with("microsoft.virtualmachineimages/") => IMAGE_BUILDER,
+        _ => RESOURCE_GROUPS,
+    }
+}

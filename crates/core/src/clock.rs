@@ -1,0 +1,61 @@
+//! The one clock. `LIFEBOAT_NOW` (RFC 3339) stands in for the current time
+//! everywhere lifeboat judges time (maintenance windows, waiver expiry, RPO ages,
+//! run ids, audit records, drill reports), so a change review can rehearse an
+//! apply at its planned time and tests pin the clock. It never sleeps: waits are
+//! measured on the monotonic clock by the engine.
+
+use jiff::Timestamp;
+
+/// The variable that pins the clock.
+pub const NOW_VAR: &str = "LIFEBOAT_NOW";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{NOW_VAR}={value}: not an RFC 3339 time ({reason})")]
+pub struct ClockError {
+    pub value: String,
+    pub reason: String,
+}
+
+/// The current time, or `LIFEBOAT_NOW` when it is set.
+pub fn now() -> Result<Timestamp, ClockError> {
+    match std::env::var(NOW_VAR) {
+        Ok(s) if !s.is_empty() => parse(&s),
+        _ => Ok(Timestamp::now()),
+    }
+}
+
+/// The current time for records and labels, where a malformed `LIFEBOAT_NOW`
+/// was already refused by the command that started (falls back to the real time).
+pub fn now_or_real() -> Timestamp {
+    now().unwrap_or_else(|_| Timestamp::now())
+}
+
+/// Today's date in UTC: waivers are valid through their expiry date.
+pub fn today() -> Result<jiff::civil::Date, ClockError> {
+    Ok(now()?.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
+}
+
+fn parse(s: &str) -> Result<Timestamp, ClockError> {
+    s.parse().map_err(|e: jiff::Error| ClockError {
+        value: s.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rfc3339_and_names_the_variable() {
+        assert_eq!(
+            parse("2026-11-28T21:30:00Z").unwrap().to_string(),
+            "2026-11-28T21:30:00Z"
+        );
+        let e = parse("tomorrow").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("LIFEBOAT_NOW=tomorrow: not an RFC 3339 time")
+        );
+    }
+}

@@ -1,0 +1,420 @@
+//! Cost per tenant: what an emergency environment costs idle (per month, front-ends
+//! deallocated, the SQL back-end running its restores) and activated (per hour,
+//! everything running), for the declared graph and for what runs now, so a plan
+//! shows the delta of a change. Also reads the Azure Retail Prices API format into
+//! the price table (`pricing refresh`). Pure: the command layer reads and writes
+//! the table file and fetches the API pages.
+//!
+//! Left out on purpose: usage-based charges (log-backup storage, Log Analytics
+//! ingestion, egress) depend on the hospital's traffic, not on the manifest; the
+//! SQL Server licence of the standby copy is covered by the Software Assurance
+//! disaster-recovery benefit (a passive replica needs no licence).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::graph::{Graph, PowerState};
+use crate::model::sizes;
+use crate::observed::PriorState;
+
+/// Azure's convention for monthly figures.
+pub const HOURS_PER_MONTH: f64 = 730.0;
+
+/// The embedded West Europe table (`pricing/westeurope.json` in the repository).
+pub const EMBEDDED_WESTEUROPE: &str = include_str!("../../../../pricing/westeurope.json");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PriceTable {
+    pub region: String,
+    pub currency: String,
+    /// When the prices were taken (`YYYY-MM-DD`).
+    pub date: String,
+    /// Where they came from.
+    pub source: String,
+    /// Windows pay-as-you-go price per hour, by ARM size name.
+    pub vm_hourly: BTreeMap<String, f64>,
+    /// Managed disk price per month, by SKU and tier (`Premium_LRS` -> `P30`).
+    pub disk_monthly: BTreeMap<String, BTreeMap<String, f64>>,
+    pub public_ip_hourly: f64,
+    pub load_balancer_hourly: f64,
+    /// An HSM-protected RSA 3072 key in a Premium Key Vault.
+    pub hsm_key_monthly: f64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    pub idle_monthly: f64,
+    pub active_hourly: f64,
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, o: Cost) {
+        self.idle_monthly += o.idle_monthly;
+        self.active_hourly += o.active_hourly;
+    }
+}
+
+/// One row of the plan's cost table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantCost {
+    /// `None`: the shared layer.
+    pub tenant: Option<String>,
+    /// As declared (after this plan).
+    pub declared: Cost,
+    /// As deployed now.
+    pub current: Cost,
+    pub delta_idle_monthly: f64,
+    pub delta_active_hourly: f64,
+    /// Priced items the table has no price for (counted as 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpriced: Vec<String>,
+}
+
+/// The cost block of a plan: the table it used and one row per layer in scope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostEstimate {
+    pub currency: String,
+    pub prices_date: String,
+    pub prices_source: String,
+    pub tenants: Vec<TenantCost>,
+}
+
+fn hourly(cost: f64, deallocated_when_idle: bool) -> Cost {
+    Cost {
+        idle_monthly: if deallocated_when_idle {
+            0.0
+        } else {
+            cost * HOURS_PER_MONTH
+        },
+        active_hourly: cost,
+    }
+}
+
+fn monthly(cost: f64) -> Cost {
+    Cost {
+        idle_monthly: cost,
+        active_hourly: cost / HOURS_PER_MONTH,
+    }
+}
+
+impl PriceTable {
+    pub fn parse(text: &str) -> Result<PriceTable, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    fn disk(&self, sku: &str, gib: u32, unpriced: &mut Vec<String>) -> Cost {
+        let price = sizes::disk_perf(sku, gib)
+            .and_then(|p| self.disk_monthly.get(sku)?.get(p.tier).copied());
+        match price {
+            Some(p) => monthly(p),
+            None => {
+                unpriced.push(format!("disk {sku} {gib} GiB"));
+                Cost::default()
+            }
+        }
+    }
+
+    /// The cost of one resource body. `deallocated` VMs cost nothing for compute
+    /// while idle, but their disks still do.
+    pub fn resource(
+        &self,
+        resource_type: &str,
+        body: &Value,
+        deallocated: bool,
+        unpriced: &mut Vec<String>,
+    ) -> Cost {
+        let s = |p: &str| body.pointer(p).and_then(Value::as_str);
+        let mut c = Cost::default();
+        match resource_type.to_ascii_lowercase().as_str() {
+            "microsoft.compute/virtualmachines" => {
+                if let Some(size) = s("/properties/hardwareProfile/vmSize") {
+                    match self.vm_hourly.get(size) {
+                        Some(&p) => c += hourly(p, deallocated),
+                        None => unpriced.push(format!("VM size {size}")),
+                    }
+                }
+                // Windows images' OS disks are 128 GiB unless sized.
+                let os = "/properties/storageProfile/osDisk";
+                if let Some(sku) = s(&format!("{os}/managedDisk/storageAccountType")) {
+                    let gib = body
+                        .pointer(&format!("{os}/diskSizeGB"))
+                        .and_then(Value::as_u64)
+                        .unwrap_or(128) as u32;
+                    c += self.disk(sku, gib, unpriced);
+                }
+            }
+            "microsoft.compute/disks" => {
+                if let (Some(sku), Some(gib)) = (
+                    s("/sku/name"),
+                    body.pointer("/properties/diskSizeGB")
+                        .and_then(Value::as_u64),
+                ) {
+                    c += self.disk(sku, gib as u32, unpriced);
+                }
+            }
+            "microsoft.network/publicipaddresses" => c += hourly(self.public_ip_hourly, false),
+            "microsoft.network/loadbalancers" => c += hourly(self.load_balancer_hourly, false),
+            "microsoft.keyvault/vaults/keys" if s("/properties/kty") == Some("RSA-HSM") => {
+                c += monthly(self.hsm_key_monthly)
+            }
+            _ => {}
+        }
+        c
+    }
+}
+
+/// Declared and current cost per layer of `graph` (shared first, then tenants).
+pub fn estimate(graph: &Graph, prior: &PriorState, prices: &PriceTable) -> CostEstimate {
+    let mut rows: BTreeMap<Option<String>, TenantCost> = BTreeMap::new();
+    let mut deallocated: std::collections::HashMap<&str, bool> = Default::default();
+    for r in &graph.resources {
+        let d = r.lifecycle.power_state == Some(PowerState::Deallocated);
+        deallocated.insert(r.id.key(), d);
+        let e = rows.entry(r.tenant.clone()).or_insert_with(|| TenantCost {
+            tenant: r.tenant.clone(),
+            declared: Cost::default(),
+            current: Cost::default(),
+            delta_idle_monthly: 0.0,
+            delta_active_hourly: 0.0,
+            unpriced: Vec::new(),
+        });
+        let c = prices.resource(&r.resource_type, &r.body, d, &mut e.unpriced);
+        e.declared += c;
+    }
+    let layers: Vec<Option<String>> = rows.keys().cloned().collect();
+    for o in &prior.resources {
+        let Some(owner) = prior.ownership(o) else {
+            continue;
+        };
+        if !layers.contains(&owner.tenant) {
+            continue;
+        }
+        let d = deallocated.get(o.id.key()).copied().unwrap_or(false);
+        let mut ignored = Vec::new();
+        let c = prices.resource(&o.resource_type, &o.body, d, &mut ignored);
+        if let Some(e) = rows.get_mut(&owner.tenant) {
+            e.current += c;
+        }
+    }
+    let tenants = rows
+        .into_values()
+        .map(|mut e| {
+            e.delta_idle_monthly = e.declared.idle_monthly - e.current.idle_monthly;
+            e.delta_active_hourly = e.declared.active_hourly - e.current.active_hourly;
+            e.unpriced.sort();
+            e.unpriced.dedup();
+            e
+        })
+        .collect();
+    CostEstimate {
+        currency: prices.currency.clone(),
+        prices_date: prices.date.clone(),
+        prices_source: prices.source.clone(),
+        tenants,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PricingError {
+    #[error("{page}: not an Azure Retail Prices API page: {source}")]
+    Page {
+        page: String,
+        source: serde_json::Error,
+    },
+}
+
+/// What a refresh changed.
+#[derive(Debug, Default, Serialize)]
+pub struct Refresh {
+    pub items_read: usize,
+    pub prices_updated: usize,
+    /// Sizes and tiers of the table the pages did not price (kept as they were).
+    pub not_found: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RetailPage {
+    items: Vec<Value>,
+    next_page_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RetailItem {
+    #[serde(default)]
+    arm_region_name: String,
+    #[serde(default)]
+    arm_sku_name: String,
+    retail_price: f64,
+    #[serde(default)]
+    service_name: String,
+    #[serde(default)]
+    product_name: String,
+    #[serde(default)]
+    sku_name: String,
+    #[serde(default)]
+    meter_name: String,
+    #[serde(default, rename = "type")]
+    price_type: String,
+}
+
+/// One page of the Retail Prices API: its items, and the next page's URL.
+pub fn parse_page(page: &str, text: &str) -> Result<(Vec<Value>, Option<String>), PricingError> {
+    let p: RetailPage = serde_json::from_str(text).map_err(|source| PricingError::Page {
+        page: page.into(),
+        source,
+    })?;
+    Ok((p.items, p.next_page_link.filter(|l| !l.is_empty())))
+}
+
+/// The OData filter for the meters the table holds.
+pub fn api_filter(region: &str) -> String {
+    format!(
+        "armRegionName eq '{region}' and priceType eq 'Consumption' and (serviceName eq 'Virtual Machines' or serviceName eq 'Storage' or serviceName eq 'Virtual Network' or serviceName eq 'Load Balancer' or serviceName eq 'Key Vault')"
+    )
+}
+
+impl PriceTable {
+    /// Update the prices the items carry (Windows pay-as-you-go VMs, LRS managed
+    /// disks, the Standard static public IP, the Standard load balancer, Premium
+    /// HSM keys); everything else in the table stays.
+    pub fn refresh(&mut self, items: &[Value], date: &str, source: &str) -> Refresh {
+        let mut r = Refresh {
+            items_read: items.len(),
+            ..Refresh::default()
+        };
+        let mut seen = std::collections::HashSet::new();
+        for v in items {
+            let Ok(i) = serde_json::from_value::<RetailItem>(v.clone()) else {
+                continue;
+            };
+            if (!i.arm_region_name.is_empty() && i.arm_region_name != self.region)
+                || (!i.price_type.is_empty() && i.price_type != "Consumption")
+            {
+                continue;
+            }
+            let slot: Option<&mut f64> = match i.service_name.as_str() {
+                "Virtual Machines"
+                    if i.product_name.ends_with(" Windows")
+                        && !i.sku_name.contains("Spot")
+                        && !i.sku_name.contains("Low Priority") =>
+                {
+                    self.vm_hourly.get_mut(&i.arm_sku_name)
+                }
+                "Storage" => {
+                    let family = if i.product_name.starts_with("Premium SSD Managed Disks") {
+                        Some("Premium")
+                    } else if i.product_name.starts_with("Standard SSD Managed Disks") {
+                        Some("StandardSSD")
+                    } else if i.product_name.starts_with("Standard HDD Managed Disks") {
+                        Some("Standard")
+                    } else {
+                        None
+                    };
+                    // meterName `P30 LRS Disk`
+                    let mut m = i.meter_name.split_whitespace();
+                    match (family, m.next(), m.next(), m.next()) {
+                        (Some(f), Some(tier), Some(red), Some("Disk")) => self
+                            .disk_monthly
+                            .get_mut(&format!("{f}_{red}"))
+                            .and_then(|t| t.get_mut(tier)),
+                        _ => None,
+                    }
+                }
+                "Virtual Network" if i.meter_name == "Standard IPv4 Static Public IP" => {
+                    Some(&mut self.public_ip_hourly)
+                }
+                "Load Balancer" if i.meter_name.starts_with("Standard Included LB Rules") => {
+                    Some(&mut self.load_balancer_hourly)
+                }
+                "Key Vault" if i.meter_name == "Premium Advanced Key" => {
+                    Some(&mut self.hsm_key_monthly)
+                }
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                *slot = i.retail_price;
+                r.prices_updated += 1;
+                seen.insert(format!(
+                    "{}|{}|{}",
+                    i.service_name, i.arm_sku_name, i.meter_name
+                ));
+                if i.service_name == "Virtual Machines" {
+                    seen.insert(format!("vm:{}", i.arm_sku_name));
+                }
+            }
+        }
+        r.not_found = self
+            .vm_hourly
+            .keys()
+            .filter(|k| !seen.contains(&format!("vm:{k}")))
+            .cloned()
+            .collect();
+        self.date = date.into();
+        self.source = source.into();
+        r
+    }
+}
+
+impl CostEstimate {
+    pub fn row(&self, tenant: Option<&str>) -> Option<&TenantCost> {
+        self.tenants.iter().find(|t| t.tenant.as_deref() == tenant)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn table() -> PriceTable {
+        PriceTable::parse(EMBEDDED_WESTEUROPE).unwrap()
+    }
+
+    #[test]
+    fn deallocated_vms_cost_only_their_disks_when_idle() {
+        let t = table();
+        let vm = json!({"properties": {"hardwareProfile": {"vmSize": "Standard_D4s_v5"},
+            "storageProfile": {"osDisk": {"managedDisk": {"storageAccountType": "StandardSSD_LRS"}}}}});
+        let mut u = Vec::new();
+        let idle = t.resource("Microsoft.Compute/virtualMachines", &vm, true, &mut u);
+        let running = t.resource("Microsoft.Compute/virtualMachines", &vm, false, &mut u);
+        let e10 = t.disk_monthly["StandardSSD_LRS"]["E10"];
+        assert!((idle.idle_monthly - e10).abs() < 1e-9);
+        let d4 = t.vm_hourly["Standard_D4s_v5"];
+        assert!((running.idle_monthly - (d4 * HOURS_PER_MONTH + e10)).abs() < 1e-6);
+        assert!((idle.active_hourly - (d4 + e10 / HOURS_PER_MONTH)).abs() < 1e-9);
+        assert!(u.is_empty());
+        let odd = json!({"properties": {"hardwareProfile": {"vmSize": "Standard_M416ms_v2"}}});
+        t.resource("Microsoft.Compute/virtualMachines", &odd, false, &mut u);
+        assert_eq!(u, ["VM size Standard_M416ms_v2"]);
+    }
+
+    #[test]
+    fn refresh_reads_retail_items() {
+        let mut t = table();
+        let vm = |price: f64, product: &str, sku: &str| {
+            json!({"armRegionName": "westeurope", "armSkuName": "Standard_D4s_v5", "retailPrice": price,
+                "serviceName": "Virtual Machines", "productName": product,
+                "skuName": sku, "meterName": sku, "type": "Consumption"})
+        };
+        let items = vec![
+            vm(0.5, "Virtual Machines Dsv5 Series Windows", "D4s v5"),
+            vm(0.1, "Virtual Machines Dsv5 Series Windows", "D4s v5 Spot"),
+            vm(0.2, "Virtual Machines Dsv5 Series", "D4s v5"),
+            json!({"armRegionName": "westeurope", "armSkuName": "", "retailPrice": 160.0,
+                "serviceName": "Storage", "productName": "Premium SSD Managed Disks",
+                "skuName": "P30 LRS", "meterName": "P30 LRS Disk", "type": "Consumption"}),
+        ];
+        let r = t.refresh(&items, "2026-12-01", "test");
+        assert_eq!(r.prices_updated, 2);
+        assert_eq!(t.vm_hourly["Standard_D4s_v5"], 0.5);
+        assert_eq!(t.disk_monthly["Premium_LRS"]["P30"], 160.0);
+        assert_eq!(t.date, "2026-12-01");
+        assert!(r.not_found.contains(&"Standard_E8ds_v5".to_string()));
+    }
+}

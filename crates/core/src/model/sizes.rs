@@ -1,0 +1,151 @@
+//! The VM sizes lifeboat knows, with their vCPUs and memory. Used to reject typos
+//! in manifests (with a suggestion) and, later, to show capacity before and after
+//! a resize. Figures are Azure's published Dv5/Ddsv5/Edsv5/Esv5/Bs specs.
+
+use crate::diag::did_you_mean;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmSize {
+    pub name: &'static str,
+    pub vcpus: u32,
+    pub memory_gib: u32,
+}
+
+const fn s(name: &'static str, vcpus: u32, memory_gib: u32) -> VmSize {
+    VmSize {
+        name,
+        vcpus,
+        memory_gib,
+    }
+}
+
+pub const VM_SIZES: &[VmSize] = &[
+    s("Standard_B2ms", 2, 8),
+    s("Standard_B4ms", 4, 16),
+    s("Standard_D2s_v5", 2, 8),
+    s("Standard_D4s_v5", 4, 16),
+    s("Standard_D8s_v5", 8, 32),
+    s("Standard_D16s_v5", 16, 64),
+    s("Standard_D32s_v5", 32, 128),
+    s("Standard_D2ds_v5", 2, 8),
+    s("Standard_D4ds_v5", 4, 16),
+    s("Standard_D8ds_v5", 8, 32),
+    s("Standard_D16ds_v5", 16, 64),
+    s("Standard_D2as_v5", 2, 8),
+    s("Standard_D4as_v5", 4, 16),
+    s("Standard_D8as_v5", 8, 32),
+    s("Standard_E2s_v5", 2, 16),
+    s("Standard_E4s_v5", 4, 32),
+    s("Standard_E8s_v5", 8, 64),
+    s("Standard_E16s_v5", 16, 128),
+    s("Standard_E2ds_v5", 2, 16),
+    s("Standard_E4ds_v5", 4, 32),
+    s("Standard_E8ds_v5", 8, 64),
+    s("Standard_E16ds_v5", 16, 128),
+    s("Standard_E20ds_v5", 20, 160),
+    s("Standard_E32ds_v5", 32, 256),
+    s("Standard_E48ds_v5", 48, 384),
+    s("Standard_E64ds_v5", 64, 512),
+];
+
+pub fn lookup(name: &str) -> Option<&'static VmSize> {
+    VM_SIZES.iter().find(|s| s.name == name)
+}
+
+/// `Ok` for a known size, else the reason with a suggestion.
+pub fn check(name: &str) -> Result<(), String> {
+    if lookup(name).is_some() {
+        return Ok(());
+    }
+    match did_you_mean(name, VM_SIZES.iter().map(|s| s.name)) {
+        Some(hint) => Err(format!("unknown VM size `{name}`, did you mean `{hint}`?")),
+        None => Err(format!(
+            "unknown VM size `{name}` (lifeboat knows the Bs, Dv5, Ddsv5, Dasv5, Esv5 and Edsv5 sizes)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn suggests_sizes() {
+        assert!(super::check("Standard_D4s_v5").is_ok());
+        let e = super::check("Standard_D4s_v4").unwrap_err();
+        assert!(e.contains("did you mean `Standard_D4s_v5`"), "{e}");
+    }
+}
+
+/// A managed disk's provisioned performance: IOPS and MB/s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskPerf {
+    pub tier: &'static str,
+    pub iops: u32,
+    pub mbps: u32,
+}
+
+/// Performance of a managed disk of `sku` and `size_gib`: the smallest tier that
+/// holds it (Azure's published Premium SSD, Standard SSD and Standard HDD tiers).
+pub fn disk_perf(sku: &str, size_gib: u32) -> Option<DiskPerf> {
+    const PREMIUM: &[(u32, &str, u32, u32)] = &[
+        (32, "P4", 120, 25),
+        (64, "P6", 240, 50),
+        (128, "P10", 500, 100),
+        (256, "P15", 1100, 125),
+        (512, "P20", 2300, 150),
+        (1024, "P30", 5000, 200),
+        (2048, "P40", 7500, 250),
+        (4096, "P50", 7500, 250),
+        (8192, "P60", 16000, 500),
+        (16384, "P70", 18000, 750),
+        (32767, "P80", 20000, 900),
+    ];
+    const STANDARD_SSD: &[(u32, &str, u32, u32)] = &[
+        (32, "E4", 500, 100),
+        (64, "E6", 500, 100),
+        (128, "E10", 500, 100),
+        (256, "E15", 500, 100),
+        (512, "E20", 500, 100),
+        (1024, "E30", 500, 100),
+        (2048, "E40", 500, 100),
+        (4096, "E50", 500, 100),
+        (8192, "E60", 2000, 400),
+        (16384, "E70", 4000, 600),
+        (32767, "E80", 6000, 750),
+    ];
+    const STANDARD_HDD: &[(u32, &str, u32, u32)] = &[
+        (32, "S4", 500, 60),
+        (64, "S6", 500, 60),
+        (128, "S10", 500, 60),
+        (256, "S15", 500, 60),
+        (512, "S20", 500, 60),
+        (1024, "S30", 500, 60),
+        (2048, "S40", 500, 60),
+        (4096, "S50", 500, 60),
+        (8192, "S60", 1300, 300),
+        (16384, "S70", 2000, 500),
+        (32767, "S80", 2000, 500),
+    ];
+    let table = match sku {
+        "Premium_LRS" | "Premium_ZRS" => PREMIUM,
+        "StandardSSD_LRS" | "StandardSSD_ZRS" => STANDARD_SSD,
+        "Standard_LRS" => STANDARD_HDD,
+        _ => return None,
+    };
+    table
+        .iter()
+        .find(|(max, ..)| size_gib <= *max)
+        .map(|&(_, tier, iops, mbps)| DiskPerf { tier, iops, mbps })
+}
+
+#[cfg(test)]
+mod disk_tests {
+    use super::*;
+
+    #[test]
+    fn tiers_by_size_and_sku() {
+        assert_eq!(disk_perf("Premium_LRS", 1024).unwrap().tier, "P30");
+        assert_eq!(disk_perf("Premium_LRS", 1025).unwrap().iops, 7500);
+        assert_eq!(disk_perf("StandardSSD_LRS", 1024).unwrap().iops, 500);
+        assert!(disk_perf("UltraSSD_LRS", 1024).is_none());
+    }
+}

@@ -1,0 +1,275 @@
+//! The local cloud's persistent resource store: one JSON file per resource under
+//! `<project>/.lifeboat/cloud/resources/`, written atomically (temp file + rename)
+//! so a crash never leaves a half-written resource.
+//!
+//! Owns the on-disk format only. It never decides what a resource should look like.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use lifeboat_core::id::ResourceId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("local cloud store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("local cloud store {path}: corrupt resource file: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// A resource as the cloud holds it: what a GET returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredResource {
+    pub id: ResourceId,
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    pub api_version: String,
+    pub body: Value,
+    /// The resource's latest operation; its state is a function of this and the
+    /// clock, so nothing has to run in the background (and a restart loses nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
+    /// VM power state (`running`, `deallocated`, ...), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<String>,
+    /// Emulated SQL Server restore mode of a SQL VM (`norecovery`, `standby`, `recovery`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_mode: Option<String>,
+    /// Log shipping into a SQL VM: when it began and, once the database was
+    /// recovered read-write, when restores stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping: Option<super::sql::Shipping>,
+    /// Not visible before this wall-clock time (an image version appears when its
+    /// build finishes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible_from_ms: Option<u64>,
+    /// When replication to every target region completes (image versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicated_ms: Option<u64>,
+}
+
+/// What the operation does when it completes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum OpKind {
+    Put {
+        creating: bool,
+    },
+    Delete,
+    /// A POST action; `power` is the VM power state it leaves.
+    Action {
+        name: String,
+        power: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
+    },
+}
+
+/// A long-running operation on one resource, in wall-clock milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: OpKind,
+    pub started_ms: u64,
+    pub done_ms: u64,
+    /// `(code, message)` when the operation is set to fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<(String, String)>,
+}
+
+pub struct Store {
+    dir: PathBuf,
+    /// The parsed resources and the directory's mtime they were read at: Resource
+    /// Graph and Log Analytics queries scan everything, and a fleet is 20,000 files.
+    /// Every write through this store drops it; a write by another process changes
+    /// the directory's mtime (files are renamed into place).
+    scanned: std::sync::Mutex<Option<(std::time::SystemTime, std::sync::Arc<Vec<StoredResource>>)>>,
+}
+
+impl Store {
+    /// The store of the project at `root`.
+    pub fn for_project(root: &Path) -> Store {
+        Store::at(root.join(".lifeboat").join("cloud"))
+    }
+
+    pub fn at(dir: PathBuf) -> Store {
+        Store {
+            dir,
+            scanned: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn forget_scan(&self) {
+        *self.scanned.lock().expect("scan cache") = None;
+    }
+
+    fn resources_dir(&self) -> PathBuf {
+        self.dir.join("resources")
+    }
+
+    fn vault_dir(&self) -> PathBuf {
+        self.dir.join("vault")
+    }
+
+    /// `<dir>/<sha-256 prefix of the id>.json`.
+    fn file_in(dir: &Path, id: &ResourceId) -> PathBuf {
+        let digest = Sha256::digest(id.key().as_bytes());
+        dir.join(format!("{}.json", lifeboat_core::id::hex(&digest[..16])))
+    }
+
+    fn file_for(&self, id: &ResourceId) -> PathBuf {
+        Self::file_in(&self.resources_dir(), id)
+    }
+
+    /// Write atomically: a reader sees the old or the new file, never a mix.
+    fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(Self::io(dir))?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).map_err(Self::io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(Self::io(path))
+    }
+
+    /// Every `*.json` in `dir`, parsed; an absent directory is empty.
+    fn read_all<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<T>, StoreError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Self::io(dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(Self::io(dir))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(Self::io(&path))?;
+            out.push(
+                serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                    path: path.clone(),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Every stored resource, sorted by id. An absent store is an empty cloud.
+    pub fn list(&self) -> Result<Vec<StoredResource>, StoreError> {
+        Ok(self.scan()?.as_ref().clone())
+    }
+
+    /// Every stored resource, sorted by id, shared: concurrent scans wait for one
+    /// read of the directory, and later ones reuse it until something is written.
+    pub fn scan(&self) -> Result<std::sync::Arc<Vec<StoredResource>>, StoreError> {
+        let dir = self.resources_dir();
+        let mut cache = self.scanned.lock().expect("scan cache");
+        let mtime = std::fs::metadata(&dir).and_then(|m| m.modified()).ok();
+        if let (Some(m), Some((at, all))) = (mtime, cache.as_ref())
+            && *at == m
+        {
+            return Ok(all.clone());
+        }
+        let mut out: Vec<StoredResource> = Self::read_all(&dir)?;
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        let all = std::sync::Arc::new(out);
+        *cache = mtime.map(|m| (m, all.clone()));
+        Ok(all)
+    }
+
+    pub fn get(&self, id: &ResourceId) -> Result<Option<StoredResource>, StoreError> {
+        let path = self.file_for(id);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StoreError::Corrupt { path, source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Self::io(&path)(e)),
+        }
+    }
+
+    /// Write atomically: a reader sees the old or the new resource, never a mix.
+    pub fn put(&self, r: &StoredResource) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(r).expect("a JSON value serializes");
+        let done = Self::write_atomic(&self.file_for(&r.id), &bytes);
+        self.forget_scan();
+        done
+    }
+
+    /// Key Vault's data plane: a secret's value, kept apart from the ARM resource
+    /// (whose GET never returns it), as Key Vault keeps it.
+    pub fn put_secret(&self, id: &ResourceId, value: &str) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(&serde_json::json!({"id": id.as_str(), "value": value}))
+            .expect("JSON");
+        Self::write_atomic(&Self::file_in(&self.vault_dir(), id), &bytes)
+    }
+
+    /// Every secret value in the vault (for tests that prove none leaks).
+    pub fn secret_values(&self) -> Result<Vec<String>, StoreError> {
+        let all: Vec<Value> = Self::read_all(&self.vault_dir())?;
+        Ok(all
+            .iter()
+            .filter_map(|v| v.get("value")?.as_str().map(str::to_string))
+            .collect())
+    }
+
+    pub fn delete(&self, id: &ResourceId) -> Result<bool, StoreError> {
+        let path = self.file_for(id);
+        self.forget_scan();
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Self::io(&path)(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let dir = std::env::temp_dir().join(format!("lifeboat-store-{}", std::process::id()));
+        let store = Store::at(dir.clone());
+        assert!(store.list().unwrap().is_empty());
+        let id = ResourceId::parse("/subscriptions/s/resourceGroups/rg").unwrap();
+        let r = StoredResource {
+            id: id.clone(),
+            resource_type: "Microsoft.Resources/resourceGroups".into(),
+            api_version: "2021-04-01".into(),
+            body: serde_json::json!({"location": "westeurope"}),
+            operation: None,
+            power: None,
+            sql_mode: None,
+            shipping: None,
+            visible_from_ms: None,
+            replicated_ms: None,
+        };
+        store.put(&r).unwrap();
+        assert_eq!(store.get(&id).unwrap(), Some(r.clone()));
+        assert_eq!(store.list().unwrap(), vec![r]);
+        assert!(store.delete(&id).unwrap());
+        assert!(store.get(&id).unwrap().is_none());
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

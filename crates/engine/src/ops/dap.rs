@@ -1,0 +1,1004 @@
+//! The Disaster Activation Plan: `activate` and `deactivate` of one tenant as a
+//! small DAG of timed steps, and what a drill runs (activate, verify, deactivate).
+//!
+//! Activation: preflight (tenant provisioned and not active; the SQL secondary's
+//! log-shipping state read through a runCommand — the RPO is the age of the newest
+//! log backup it holds, refused above `rpoTargetMinutes` unless forced) -> SQL to
+//! STANDBY (read-only; restores go on) in parallel with starting every front-end ->
+//! open emergency access (the gateway's HDX rule on the front-end NSG) -> mark the
+//! tenant ACTIVE (resource-group tag, which plan/apply and the endpoint catalog
+//! read) -> health probe (front-ends running, database online, access open).
+//! Every step is idempotent, and the tenant is tagged `activating` before any
+//! change, so a re-run after a partial failure continues where it stopped.
+//! Deactivation mirrors it back to the manifest's restore mode.
+//!
+//! Talks to the cloud only through the ARM client and never prints: it reports
+//! [`DapEvent`]s and returns a [`Run`] (rendered by `report::dap`).
+
+use std::time::Instant;
+
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::cloud::client::{ArmClient, ArmError};
+use lifeboat_core::id::ResourceId;
+use lifeboat_core::model::naming::TenantNames;
+use lifeboat_core::model::{Platform, RestoreMode, Tenant};
+use lifeboat_core::plan::ACTIVATION_TAG;
+
+pub const COMPUTE_API: &str = "2024-07-01";
+pub const NETWORK_API: &str = "2024-05-01";
+pub const RG_API: &str = "2021-04-01";
+/// The NSG rule that is the users' way in (Deny while idle).
+pub const ACCESS_RULE: &str = "allow-hdx-from-gateway";
+/// When the tenant was activated, and why (resource-group tags).
+pub const ACTIVATED_AT_TAG: &str = "lifeboat-activated-at";
+pub const REASON_TAG: &str = "lifeboat-activation-reason";
+/// `<RFC 3339> rto=<seconds>s <ok|failed>` of the last drill.
+pub const LAST_DRILL_TAG: &str = "lifeboat-last-drill";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DapError {
+    #[error("tenant {tenant}, {step}: {source}")]
+    Cloud {
+        tenant: String,
+        step: String,
+        source: ArmError,
+    },
+    #[error("tenant {tenant}, {step}: {message}")]
+    Step {
+        tenant: String,
+        step: String,
+        message: String,
+    },
+}
+
+/// What the DAP acts on, from the manifest's derived names.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub tenant: String,
+    pub rg: ResourceId,
+    pub sql_vm: ResourceId,
+    pub frontends: Vec<ResourceId>,
+    pub access_nsg: ResourceId,
+    pub rpo_target_minutes: u32,
+    /// The mode the database waits in while idle.
+    pub idle_mode: &'static str,
+}
+
+impl Target {
+    pub fn derive(p: &Platform, t: &Tenant) -> Target {
+        let n = TenantNames::derive(p, t);
+        let rg = format!(
+            "/subscriptions/{}/resourceGroups/{}",
+            p.subscription_id, n.rg
+        );
+        let id = |s: String| ResourceId::parse(&s).expect("derived ids parse");
+        Target {
+            tenant: t.id.value.clone(),
+            rg: id(rg.clone()),
+            sql_vm: id(format!(
+                "{rg}/providers/Microsoft.Compute/virtualMachines/{}",
+                n.sql.vm
+            )),
+            frontends: n
+                .frontends
+                .iter()
+                .map(|f| {
+                    id(format!(
+                        "{rg}/providers/Microsoft.Compute/virtualMachines/{}",
+                        f.vm
+                    ))
+                })
+                .collect(),
+            access_nsg: id(format!(
+                "{rg}/providers/Microsoft.Network/networkSecurityGroups/{}",
+                n.nsg_frontend
+            )),
+            rpo_target_minutes: t.sql.rpo_target_minutes,
+            idle_mode: match t.sql.restore_mode {
+                RestoreMode::Norecovery => "norecovery",
+                RestoreMode::Standby => "standby",
+            },
+        }
+    }
+}
+
+/// The SQL secondary as `msdb.dbo.log_shipping_monitor_secondary` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqlState {
+    /// `norecovery`, `standby` or `recovery`.
+    pub mode: String,
+    /// `RESTORING` or `ONLINE`.
+    pub state: String,
+    pub last_copied_file: Option<String>,
+    /// When the newest backup the secondary holds was taken.
+    pub last_copied_backup: Option<String>,
+    pub last_restored_file: Option<String>,
+    pub last_restored_backup: Option<String>,
+    /// The server's clock.
+    pub now: String,
+    /// Age of the newest backup held: the data a failover would lose.
+    pub rpo_seconds: Option<i64>,
+    /// How far the restores lag behind now (the deliberate `restoreDelay` plus).
+    pub restore_lag_seconds: Option<i64>,
+}
+
+/// `HIX_20261124003000.trn` -> the backup's time (log shipping names files so).
+pub fn backup_time(file: &str) -> Option<jiff::Timestamp> {
+    let stem = file.strip_suffix(".trn")?;
+    let digits = stem.rsplit('_').next()?;
+    if digits.len() != 14 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let dt = jiff::civil::DateTime::strptime("%Y%m%d%H%M%S", digits).ok()?;
+    dt.to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+impl SqlState {
+    /// From the monitor row (columns of `log_shipping_monitor_secondary`, plus the
+    /// database state and the server's `GETUTCDATE()`).
+    pub fn from_row(row: &serde_json::Map<String, Value>) -> Option<SqlState> {
+        let s = |k: &str| row.get(k).and_then(Value::as_str).map(str::to_string);
+        let now = s("now_utc")?;
+        let now_t: jiff::Timestamp = now.parse().ok()?;
+        let copied = s("last_copied_file");
+        let restored = s("last_restored_file");
+        let at = |f: &Option<String>| f.as_deref().and_then(backup_time);
+        let age = |f: &Option<String>| at(f).map(|t| (now_t - t).as_secs());
+        Some(SqlState {
+            mode: s("restore_mode").unwrap_or_else(|| "norecovery".into()),
+            state: s("state_desc").unwrap_or_default(),
+            last_copied_backup: at(&copied).map(|t| t.to_string()),
+            last_restored_backup: at(&restored).map(|t| t.to_string()),
+            rpo_seconds: age(&copied),
+            restore_lag_seconds: age(&restored),
+            last_copied_file: copied,
+            last_restored_file: restored,
+            now,
+        })
+    }
+
+    pub fn rpo_within(&self, target_minutes: u32) -> bool {
+        self.rpo_seconds
+            .is_some_and(|s| s <= i64::from(target_minutes) * 60)
+    }
+}
+
+/// The monitor query lifeboat runs on the SQL VM (and the columns the emulated
+/// server and the Log Analytics table answer with).
+pub const MONITOR_QUERY: &str = "SELECT m.secondary_database, m.last_copied_file, m.last_copied_date_utc, m.last_restored_file, m.last_restored_date_utc, m.last_restored_latency, d.state_desc, d.is_in_standby, CASE WHEN d.state_desc = 'RESTORING' THEN 'norecovery' WHEN d.is_in_standby = 1 THEN 'standby' ELSE 'recovery' END AS restore_mode, CONVERT(varchar(33), GETUTCDATE(), 127) + 'Z' AS now_utc FROM msdb.dbo.log_shipping_monitor_secondary m JOIN sys.databases d ON d.name = m.secondary_database";
+
+fn script(lines: &[&str]) -> Value {
+    json!({"commandId": "RunPowerShellScript", "script": lines})
+}
+
+/// StdOut of a runCommand's output, or its StdErr as the error.
+fn std_out(output: &Value) -> Result<String, String> {
+    let items = output
+        .get("value")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let msg = |kind: &str| {
+        items
+            .iter()
+            .find(|i| i["code"].as_str().is_some_and(|c| c.contains(kind)))
+            .and_then(|i| i["message"].as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let err = msg("StdErr");
+    if !err.trim().is_empty() {
+        return Err(err);
+    }
+    Ok(msg("StdOut"))
+}
+
+async fn run_script(client: &ArmClient, vm: &ResourceId, lines: &[&str]) -> Result<String, String> {
+    let out = client
+        .action(vm, "runCommand", COMPUTE_API, Some(&script(lines)), false)
+        .await
+        .map_err(|e| e.to_string())?;
+    std_out(&out)
+}
+
+/// Read the secondary's state through a runCommand on the SQL VM.
+pub async fn sql_state(client: &ArmClient, vm: &ResourceId) -> Result<SqlState, String> {
+    let q = format!("$q = \"{MONITOR_QUERY}\"");
+    let out = run_script(
+        client,
+        vm,
+        &[
+            &q,
+            "Invoke-Sqlcmd -Query $q | Select-Object -First 1 | ConvertTo-Json -Compress",
+        ],
+    )
+    .await?;
+    let row: serde_json::Map<String, Value> = serde_json::from_str(&out)
+        .map_err(|e| format!("the monitor query answered `{out}`: {e}"))?;
+    SqlState::from_row(&row).ok_or_else(|| format!("the monitor row has no server time: {out}"))
+}
+
+/// `RESTORE ... WITH NORECOVERY | STANDBY | RECOVERY` on the secondary.
+pub async fn set_sql_mode(client: &ArmClient, vm: &ResourceId, mode: &str) -> Result<(), String> {
+    let cmd = format!("Set-LifeboatSqlMode -Mode {mode}");
+    run_script(client, vm, &[&cmd]).await.map(|_| ())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    pub name: String,
+    /// Offset from the start of the run.
+    pub start_ms: u64,
+    pub duration_ms: u64,
+    /// The step's own operation time: for a fan-out (every front-end at once), the
+    /// slowest single operation, so time lost to queueing or pacing shows as the
+    /// difference between the RTO and the critical path.
+    #[serde(default)]
+    pub operation_ms: u64,
+    /// `ok`, `failed` or `skipped`.
+    pub outcome: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DapEvent {
+    Started { tenant: String, step: String },
+    Finished { tenant: String, step: Step },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    /// `activate` or `deactivate`.
+    pub kind: String,
+    pub tenant: String,
+    pub reason: Option<String>,
+    pub drill: bool,
+    pub read_write: bool,
+    pub started_at: String,
+    pub steps: Vec<Step>,
+    /// `succeeded`, `failed` or `refused`.
+    pub outcome: String,
+    pub error: Option<String>,
+    /// Wall time from the first step's start to the last step's end.
+    pub rto_ms: u64,
+    /// Sum along the DAG's longest chain of the steps' measured durations.
+    pub critical_path_ms: u64,
+    /// `rto_ms` in Azure time (the emulator runs `1 / time_scale` times faster).
+    pub modelled_rto_seconds: f64,
+    pub sql: Option<SqlState>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub reason: Option<String>,
+    /// Activate even when the RPO is above target (or unknown).
+    pub force: bool,
+    /// RESTORE WITH RECOVERY (irreversible); the command asked for confirmation.
+    pub read_write: bool,
+    pub drill: bool,
+}
+
+struct Runner<'a, E: Fn(DapEvent)> {
+    tenant: String,
+    t0: Instant,
+    started_at: String,
+    /// The cloud's time scale (1 on Azure), for the modelled RTO.
+    scale: f64,
+    steps: Vec<Step>,
+    emit: &'a E,
+}
+
+impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
+    fn new(client: &ArmClient, tenant: &str, emit: &'a E) -> Self {
+        Runner {
+            tenant: tenant.to_string(),
+            t0: Instant::now(),
+            started_at: jiff::Timestamp::now().to_string(),
+            scale: client.config().time_scale,
+            steps: Vec::new(),
+            emit,
+        }
+    }
+
+    /// Two steps that run at the same time; both are recorded.
+    async fn pair<A, B>(
+        &mut self,
+        (na, a): (&str, A),
+        (nb, b): (&str, B),
+    ) -> (Result<String, String>, Result<String, String>)
+    where
+        A: std::future::Future<Output = Result<String, String>>,
+        B: std::future::Future<Output = Result<String, String>>,
+    {
+        let start = self.t0.elapsed().as_millis() as u64;
+        for n in [na, nb] {
+            (self.emit)(DapEvent::Started {
+                tenant: self.tenant.clone(),
+                step: n.into(),
+            });
+        }
+        let t0 = self.t0;
+        let ta = async {
+            let r = a.await;
+            (r, t0.elapsed().as_millis() as u64)
+        };
+        let tb = async {
+            let r = b.await;
+            (r, t0.elapsed().as_millis() as u64)
+        };
+        let ((ra, ea), (rb, eb)) = futures::join!(ta, tb);
+        for (n, r, end) in [(na, &ra, ea), (nb, &rb, eb)] {
+            let step = self.finish(n, start, end, r);
+            self.steps.push(step);
+        }
+        (ra, rb)
+    }
+
+    /// A fan-out step's critical operation time (its slowest single operation).
+    fn operation_time(&mut self, name: &str, ms: u64) {
+        if let Some(s) = self.steps.iter_mut().rev().find(|s| s.name == name) {
+            s.operation_ms = ms.min(s.duration_ms);
+        }
+    }
+
+    /// Time one step; its detail on success, the error text on failure.
+    async fn step<F>(&mut self, name: &str, fut: F) -> Result<String, String>
+    where
+        F: std::future::Future<Output = Result<String, String>>,
+    {
+        let start = self.t0.elapsed().as_millis() as u64;
+        (self.emit)(DapEvent::Started {
+            tenant: self.tenant.clone(),
+            step: name.into(),
+        });
+        let r = fut.await;
+        let end = self.t0.elapsed().as_millis() as u64;
+        let step = self.finish(name, start, end, &r);
+        self.steps.push(step);
+        r
+    }
+
+    /// Record a step that ran from `start` to `end` (ms since the run began).
+    fn finish(&self, name: &str, start: u64, end: u64, r: &Result<String, String>) -> Step {
+        let step = Step {
+            name: name.into(),
+            start_ms: start,
+            duration_ms: end - start,
+            operation_ms: end - start,
+            outcome: if r.is_ok() { "ok" } else { "failed" }.into(),
+            detail: match r {
+                Ok(d) | Err(d) => d.clone(),
+            },
+        };
+        (self.emit)(DapEvent::Finished {
+            tenant: self.tenant.clone(),
+            step: step.clone(),
+        });
+        step
+    }
+
+    fn skip(&mut self, names: &[&str]) {
+        let at = self.t0.elapsed().as_millis() as u64;
+        for n in names {
+            let step = Step {
+                name: (*n).into(),
+                start_ms: at,
+                duration_ms: 0,
+                operation_ms: 0,
+                outcome: "skipped".into(),
+                detail: "an earlier step failed".into(),
+            };
+            (self.emit)(DapEvent::Finished {
+                tenant: self.tenant.clone(),
+                step: step.clone(),
+            });
+            self.steps.push(step);
+        }
+    }
+}
+
+/// Longest chain of operation times: the steps named in `parallel` overlap, the
+/// rest follow each other.
+fn critical_path(steps: &[Step], parallel: &[&str]) -> u64 {
+    let par = steps
+        .iter()
+        .filter(|s| parallel.contains(&s.name.as_str()))
+        .map(|s| s.operation_ms)
+        .max()
+        .unwrap_or(0);
+    steps
+        .iter()
+        .filter(|s| !parallel.contains(&s.name.as_str()))
+        .map(|s| s.operation_ms)
+        .sum::<u64>()
+        + par
+}
+
+fn cloud(e: ArmError) -> String {
+    e.to_string()
+}
+
+async fn rg_tags(client: &ArmClient, rg: &ResourceId) -> Result<Value, String> {
+    client.get(rg, RG_API).await.map_err(cloud)?.ok_or_else(|| {
+        format!(
+            "{} does not exist: provision the tenant with `lifeboat apply`",
+            rg.as_str()
+        )
+    })
+}
+
+/// PUT the resource group back with `edit` applied to its tags.
+async fn retag(
+    client: &ArmClient,
+    rg: &ResourceId,
+    edit: impl FnOnce(&mut serde_json::Map<String, Value>),
+) -> Result<(), String> {
+    let cur = rg_tags(client, rg).await?;
+    let mut tags = cur
+        .get("tags")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    edit(&mut tags);
+    let body =
+        json!({"location": cur.get("location").cloned().unwrap_or(Value::Null), "tags": tags});
+    client.put(rg, RG_API, &body).await.map_err(cloud)?;
+    Ok(())
+}
+
+/// Set the access rule of the front-end NSG to `access` (`Allow`/`Deny`).
+async fn set_access(client: &ArmClient, nsg: &ResourceId, access: &str) -> Result<String, String> {
+    let mut body = client
+        .get(nsg, NETWORK_API)
+        .await
+        .map_err(cloud)?
+        .ok_or_else(|| format!("{} does not exist", nsg.as_str()))?;
+    let rules = body
+        .pointer_mut("/properties/securityRules")
+        .and_then(Value::as_array_mut)
+        .ok_or("the NSG has no security rules")?;
+    let rule = rules
+        .iter_mut()
+        .find(|r| r["name"].as_str() == Some(ACCESS_RULE))
+        .ok_or_else(|| format!("the NSG has no rule {ACCESS_RULE}"))?;
+    if rule.pointer("/properties/access").and_then(Value::as_str) == Some(access) {
+        return Ok(format!("{ACCESS_RULE} already {access}"));
+    }
+    rule["properties"]["access"] = json!(access);
+    for k in ["etag", "id", "name", "type"] {
+        body.as_object_mut().map(|o| o.remove(k));
+    }
+    client.put(nsg, NETWORK_API, &body).await.map_err(cloud)?;
+    Ok(format!("{ACCESS_RULE}: {access}"))
+}
+
+async fn access_is(client: &ArmClient, nsg: &ResourceId) -> Result<String, String> {
+    let body = client
+        .get(nsg, NETWORK_API)
+        .await
+        .map_err(cloud)?
+        .unwrap_or(Value::Null);
+    Ok(body
+        .pointer("/properties/securityRules")
+        .and_then(Value::as_array)
+        .and_then(|r| r.iter().find(|r| r["name"].as_str() == Some(ACCESS_RULE)))
+        .and_then(|r| r.pointer("/properties/access"))
+        .and_then(Value::as_str)
+        .unwrap_or("missing")
+        .to_string())
+}
+
+/// The power state of a VM from its instance view (`running`, `deallocated`, ...).
+pub async fn power_state(client: &ArmClient, vm: &ResourceId) -> Result<String, String> {
+    let v = client
+        .get_view(vm, "instanceView", COMPUTE_API)
+        .await
+        .map_err(cloud)?;
+    Ok(v["statuses"]
+        .as_array()
+        .and_then(|s| {
+            s.iter()
+                .filter_map(|x| x["code"].as_str())
+                .find_map(|c| c.strip_prefix("PowerState/"))
+        })
+        .unwrap_or("unknown")
+        .to_string())
+}
+
+/// Run `action` (`start`/`deallocate`) on every VM at once (the client paces
+/// them); `slowest` receives the longest single operation (ms).
+async fn power_all(
+    client: &ArmClient,
+    vms: &[ResourceId],
+    action: &str,
+    slowest: &std::sync::atomic::AtomicU64,
+) -> Result<String, String> {
+    let results = join_all(vms.iter().map(|vm| async move {
+        let t = Instant::now();
+        let r = client.action(vm, action, COMPUTE_API, None, true).await;
+        slowest.fetch_max(
+            t.elapsed().as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        r
+    }))
+    .await;
+    let failed: Vec<String> = vms
+        .iter()
+        .zip(&results)
+        .filter_map(|(vm, r)| {
+            r.as_ref()
+                .err()
+                .map(|e| format!("{}: {e}", vm.display_name()))
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(format!("{} front-end(s) {action}ed", vms.len()).replace("deallocateed", "deallocated"))
+    } else {
+        Err(format!(
+            "{} of {} front-end(s) failed to {action}: {}",
+            failed.len(),
+            vms.len(),
+            failed.join("; ")
+        ))
+    }
+}
+
+/// Every VM in `want` state (a probe).
+async fn all_in(client: &ArmClient, vms: &[ResourceId], want: &str) -> Result<(), String> {
+    let states = join_all(vms.iter().map(|vm| power_state(client, vm))).await;
+    let off: Vec<String> = vms
+        .iter()
+        .zip(states)
+        .filter_map(|(vm, s)| match s {
+            Ok(s) if s == want => None,
+            Ok(s) => Some(format!("{} {s}", vm.display_name())),
+            Err(e) => Some(format!("{} {e}", vm.display_name())),
+        })
+        .collect();
+    if off.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("not {want}: {}", off.join(", ")))
+    }
+}
+
+fn fmt_age(s: i64) -> String {
+    format!("{}m{:02}s", s / 60, s % 60)
+}
+
+fn finish_run(
+    kind: &str,
+    target: &Target,
+    opts: &Options,
+    r: Runner<'_, impl Fn(DapEvent)>,
+    result: Result<(), (String, String)>,
+    sql: Option<SqlState>,
+    parallel: &[&str],
+) -> Run {
+    let rto_ms = r.steps.last().map_or(0, |s| s.start_ms + s.duration_ms);
+    let (outcome, error) = match result {
+        Ok(()) => ("succeeded".to_string(), None),
+        Err((outcome, e)) => (outcome, Some(e)),
+    };
+    Run {
+        kind: kind.into(),
+        tenant: target.tenant.clone(),
+        reason: opts.reason.clone(),
+        drill: opts.drill,
+        read_write: opts.read_write,
+        started_at: r.started_at.clone(),
+        critical_path_ms: critical_path(&r.steps, parallel),
+        steps: r.steps,
+        outcome,
+        error,
+        rto_ms,
+        modelled_rto_seconds: rto_ms as f64 / 1000.0 / r.scale.max(1e-9),
+        sql,
+    }
+}
+
+const ACTIVATE_STEPS: &[&str] = &[
+    "preflight",
+    "sql-standby",
+    "start-frontends",
+    "open-access",
+    "mark-active",
+    "health-probe",
+];
+
+/// Activate `target`. Refusals (already active, RPO above target) and failures
+/// are in the returned [`Run`]'s outcome, never half-hidden.
+pub async fn activate(
+    client: &ArmClient,
+    target: &Target,
+    opts: &Options,
+    emit: &impl Fn(DapEvent),
+) -> Run {
+    let mut r = Runner::new(client, &target.tenant, emit);
+    let mut sql = None;
+    let result = activate_steps(client, target, opts, &mut r, &mut sql).await;
+    if result.is_err() {
+        let done: Vec<String> = r.steps.iter().map(|s| s.name.clone()).collect();
+        let rest: Vec<&str> = ACTIVATE_STEPS
+            .iter()
+            .copied()
+            .filter(|s| !done.iter().any(|d| d == s))
+            .collect();
+        r.skip(&rest);
+    }
+    finish_run(
+        "activate",
+        target,
+        opts,
+        r,
+        result,
+        sql,
+        &["sql-standby", "start-frontends"],
+    )
+}
+
+async fn activate_steps(
+    client: &ArmClient,
+    target: &Target,
+    opts: &Options,
+    r: &mut Runner<'_, impl Fn(DapEvent)>,
+    sql_out: &mut Option<SqlState>,
+) -> Result<(), (String, String)> {
+    let failed = |e: String| ("failed".to_string(), e);
+    // Preflight: refusals are `refused`, not failures.
+    let mut seen = None;
+    let pre = r
+        .step("preflight", async {
+            let rg = rg_tags(client, &target.rg).await.map_err(|e| format!("failed: {e}"))?;
+            if rg.pointer(&format!("/tags/{ACTIVATION_TAG}")).and_then(Value::as_str) == Some("active") {
+                return Err(format!(
+                    "refused: tenant {} is already active (since {}); `lifeboat deactivate {}` first",
+                    target.tenant,
+                    rg.pointer(&format!("/tags/{ACTIVATED_AT_TAG}")).and_then(Value::as_str).unwrap_or("?"),
+                    target.tenant
+                ));
+            }
+            let state = sql_state(client, &target.sql_vm).await.map_err(|e| format!("failed: reading the SQL secondary: {e}"))?;
+            let rpo = match state.rpo_seconds {
+                Some(s) => format!("RPO {} (target {} min)", fmt_age(s), target.rpo_target_minutes),
+                None => "no log backup has reached the secondary yet".to_string(),
+            };
+            let detail = format!("{rpo}; database {} ({})", state.state, state.mode);
+            let within = state.rpo_within(target.rpo_target_minutes);
+            seen = Some(state);
+            if !within && !opts.force {
+                return Err(format!("refused: {rpo}; activating would lose more data than agreed. Re-run with --force to accept it"));
+            }
+            let (reason, drill) = (opts.reason.clone().unwrap_or_default(), opts.drill);
+            retag(client, &target.rg, |t| {
+                t.insert(ACTIVATION_TAG.into(), json!("activating"));
+                t.insert(REASON_TAG.into(), json!(if drill { format!("drill: {reason}") } else { reason }));
+            })
+            .await
+            .map_err(|e| format!("failed: {e}"))?;
+            Ok(detail)
+        })
+        .await;
+    *sql_out = seen;
+    if let Err(e) = pre {
+        return Err(match e.split_once(": ") {
+            Some(("refused", m)) => ("refused".into(), m.to_string()),
+            Some(("failed", m)) => ("failed".into(), m.to_string()),
+            _ => ("failed".into(), e),
+        });
+    }
+    let mode = if opts.read_write {
+        "recovery"
+    } else {
+        "standby"
+    };
+    let slowest = std::sync::atomic::AtomicU64::new(0);
+    let (sql_res, fe_res) = r
+        .pair(
+            ("sql-standby", async {
+                set_sql_mode(client, &target.sql_vm, mode)
+                    .await
+                    .map(|_| format!("database RESTORE WITH {}", mode.to_uppercase()))
+            }),
+            (
+                "start-frontends",
+                power_all(client, &target.frontends, "start", &slowest),
+            ),
+        )
+        .await;
+    r.operation_time("start-frontends", slowest.into_inner());
+    sql_res.map_err(failed)?;
+    fe_res.map_err(failed)?;
+    r.step(
+        "open-access",
+        set_access(client, &target.access_nsg, "Allow"),
+    )
+    .await
+    .map_err(failed)?;
+    let drill = opts.drill;
+    r.step("mark-active", async {
+        retag(client, &target.rg, |t| {
+            t.insert(ACTIVATION_TAG.into(), json!("active"));
+            t.insert(
+                ACTIVATED_AT_TAG.into(),
+                json!(jiff::Timestamp::now().to_string()),
+            );
+        })
+        .await?;
+        Ok(if drill {
+            "ACTIVE (drill)".to_string()
+        } else {
+            "ACTIVE".to_string()
+        })
+    })
+    .await
+    .map_err(failed)?;
+    let probe = r
+        .step("health-probe", async {
+            all_in(client, &target.frontends, "running").await?;
+            let s = sql_state(client, &target.sql_vm).await?;
+            if s.state != "ONLINE" {
+                return Err(format!("database is {} ({}), not ONLINE", s.state, s.mode));
+            }
+            let access = access_is(client, &target.access_nsg).await?;
+            if access != "Allow" {
+                return Err(format!("emergency access is {access}"));
+            }
+            Ok(format!(
+                "{} front-end(s) running, database ONLINE ({}), access open",
+                target.frontends.len(),
+                s.mode
+            ))
+        })
+        .await;
+    probe.map_err(failed)?;
+    Ok(())
+}
+
+const DEACTIVATE_STEPS: &[&str] = &[
+    "preflight",
+    "sql-restoring",
+    "deallocate-frontends",
+    "close-access",
+    "mark-standby",
+    "health-probe",
+];
+
+/// Return `target` to standby: front-ends deallocated, the database back in the
+/// manifest's restore mode (log restores resume), access closed, mark removed.
+/// A database recovered read-write cannot go back: that step fails, the others
+/// still run (deallocating costs nothing and closes the way in).
+pub async fn deactivate(
+    client: &ArmClient,
+    target: &Target,
+    opts: &Options,
+    last_drill: Option<String>,
+    emit: &impl Fn(DapEvent),
+) -> Run {
+    let mut r = Runner::new(client, &target.tenant, emit);
+    let mut seen = None;
+    let pre = r
+        .step("preflight", async {
+            let rg = rg_tags(client, &target.rg).await?;
+            let s = sql_state(client, &target.sql_vm).await?;
+            let mark = rg
+                .pointer(&format!("/tags/{ACTIVATION_TAG}"))
+                .and_then(Value::as_str)
+                .unwrap_or("standby")
+                .to_string();
+            let detail = format!("tenant {mark}; database {} ({})", s.state, s.mode);
+            seen = Some(s);
+            Ok(detail)
+        })
+        .await;
+    let mut errors = Vec::new();
+    if let Err(e) = pre {
+        r.skip(&DEACTIVATE_STEPS[1..]);
+        return finish_run(
+            "deactivate",
+            target,
+            opts,
+            r,
+            Err(("failed".into(), e)),
+            seen,
+            &[],
+        );
+    }
+    let recovered = seen.as_ref().is_some_and(|s| s.mode == "recovery");
+    let slowest = std::sync::atomic::AtomicU64::new(0);
+    let (sql_res, fe_res) = r
+        .pair(
+            (
+                "sql-restoring",
+                async {
+                    if recovered {
+                        return Err("the database was recovered read-write (RESTORE WITH RECOVERY is irreversible): it cannot return to the log-shipping chain; re-seed the secondary from a full backup".to_string());
+                    }
+                    set_sql_mode(client, &target.sql_vm, target.idle_mode)
+                        .await
+                        .map(|_| format!("database RESTORE WITH {}; log restores resume", target.idle_mode.to_uppercase()))
+                },
+            ),
+            ("deallocate-frontends", power_all(client, &target.frontends, "deallocate", &slowest)),
+        )
+        .await;
+    r.operation_time("deallocate-frontends", slowest.into_inner());
+    errors.extend(sql_res.err());
+    errors.extend(fe_res.err());
+    if let Err(e) = r
+        .step(
+            "close-access",
+            set_access(client, &target.access_nsg, "Deny"),
+        )
+        .await
+    {
+        errors.push(e);
+    }
+    let unmark = r
+        .step("mark-standby", async {
+            retag(client, &target.rg, |t| {
+                t.remove(ACTIVATION_TAG);
+                t.remove(ACTIVATED_AT_TAG);
+                t.remove(REASON_TAG);
+                if let Some(d) = last_drill {
+                    t.insert(LAST_DRILL_TAG.into(), json!(d));
+                }
+            })
+            .await?;
+            Ok("STANDBY".to_string())
+        })
+        .await;
+    errors.extend(unmark.err());
+    let want_state = if target.idle_mode == "standby" {
+        "ONLINE"
+    } else {
+        "RESTORING"
+    };
+    let probe = r
+        .step("health-probe", async {
+            all_in(client, &target.frontends, "deallocated").await?;
+            let s = sql_state(client, &target.sql_vm).await?;
+            if s.state != want_state {
+                return Err(format!(
+                    "database is {} ({}), not {want_state}",
+                    s.state, s.mode
+                ));
+            }
+            let access = access_is(client, &target.access_nsg).await?;
+            if access != "Deny" {
+                return Err(format!("emergency access is {access}, not closed"));
+            }
+            Ok(format!(
+                "front-ends deallocated, database {want_state} ({}), access closed",
+                s.mode
+            ))
+        })
+        .await;
+    errors.extend(probe.err());
+    let result = if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(("failed".to_string(), errors.join("; ")))
+    };
+    finish_run(
+        "deactivate",
+        target,
+        opts,
+        r,
+        result,
+        seen,
+        &["sql-restoring", "deallocate-frontends"],
+    )
+}
+
+/// A drill: activate (marked as a drill), verify, deactivate. The activation's
+/// RTO is the drill's result; the last drill is recorded on the tenant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Drill {
+    pub tenant: String,
+    pub reason: Option<String>,
+    pub started_at: String,
+    pub activation: Run,
+    pub deactivation: Option<Run>,
+    /// `passed` or `failed`.
+    pub outcome: String,
+    pub rto_ms: u64,
+    pub modelled_rto_seconds: f64,
+}
+
+pub async fn drill(
+    client: &ArmClient,
+    target: &Target,
+    reason: Option<String>,
+    force: bool,
+    emit: &impl Fn(DapEvent),
+) -> Drill {
+    let started_at = jiff::Timestamp::now().to_string();
+    let opts = Options {
+        reason: reason.clone(),
+        force,
+        read_write: false,
+        drill: true,
+    };
+    let activation = activate(client, target, &opts, emit).await;
+    // A refused drill changed nothing: nothing to undo.
+    let deactivation = if activation.outcome == "refused" {
+        None
+    } else {
+        let verdict = if activation.outcome == "succeeded" {
+            "ok"
+        } else {
+            "failed"
+        };
+        let last = format!(
+            "{started_at} rto={:.0}s {verdict}",
+            activation.modelled_rto_seconds
+        );
+        Some(deactivate(client, target, &opts, Some(last), emit).await)
+    };
+    let passed = activation.outcome == "succeeded"
+        && deactivation
+            .as_ref()
+            .is_some_and(|d| d.outcome == "succeeded");
+    Drill {
+        tenant: target.tenant.clone(),
+        reason,
+        started_at,
+        rto_ms: activation.rto_ms,
+        modelled_rto_seconds: activation.modelled_rto_seconds,
+        activation,
+        deactivation,
+        outcome: if passed { "passed" } else { "failed" }.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_time_from_log_shipping_file_names() {
+        let t = backup_time("HIX_20261124003000.trn").unwrap();
+        assert_eq!(t.to_string(), "2026-11-24T00:30:00Z");
+        assert!(backup_time("HIX_2026.trn").is_none());
+        assert!(backup_time("HIX_20261124003000.bak").is_none());
+    }
+
+    #[test]
+    fn rpo_is_the_age_of_the_newest_backup_held() {
+        let row: serde_json::Map<String, Value> = serde_json::from_value(json!({
+            "last_copied_file": "HIX_20261124003000.trn",
+            "last_restored_file": "HIX_20261124000000.trn",
+            "state_desc": "RESTORING", "restore_mode": "norecovery",
+            "now_utc": "2026-11-24T00:34:10Z"}))
+        .unwrap();
+        let s = SqlState::from_row(&row).unwrap();
+        assert_eq!(s.rpo_seconds, Some(250));
+        assert_eq!(s.restore_lag_seconds, Some(2050));
+        assert!(s.rpo_within(5) && !s.rpo_within(4));
+        let none: serde_json::Map<String, Value> =
+            serde_json::from_value(json!({"now_utc": "2026-11-24T00:34:10Z"})).unwrap();
+        assert!(!SqlState::from_row(&none).unwrap().rpo_within(1440));
+    }
+
+    #[test]
+    fn critical_path_takes_the_longest_parallel_branch() {
+        let st = |n: &str, d| Step {
+            name: n.into(),
+            start_ms: 0,
+            duration_ms: d + 7,
+            operation_ms: d,
+            outcome: "ok".into(),
+            detail: String::new(),
+        };
+        let steps = [st("preflight", 10), st("a", 50), st("b", 80), st("c", 5)];
+        assert_eq!(critical_path(&steps, &["a", "b"]), 95);
+    }
+}

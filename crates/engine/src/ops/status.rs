@@ -1,0 +1,151 @@
+//! Fleet status per tenant: STANDBY or ACTIVE (and since when, why), the SQL
+//! secondary's mode, last restored backup and RPO against target, the HiX image
+//! the front-ends run against the declared hotfix, front-end power states, drift
+//! (declared resources that differ), and the last drill with its RTO.
+//!
+//! Built from bulk reads only — the plan's Resource Graph state (pages of 1000
+//! rows) and one Log Analytics query for the log-shipping monitor rows every SQL
+//! VM reports — so its cost does not grow with per-tenant requests. Pure: the
+//! command layer does the reads; `report::status` renders.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::dap::{ACTIVATED_AT_TAG, LAST_DRILL_TAG, REASON_TAG, SqlState, Target};
+use lifeboat_core::model::Project;
+use lifeboat_core::observed::PriorState;
+use lifeboat_core::plan::{ACTIVATION_TAG, Action, Plan};
+
+/// The query the status runs against the platform's Log Analytics workspace.
+pub const SHIPPING_QUERY: &str =
+    "LifeboatLogShipping_CL | summarize arg_max(TimeGenerated, *) by ResourceId";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantStatus {
+    pub tenant: String,
+    /// `STANDBY`, `ACTIVATING`, `ACTIVE` or `NOT PROVISIONED`.
+    pub state: String,
+    pub activated_at: Option<String>,
+    pub reason: Option<String>,
+    pub sql: Option<SqlState>,
+    pub rpo_target_seconds: i64,
+    pub rpo_ok: bool,
+    pub declared_image: String,
+    /// Front-ends per image version they run.
+    pub images: BTreeMap<String, usize>,
+    pub frontends_declared: usize,
+    /// Front-ends per power state (`running`, `deallocated`, ...).
+    pub power: BTreeMap<String, usize>,
+    /// Existing resources whose declared properties differ (updates and replaces
+    /// the plan would make).
+    pub drift: usize,
+    pub last_drill: Option<String>,
+    pub last_drill_rto_seconds: Option<f64>,
+}
+
+fn tag<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
+    body.get("tags")?.get(name)?.as_str()
+}
+
+/// `<time> rto=<n>s <ok|failed>` -> n.
+fn drill_rto(s: &str) -> Option<f64> {
+    s.split_whitespace()
+        .find_map(|w| w.strip_prefix("rto="))
+        .and_then(|r| r.trim_end_matches('s').parse().ok())
+}
+
+pub fn build(
+    project: &Project,
+    tenants: &[String],
+    plan: &Plan,
+    prior: &PriorState,
+    shipping: &[serde_json::Map<String, Value>],
+) -> Vec<TenantStatus> {
+    let p = &project.platform;
+    let mut drift: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &plan.changes {
+        if matches!(c.action, Action::Update | Action::Replace)
+            && let Some(t) = &c.tenant
+        {
+            *drift.entry(t.as_str()).or_default() += 1;
+        }
+    }
+    let by_vm: BTreeMap<String, &serde_json::Map<String, Value>> = shipping
+        .iter()
+        .filter_map(|row| Some((row.get("ResourceId")?.as_str()?.to_ascii_lowercase(), row)))
+        .collect();
+    tenants
+        .iter()
+        .filter_map(|id| project.tenant(id))
+        .map(|t| {
+            let target = Target::derive(p, t);
+            let rg = prior.get(&target.rg);
+            let mark = rg.and_then(|r| tag(&r.body, ACTIVATION_TAG));
+            let state = match (rg, mark) {
+                (None, _) => "NOT PROVISIONED",
+                (_, Some("active")) => "ACTIVE",
+                (_, Some(_)) => "ACTIVATING",
+                _ => "STANDBY",
+            };
+            let rg_tag = |n: &str| rg.and_then(|r| tag(&r.body, n)).map(str::to_string);
+            let sql = by_vm
+                .get(target.sql_vm.key())
+                .and_then(|row| SqlState::from_row(row));
+            let target_s = i64::from(t.sql.rpo_target_minutes) * 60;
+            let mut images: BTreeMap<String, usize> = BTreeMap::new();
+            let mut power: BTreeMap<String, usize> = BTreeMap::new();
+            for fe in &target.frontends {
+                let Some(o) = prior.get(fe) else { continue };
+                let version = o
+                    .body
+                    .pointer("/properties/storageProfile/imageReference/id")
+                    .and_then(Value::as_str)
+                    .and_then(|i| i.rsplit('/').next())
+                    .unwrap_or("?")
+                    .to_string();
+                *images.entry(version).or_default() += 1;
+                let ps = o
+                    .body
+                    .pointer("/properties/extended/instanceView/powerState/code")
+                    .and_then(Value::as_str)
+                    .and_then(|c| c.strip_prefix("PowerState/"))
+                    .unwrap_or("unknown")
+                    .to_string();
+                *power.entry(ps).or_default() += 1;
+            }
+            let last_drill = rg_tag(LAST_DRILL_TAG);
+            TenantStatus {
+                tenant: t.id.value.clone(),
+                state: state.into(),
+                activated_at: rg_tag(ACTIVATED_AT_TAG),
+                reason: rg_tag(REASON_TAG),
+                rpo_ok: sql
+                    .as_ref()
+                    .is_some_and(|s| s.rpo_within(t.sql.rpo_target_minutes)),
+                sql,
+                rpo_target_seconds: target_s,
+                declared_image: t.hix.image_version(),
+                images,
+                frontends_declared: target.frontends.len(),
+                power,
+                drift: drift.get(t.id.value.as_str()).copied().unwrap_or(0),
+                last_drill_rto_seconds: last_drill.as_deref().and_then(drill_rto),
+                last_drill,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn last_drill_tag_carries_the_rto() {
+        assert_eq!(
+            super::drill_rto("2026-11-24T00:43:28Z rto=127s ok"),
+            Some(127.0)
+        );
+        assert_eq!(super::drill_rto("garbage"), None);
+    }
+}
