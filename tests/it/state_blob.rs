@@ -391,7 +391,11 @@ fn concurrent_audit_appends_from_many_processes_keep_one_chain() {
     let children: Vec<Child> = (0..procs)
         .map(|i| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "audit_append_child_process", "--quiet"])
+                .args([
+                    "--exact",
+                    "state_blob::audit_append_child_process",
+                    "--quiet",
+                ])
                 .env("LIFEBOAT_TEST_AUDIT_CHILD", format!("p{i}:{each}"))
                 .env("LIFEBOAT_TEST_CONTAINER", "audit")
                 .env("AZURE_STORAGE_CONNECTION_STRING", az.connection_string())

@@ -88,6 +88,15 @@ impl From<AuthMode> for lifeboat_engine::cloud::auth::AuthMode {
     }
 }
 
+impl From<Refresh> for lifeboat_engine::cloud::inventory::Refresh {
+    fn from(r: Refresh) -> Self {
+        match r {
+            Refresh::Graph => lifeboat_engine::cloud::inventory::Refresh::Graph,
+            Refresh::Direct => lifeboat_engine::cloud::inventory::Refresh::Direct,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputKind {
     Human,

@@ -18,6 +18,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod exit;
 pub mod report;
 pub mod ui;
 

@@ -1,8 +1,15 @@
 //! The one clock. `LIFEBOAT_NOW` (RFC 3339) stands in for the current time
-//! everywhere lifeboat judges time (maintenance windows, waiver expiry, RPO ages,
-//! run ids, audit records, drill reports), so a change review can rehearse an
-//! apply at its planned time and tests pin the clock. It never sleeps: waits are
-//! measured on the monotonic clock by the engine.
+//! everywhere lifeboat *judges* time or shows it as the time of an event:
+//! maintenance windows, waiver expiry, image end-of-life, catalog validity, the
+//! time a tenant was activated, drill and status report times. So a change
+//! review can rehearse an apply at its planned time and tests pin the clock.
+//!
+//! Protocol time is deliberately not pinned: lock lease expiry, request
+//! signatures, Retry-After and polling, Resource Graph's indexing lag, journal
+//! and audit record times and run ids always use the real clock (a pinned clock
+//! must never make a lease look expired or an audit record lie about when it
+//! was written). RPO ages come from the SQL server's own clock. This module
+//! never sleeps.
 
 use jiff::Timestamp;
 

@@ -18,4 +18,5 @@
 pub mod apply;
 pub mod cloud;
 pub mod ops;
+pub mod review;
 pub mod state;

@@ -52,7 +52,7 @@ pub fn run(cli: &Cli, ui: &Ui, cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
             } else {
                 eprintln!("error: {e}");
             }
-            Ok(ExitCode::from(1))
+            Ok(crate::exit::FAILURE)
         }
     }
 }

@@ -10,13 +10,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde_json::Value;
 
-use super::session::Workspace;
 use crate::args::{CatalogCommand, Cli};
 use crate::ui::Ui;
 use lifeboat_core::model::naming::PlatformNames;
 use lifeboat_core::plan::ACTIVATION_TAG;
 use lifeboat_engine::ops::catalog::{self, Endpoint, Service, TenantEntry};
 use lifeboat_engine::ops::dap::{RG_API, Target};
+use lifeboat_engine::review::Workspace;
 
 /// How long consumers may cache a catalog (the eHealth BCP model's cache validity).
 pub const CACHE_VALIDITY_S: u64 = 900;
@@ -71,11 +71,16 @@ pub(crate) fn publish(
             }],
         });
     }
-    let root = catalog::unsigned_root(&entries, &p.name, jiff::Timestamp::now(), CACHE_VALIDITY_S);
+    let root = catalog::unsigned_root(
+        &entries,
+        &p.name,
+        lifeboat_core::clock::now()?,
+        CACHE_VALIDITY_S,
+    );
     let key = catalog::load_key(&key_pem, &key.display().to_string())?;
     let xml = catalog::sign(&root, &key)?;
     // A key that does not match the certificate is caught here, not by consumers.
-    let verified = catalog::verify(&xml, &cert_pem, jiff::Timestamp::now())
+    let verified = catalog::verify(&xml, &cert_pem, lifeboat_core::clock::now()?)
         .context("the signed catalog does not verify with --cert (key and certificate differ?)")?;
     let tmp = out.with_extension("tmp");
     std::fs::write(&tmp, &xml).with_context(|| format!("writing {}", tmp.display()))?;
@@ -114,7 +119,7 @@ pub(crate) fn republish_if_configured(ws: &Workspace, ui: &Ui) -> anyhow::Result
 pub fn run(cli: &Cli, ui: &Ui, cmd: &CatalogCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         CatalogCommand::Publish { key, cert, out } => {
-            let ws = match Workspace::open(cli, ui)? {
+            let ws = match super::session::open(cli, ui)? {
                 Ok(ws) => ws,
                 Err(code) => return Ok(code),
             };
@@ -131,7 +136,7 @@ pub fn run(cli: &Cli, ui: &Ui, cmd: &CatalogCommand) -> anyhow::Result<ExitCode>
         CatalogCommand::Verify { file, cert } => {
             let xml = read(file, "catalog")?;
             let cert_pem = read(cert, "certificate")?;
-            match catalog::verify(&xml, &cert_pem, super::now()?) {
+            match catalog::verify(&xml, &cert_pem, lifeboat_core::clock::now()?) {
                 Ok(v) => {
                     ui.print(&format!(
                         "{}: signature valid; {} tenant(s), active: {}; valid until {}.",
@@ -144,7 +149,7 @@ pub fn run(cli: &Cli, ui: &Ui, cmd: &CatalogCommand) -> anyhow::Result<ExitCode>
                 }
                 Err(e) => {
                     eprintln!("error: {}: {e}", file.display());
-                    Ok(ExitCode::from(1))
+                    Ok(crate::exit::FAILURE)
                 }
             }
         }

@@ -14,7 +14,8 @@ pub fn run(cli: &Cli, ui: &Ui, args: &CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
-    let found = lifeboat_core::policy::check(&project, &templates, &graph, super::today()?);
+    let found =
+        lifeboat_core::policy::check(&project, &templates, &graph, lifeboat_core::clock::today()?);
     if let Some(path) = &args.sarif {
         let text = serde_json::to_string_pretty(&findings::sarif(&found)).expect("JSON");
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -27,7 +28,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let blocking = found.iter().any(|f| f.is_blocking());
     super::leave_to_exit(graph);
     Ok(if blocking {
-        ExitCode::from(3)
+        crate::exit::policy_violations()
     } else {
         ExitCode::SUCCESS
     })

@@ -4,15 +4,14 @@
 
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use super::session::Workspace;
 use crate::args::{ActivateArgs, Cli, DeactivateArgs, DrillArgs};
 use crate::report;
 use crate::ui::Ui;
 use lifeboat_engine::ops::dap::{self, Options, Run, Target};
+use lifeboat_engine::review::Workspace;
 use lifeboat_engine::state::audit::Entry;
 
 fn target(ws: &Workspace, tenant: &str) -> anyhow::Result<Target> {
@@ -97,7 +96,7 @@ fn code(ok: bool) -> ExitCode {
     if ok {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        crate::exit::FAILURE
     }
 }
 
@@ -110,20 +109,16 @@ fn with_tenant<T>(
     lock_timeout: f64,
     work: impl AsyncFnOnce(&Workspace, Target) -> anyhow::Result<T>,
 ) -> anyhow::Result<Result<(Workspace, T), ExitCode>> {
-    let ws = match Workspace::open(cli, ui)? {
+    let ws = match super::session::open(cli, ui)? {
         Ok(ws) => ws,
         Err(code) => return Ok(Err(code)),
     };
     let t = target(&ws, tenant)?;
-    anyhow::ensure!(lock_timeout >= 0.0, "--lock-timeout must not be negative");
+    let timeout = super::lock_timeout(lock_timeout)?;
     let scopes = [format!("tenant-{tenant}")];
     let s = &ws.session;
-    let out = s.rt.block_on(s.holding_locks(
-        &scopes,
-        command,
-        Duration::from_secs_f64(lock_timeout),
-        work(&ws, t),
-    ))?;
+    let out =
+        s.rt.block_on(s.holding_locks(&scopes, command, timeout, work(&ws, t)))?;
     Ok(Ok((ws, out)))
 }
 

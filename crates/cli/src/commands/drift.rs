@@ -4,18 +4,25 @@
 
 use std::process::ExitCode;
 
-use super::session::Workspace;
-use crate::args::{Cli, DriftArgs, Refresh};
+use crate::args::{Cli, DriftArgs};
 use crate::report;
 use crate::ui::Ui;
 use lifeboat_core::plan::Action;
+use lifeboat_engine::cloud::inventory::Refresh;
+use lifeboat_engine::review::PlanRequest;
 
 pub fn run(cli: &Cli, ui: &Ui, args: &DriftArgs) -> anyhow::Result<ExitCode> {
-    let ws = match Workspace::open(cli, ui)? {
+    let ws = match super::session::open(cli, ui)? {
         Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
-    let plan = ws.plan(&args.tenants, args.shared, Refresh::Graph, &[])?;
+    let plan = ws.plan(PlanRequest {
+        tenants: &args.tenants,
+        shared: args.shared,
+        refresh: Refresh::Graph,
+        allow_data_loss: &[],
+        review: true,
+    })?;
     if ui.json() {
         ui.print(&report::drift_json(&plan).to_string());
     } else {
@@ -26,8 +33,8 @@ pub fn run(cli: &Cli, ui: &Ui, args: &DriftArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .any(|c| matches!(c.action, Action::Update | Action::Replace));
     Ok(if args.detailed_exitcode && drifted {
-        ExitCode::from(2)
+        crate::exit::changes()
     } else {
-        ExitCode::SUCCESS
+        crate::exit::SUCCESS
     })
 }

@@ -3,22 +3,22 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use super::plan::scope_from;
-use super::session::Workspace;
-use crate::args::{Cli, ImageCommand, Refresh};
+use crate::args::{Cli, ImageCommand};
 use crate::ui::Ui;
 use lifeboat_core::graph::{Graph, Layer, ResourceId};
 use lifeboat_core::model::Project;
 use lifeboat_core::model::naming::{PlatformNames, TenantNames};
+use lifeboat_engine::cloud::inventory::Refresh;
 use lifeboat_engine::ops::image::{self, BuildOutcome, BuildTarget, PruneStep, TenantImages};
+use lifeboat_engine::review::Workspace;
+use lifeboat_engine::review::scope_from;
 
 pub fn run(cli: &Cli, ui: &Ui, cmd: &ImageCommand) -> anyhow::Result<ExitCode> {
-    let ws = match Workspace::open(cli, ui)? {
+    let ws = match super::session::open(cli, ui)? {
         Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
@@ -70,7 +70,7 @@ fn build(
     lock_timeout: f64,
 ) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(concurrency >= 1, "--concurrency must be at least 1");
-    anyhow::ensure!(lock_timeout >= 0.0, "--lock-timeout must not be negative");
+    let lock_timeout = super::lock_timeout(lock_timeout)?;
     let chosen = selected(&ws.project, tenants)?;
     let ids: Vec<String> = chosen.iter().map(|t| t.id.value.clone()).collect();
     let scope = scope_from(&ws.project, &ids, false)?;
@@ -107,10 +107,12 @@ fn build(
     let results = session.rt.block_on(session.holding_locks(
         &scopes,
         "image build",
-        Duration::from_secs_f64(lock_timeout),
+        lock_timeout,
         async {
             let emit = |e: image::ImageEvent| ui.image_event(&e);
-            Ok(image::build(&session.client, &targets, concurrency, &emit).await)
+            Ok::<_, anyhow::Error>(
+                image::build(&session.client, &targets, concurrency, &emit).await,
+            )
         },
     ))?;
     let wall_ms = started.elapsed().as_millis() as u64;
@@ -157,7 +159,7 @@ fn build(
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        crate::exit::FAILURE
     })
 }
 
@@ -303,6 +305,6 @@ fn prune(
     Ok(if errors.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        crate::exit::FAILURE
     })
 }

@@ -81,7 +81,7 @@ pub(crate) fn leave_to_exit<T>(value: T) {
 pub(crate) fn load_project(cli: &Cli, ui: &Ui) -> Result<Project, ExitCode> {
     manifest::load(&cli.dir).map_err(|d| {
         ui.diagnostics(&d);
-        ExitCode::from(1)
+        crate::exit::FAILURE
     })
 }
 
@@ -109,20 +109,19 @@ pub(crate) fn load_full_graph(
     Ok(Ok((project, templates, graph)))
 }
 
-/// The current time; `LIFEBOAT_NOW` (RFC 3339) stands in for it, so maintenance
-/// windows and waiver expiry can be tested and rehearsed.
-pub(crate) fn now() -> anyhow::Result<jiff::Timestamp> {
-    match std::env::var("LIFEBOAT_NOW") {
-        Ok(s) if !s.is_empty() => s
-            .parse()
-            .with_context(|| format!("LIFEBOAT_NOW={s}: not an RFC 3339 time")),
-        _ => Ok(jiff::Timestamp::now()),
+/// `--lock-timeout` as a duration: finite, not negative, and small enough to
+/// be one (a typo like `1e300` is an error, not a panic).
+pub(crate) fn lock_timeout(seconds: f64) -> anyhow::Result<std::time::Duration> {
+    if seconds.is_nan() || seconds < 0.0 {
+        bail!("--lock-timeout {seconds}: must be a number of seconds, 0 or more");
     }
+    std::time::Duration::try_from_secs_f64(seconds)
+        .map_err(|_| anyhow::anyhow!("--lock-timeout {seconds}: too long to wait"))
 }
 
 /// Append to the audit trail; a command whose record cannot be written fails.
 pub(crate) fn audit(
-    session: &session::Session,
+    session: &lifeboat_engine::review::Session,
     entry: lifeboat_engine::state::audit::Entry,
 ) -> anyhow::Result<()> {
     session
@@ -130,39 +129,4 @@ pub(crate) fn audit(
         .block_on(session.state.audit_append(entry))
         .context("recording in the audit trail")?;
     Ok(())
-}
-
-/// The project's price table for its region: `pricing/<region>.json` (written by
-/// `pricing refresh`), else the embedded West Europe one; `None` for a region
-/// without a table (the plan then shows no cost).
-pub(crate) fn price_table(
-    project: &Project,
-) -> anyhow::Result<Option<lifeboat_core::cost::PriceTable>> {
-    let region = &project.platform.region.value;
-    let path = pricing_path(project);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if region != "westeurope" {
-                return Ok(None);
-            }
-            lifeboat_core::cost::EMBEDDED_WESTEUROPE.to_string()
-        }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let table = lifeboat_core::cost::PriceTable::parse(&text)
-        .with_context(|| format!("{}: not a lifeboat price table", path.display()))?;
-    Ok(Some(table))
-}
-
-pub(crate) fn pricing_path(project: &Project) -> std::path::PathBuf {
-    project
-        .root
-        .join("pricing")
-        .join(format!("{}.json", project.platform.region.value))
-}
-
-/// Today's date (UTC): waivers are valid through their expiry date.
-pub(crate) fn today() -> anyhow::Result<jiff::civil::Date> {
-    Ok(now()?.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
 }

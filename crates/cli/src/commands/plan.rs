@@ -2,56 +2,25 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use super::session::Workspace;
 use crate::args::{Cli, PlanArgs, PlanFormat};
 use crate::report;
 use crate::ui::Ui;
-use lifeboat_core::graph::Scope;
-
-pub fn scope_from(
-    project: &lifeboat_core::model::Project,
-    tenants: &[String],
-    shared: bool,
-) -> anyhow::Result<Scope> {
-    for t in tenants {
-        if project.tenant(t).is_none() {
-            let known: Vec<&str> = project
-                .tenants
-                .iter()
-                .map(|t| t.id.value.as_str())
-                .collect();
-            let hint = lifeboat_core::diag::did_you_mean(t, known.iter().copied())
-                .map(|h| format!(", did you mean `{h}`?"))
-                .unwrap_or_default();
-            bail!("--tenant {t}: no tenants/{t}.yaml in this project{hint}");
-        }
-    }
-    Ok(match (tenants.is_empty(), shared) {
-        (true, false) => Scope::everything(),
-        (true, true) => Scope {
-            shared: true,
-            tenants: Some(Vec::new()),
-        },
-        (false, s) => Scope {
-            shared: s,
-            tenants: Some(tenants.to_vec()),
-        },
-    })
-}
+use lifeboat_engine::review::PlanRequest;
 
 pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let ws = match Workspace::open(cli, ui)? {
+    let ws = match super::session::open(cli, ui)? {
         Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
-    let plan = ws.plan(
-        &args.tenants,
-        args.shared,
-        args.refresh,
-        &args.allow_data_loss,
-    )?;
+    let plan = ws.plan(PlanRequest {
+        tenants: &args.tenants,
+        shared: args.shared,
+        refresh: args.refresh.into(),
+        allow_data_loss: &args.allow_data_loss,
+        review: true,
+    })?;
     if let Some(out) = &args.out {
         let text = serde_json::to_vec_pretty(&plan).expect("plan serializes");
         std::fs::write(out, &text)
@@ -87,9 +56,9 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     });
     print_plan(ui, &plan, format);
     let code = if args.detailed_exitcode && plan.has_changes() {
-        ExitCode::from(2)
+        crate::exit::changes()
     } else {
-        ExitCode::SUCCESS
+        crate::exit::SUCCESS
     };
     super::leave_to_exit(plan);
     Ok(code)

@@ -23,10 +23,10 @@ pub fn run(cli: &Cli, ui: &Ui, cmd: &PricingCommand) -> anyhow::Result<ExitCode>
         Err(code) => return Ok(code),
     };
     let region = project.platform.region.value.clone();
-    let Some(mut table) = super::price_table(&project)? else {
+    let Some(mut table) = lifeboat_core::cost::PriceTable::for_project(&project)? else {
         bail!(
             "no price table for region {region}: copy pricing/westeurope.json to {} and set its region, then refresh",
-            super::pricing_path(&project).display()
+            lifeboat_core::cost::PriceTable::path(&project).display()
         );
     };
     let currency = currency.clone().unwrap_or_else(|| table.currency.clone());
@@ -79,13 +79,13 @@ pub fn run(cli: &Cli, ui: &Ui, cmd: &PricingCommand) -> anyhow::Result<ExitCode>
         }
     }
     table.currency = currency;
-    let today = super::today()?.to_string();
+    let today = lifeboat_core::clock::today()?.to_string();
     let source = format!(
         "Azure Retail Prices API, {endpoint} ({pages} page(s), {} items)",
         items.len()
     );
     let r = table.refresh(&items, &today, &source);
-    let path = super::pricing_path(&project);
+    let path = lifeboat_core::cost::PriceTable::path(&project);
     std::fs::create_dir_all(path.parent().expect("pricing/ has a parent"))?;
     let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(&table)? + "\n";

@@ -3,16 +3,17 @@
 
 use std::process::ExitCode;
 
-use super::session::Workspace;
-use crate::args::{Cli, Refresh, StatusArgs, StatusFormat};
+use crate::args::{Cli, StatusArgs, StatusFormat};
 use crate::report;
 use crate::ui::Ui;
 use lifeboat_core::id::ResourceId;
 use lifeboat_core::model::naming::PlatformNames;
+use lifeboat_engine::cloud::inventory::Refresh;
 use lifeboat_engine::ops::status;
+use lifeboat_engine::review::PlanRequest;
 
 pub fn run(cli: &Cli, ui: &Ui, args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let ws = match Workspace::open(cli, ui)? {
+    let ws = match super::session::open(cli, ui)? {
         Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
@@ -39,7 +40,13 @@ pub fn run(cli: &Cli, ui: &Ui, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         let la = scope.spawn(|| {
             s.rt.block_on(s.client.log_query(&workspace, status::SHIPPING_QUERY))
         });
-        let planned = ws.plan_with_prior(&tenants, false, Refresh::Graph, &[], false);
+        let planned = ws.plan_with_prior(PlanRequest {
+            tenants: &tenants,
+            shared: false,
+            refresh: Refresh::Graph,
+            allow_data_loss: &[],
+            review: false,
+        });
         (planned, la.join().expect("the query thread does not panic"))
     });
     let (plan, prior) = planned?;
@@ -63,7 +70,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         (StatusFormat::Prometheus, _) => ui.print(&report::status::prometheus(&ts)),
         (StatusFormat::Html, _) => ui.print(&report::status::html(
             &ts,
-            &jiff::Timestamp::now().to_string(),
+            &lifeboat_core::clock::now()?.to_string(),
         )),
     }
     super::leave_to_exit((plan, prior));

@@ -105,6 +105,36 @@ impl PriceTable {
         serde_json::from_str(text)
     }
 
+    /// The project's table for its region: `pricing/<region>.json` (written by
+    /// `pricing refresh`), else the embedded West Europe one; `None` for a region
+    /// without a table (the plan then shows no cost).
+    pub fn for_project(
+        project: &crate::model::Project,
+    ) -> Result<Option<PriceTable>, PricingError> {
+        let path = PriceTable::path(project);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if project.platform.region.value != "westeurope" {
+                    return Ok(None);
+                }
+                EMBEDDED_WESTEUROPE.to_string()
+            }
+            Err(source) => return Err(PricingError::Read { path, source }),
+        };
+        PriceTable::parse(&text)
+            .map(Some)
+            .map_err(|source| PricingError::Table { path, source })
+    }
+
+    /// Where the project keeps its table: `pricing/<region>.json`.
+    pub fn path(project: &crate::model::Project) -> std::path::PathBuf {
+        project
+            .root
+            .join("pricing")
+            .join(format!("{}.json", project.platform.region.value))
+    }
+
     fn disk(&self, sku: &str, gib: u32, unpriced: &mut Vec<String>) -> Cost {
         let price = sizes::disk_perf(sku, gib)
             .and_then(|p| self.disk_monthly.get(sku)?.get(p.tier).copied());
@@ -222,6 +252,16 @@ pub enum PricingError {
     #[error("{page}: not an Azure Retail Prices API page: {source}")]
     Page {
         page: String,
+        source: serde_json::Error,
+    },
+    #[error("reading {}: {source}", .path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a lifeboat price table: {source}", .path.display())]
+    Table {
+        path: std::path::PathBuf,
         source: serde_json::Error,
     },
 }

@@ -119,7 +119,7 @@ pub struct Inputs {
     pub prior_state: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Plan {
     pub format_version: String,
     pub summary: Summary,

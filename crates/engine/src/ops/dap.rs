@@ -299,7 +299,7 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
         Runner {
             tenant: tenant.to_string(),
             t0: Instant::now(),
-            started_at: jiff::Timestamp::now().to_string(),
+            started_at: lifeboat_core::clock::now_or_real().to_string(),
             scale: client.config().time_scale,
             steps: Vec::new(),
             emit,
@@ -728,7 +728,7 @@ async fn activate_steps(
             t.insert(ACTIVATION_TAG.into(), json!("active"));
             t.insert(
                 ACTIVATED_AT_TAG.into(),
-                json!(jiff::Timestamp::now().to_string()),
+                json!(lifeboat_core::clock::now_or_real().to_string()),
             );
         })
         .await?;
@@ -920,7 +920,7 @@ pub async fn drill(
     force: bool,
     emit: &impl Fn(DapEvent),
 ) -> Drill {
-    let started_at = jiff::Timestamp::now().to_string();
+    let started_at = lifeboat_core::clock::now_or_real().to_string();
     let opts = Options {
         reason: reason.clone(),
         force,

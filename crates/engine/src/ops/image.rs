@@ -151,7 +151,7 @@ async fn build_one(
             .find(|r| r.id == t.template)
             .map_or("2024-02-01", |r| r.api_version.as_str());
         client.action(&t.template, "run", api, None, false).await?;
-        let eol = jiff::Timestamp::now()
+        let eol = lifeboat_core::clock::now_or_real()
             + jiff::SignedDuration::from_hours(24 * i64::from(t.lifetime_days));
         update_publishing(client, &t.version, |p| {
             p.insert("endOfLifeDate".into(), json!(eol.to_string()));

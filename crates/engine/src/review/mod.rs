@@ -1,0 +1,421 @@
+//! The plan review: from a validated project and a connection to the cloud to a
+//! checked plan, and from a checked plan to an apply under the layer locks. This
+//! is the engine's side of `plan`, `apply`, `drift`, `destroy` and `status`; the
+//! commands only convert arguments into the option types here and show the
+//! values that come back.
+//!
+//! - [`Session`]: one command's connection (runtime, ARM client, state store).
+//! - [`Workspace`]: project + templates + session; [`Workspace::plan`] runs the
+//!   pipeline graph -> prior state -> plan (+ findings, cost).
+//! - [`guards`]: what a plan must pass before anything is written.
+//! - [`locks`]: holding layer locks with their leases renewed beside the work.
+//! - [`saved`]: a saved plan, checked against what it was computed from.
+//! - [`execute`]: guards, locks, journal, apply, audit.
+//!
+//! Never prints: refusals and failures are typed values ([`ReviewError`]).
+
+pub mod execute;
+pub mod guards;
+pub mod locks;
+pub mod saved;
+
+use std::collections::{BTreeMap, HashSet};
+
+use lifeboat_core::clock::ClockError;
+use lifeboat_core::cost::{self, PricingError};
+use lifeboat_core::graph::templates::TemplateSet;
+use lifeboat_core::graph::{self, Graph, GraphError, Scope};
+use lifeboat_core::model::Project;
+use lifeboat_core::observed::PriorState;
+use lifeboat_core::plan::{self, Action, Inputs, Plan, PlanError, PlanOptions};
+
+use crate::cloud::client::{ArmClient, ArmError};
+use crate::cloud::inventory::{self, Refresh, Wanted};
+use crate::state::{self, StateError, StateStore};
+
+pub use execute::{ExecOptions, Executed};
+pub use guards::{GuardOptions, Refusal, Refusals};
+pub use locks::LockError;
+
+/// How long Resource Graph may lag behind ARM writes (Azure seconds): what the
+/// latest apply wrote more recently than this is read directly.
+pub const RESOURCE_GRAPH_LAG_SECS: f64 = 300.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("--tenant {tenant}: no tenants/{tenant}.yaml in this project{hint}")]
+    UnknownTenant { tenant: String, hint: String },
+    #[error("rendering the resource graph")]
+    Render(#[source] GraphError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("reading the current state from {endpoint}")]
+    Read {
+        endpoint: String,
+        #[source]
+        source: Box<ArmError>,
+    },
+    #[error("{what}")]
+    State {
+        what: &'static str,
+        #[source]
+        source: StateError,
+    },
+    #[error(transparent)]
+    Clock(#[from] ClockError),
+    #[error(transparent)]
+    Pricing(#[from] PricingError),
+    #[error(transparent)]
+    Refused(#[from] Refusals),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Saved(#[from] saved::SavedPlanError),
+    #[error(
+        "--tenant {tenant}: no tenants/{tenant}.yaml and nothing in the cloud belongs to it (tag lifeboat-tenant={tenant})"
+    )]
+    NothingToDestroy { tenant: String },
+    #[error(
+        "refusing to destroy the shared layer while tenants exist ({}); destroy them first",
+        .tenants.join(", ")
+    )]
+    SharedInUse { tenants: Vec<String> },
+}
+
+impl ReviewError {
+    fn state(what: &'static str) -> impl FnOnce(StateError) -> ReviewError {
+        move |source| ReviewError::State { what, source }
+    }
+}
+
+/// One command's connection to the cloud and the state store.
+pub struct Session {
+    pub rt: tokio::runtime::Runtime,
+    pub client: ArmClient,
+    pub state: StateStore,
+    /// Where the client talks to (for messages).
+    pub endpoint: String,
+}
+
+/// The runtime every engine call runs on: two workers (the machines this runs
+/// on have two cores; the work is waiting on the network).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+impl Session {
+    /// Run `work` holding the locks for `scopes` in this session's state store
+    /// (see [`locks::holding`]).
+    pub async fn holding_locks<T, E: From<LockError>>(
+        &self,
+        scopes: &[String],
+        command: &str,
+        timeout: std::time::Duration,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        locks::holding(&self.state, scopes, command, timeout, work).await
+    }
+
+    /// Read the prior state for `graph`: one Resource Graph query (plus direct
+    /// re-reads of what the last apply wrote), or a GET per resource.
+    pub fn prior_state(
+        &self,
+        project: &Project,
+        graph: &Graph,
+        refresh: Refresh,
+    ) -> Result<PriorState, ReviewError> {
+        let journal = self
+            .rt
+            .block_on(self.state.journal())
+            .map_err(ReviewError::state("reading the apply journal"))?;
+        // Resource Graph indexes ARM writes within minutes: what was written more
+        // recently than that is read directly (in the cloud's own time).
+        let lag = jiff::SignedDuration::from_secs_f64(
+            RESOURCE_GRAPH_LAG_SECS * self.client.config().time_scale,
+        );
+        let since = jiff::Timestamp::now() - lag;
+        let mut recent: Vec<Wanted> = journal
+            .iter()
+            .filter(|e| e.at.parse::<jiff::Timestamp>().is_ok_and(|t| t >= since))
+            .map(|e| Wanted {
+                id: e.id.clone(),
+                api_version: e.api_version.clone(),
+            })
+            .collect();
+        recent.extend(state::in_doubt(&journal).into_iter().map(|e| Wanted {
+            id: e.id,
+            api_version: e.api_version,
+        }));
+        recent.sort_by(|a, b| a.id.cmp(&b.id));
+        recent.dedup_by(|a, b| a.id == b.id);
+        let desired: Vec<Wanted> = graph
+            .resources
+            .iter()
+            .map(|r| Wanted {
+                id: r.id.clone(),
+                api_version: r.api_version.clone(),
+            })
+            .collect();
+        self.rt
+            .block_on(inventory::read(
+                &self.client,
+                &project.platform.subscription_id,
+                refresh,
+                &project.platform.prefix.value,
+                &desired,
+                &recent,
+            ))
+            .map_err(|source| ReviewError::Read {
+                endpoint: self.endpoint.clone(),
+                source: Box::new(source),
+            })
+    }
+}
+
+/// What every cloud command starts from: the validated project, its templates and
+/// a connection.
+pub struct Workspace {
+    pub project: Project,
+    pub templates: TemplateSet,
+    pub session: Session,
+}
+
+/// Which plan to make.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanRequest<'a> {
+    /// `--tenant`: these tenants only (empty: every layer, unless `shared`).
+    pub tenants: &'a [String],
+    /// `--shared`.
+    pub shared: bool,
+    pub refresh: Refresh,
+    /// `--allow-data-loss`: tenants whose protected resources may go.
+    pub allow_data_loss: &'a [String],
+    /// Add what a change review needs (policy findings, cost, deletes of
+    /// undeclared resources). `status` does without.
+    pub review: bool,
+}
+
+impl Workspace {
+    /// The plan for `req`.
+    pub fn plan(&self, req: PlanRequest<'_>) -> Result<Plan, ReviewError> {
+        Ok(self.plan_with_prior(req)?.0)
+    }
+
+    /// The plan and the prior state it was computed against.
+    pub fn plan_with_prior(&self, req: PlanRequest<'_>) -> Result<(Plan, PriorState), ReviewError> {
+        let scope = scope_from(&self.project, req.tenants, req.shared)?;
+        let (project, templates) = (&self.project, &self.templates);
+        let render = || graph::build(project, templates, &scope).map_err(ReviewError::Render);
+        let (graph, prior) = match req.refresh {
+            // One Resource Graph query needs nothing from the graph: read the cloud
+            // while the templates render.
+            Refresh::Graph => std::thread::scope(|s| {
+                let rendering = s.spawn(render);
+                let prior = self
+                    .session
+                    .prior_state(project, &Graph::default(), req.refresh);
+                let graph = rendering.join().expect("rendering does not panic");
+                Ok::<_, ReviewError>((graph?, prior?))
+            })?,
+            Refresh::Direct => {
+                let graph = render()?;
+                let prior = self.session.prior_state(project, &graph, req.refresh)?;
+                (graph, prior)
+            }
+        };
+        let (inputs, elsewhere, findings, cost) = if req.review {
+            (
+                inputs(project, templates, &prior),
+                declared_elsewhere(project, templates, &scope, &graph)?,
+                lifeboat_core::policy::check(
+                    project,
+                    templates,
+                    &graph,
+                    lifeboat_core::clock::today()?,
+                ),
+                cost::PriceTable::for_project(project)?.map(|t| cost::estimate(&graph, &prior, &t)),
+            )
+        } else {
+            // Without review (status) deletes do not matter: skip rendering the rest.
+            Default::default()
+        };
+        let mut plan = plan::plan(
+            graph,
+            &prior,
+            PlanOptions {
+                scope: &scope,
+                allow_data_loss: req.allow_data_loss,
+                inputs,
+                declared_elsewhere: &elsewhere,
+            },
+        )?;
+        plan.attach_findings(findings);
+        plan.cost = cost;
+        Ok((plan, prior))
+    }
+
+    /// The plan that removes a tenant (or, with `shared`, the shared layer):
+    /// everything lifeboat finds of it in the cloud, deleted. The shared layer
+    /// goes only when no tenant is left.
+    pub fn destroy_plan(
+        &self,
+        tenant: &str,
+        allow_data_loss: &[String],
+    ) -> Result<Plan, ReviewError> {
+        let (project, templates, session) = (&self.project, &self.templates, &self.session);
+        let shared = tenant == "shared";
+        let scope = Scope {
+            shared,
+            tenants: Some(if shared {
+                Vec::new()
+            } else {
+                vec![tenant.to_string()]
+            }),
+        };
+        // The manifest's graph tells which resource groups to read; the desired
+        // graph for the plan is empty, so everything found in scope is deleted.
+        let known = graph::build(project, templates, &scope).map_err(ReviewError::Render)?;
+        let prior = session.prior_state(project, &known, Refresh::Graph)?;
+        let owned = |r: &lifeboat_core::observed::ObservedResource| {
+            prior
+                .ownership(r)
+                .is_some_and(|o| o.tenant.as_deref() == Some(tenant))
+        };
+        if !shared && project.tenant(tenant).is_none() && !prior.resources.iter().any(owned) {
+            return Err(ReviewError::NothingToDestroy {
+                tenant: tenant.to_string(),
+            });
+        }
+        if shared {
+            let tenants: std::collections::BTreeSet<String> = prior
+                .resources
+                .iter()
+                .filter_map(|r| prior.ownership(r)?.tenant)
+                .collect();
+            if !tenants.is_empty() {
+                return Err(ReviewError::SharedInUse {
+                    tenants: tenants.into_iter().collect(),
+                });
+            }
+        }
+        let inputs = inputs(project, templates, &prior);
+        let elsewhere = declared_elsewhere(project, templates, &scope, &known)?;
+        Ok(plan::plan(
+            Graph::default(),
+            &prior,
+            PlanOptions {
+                scope: &scope,
+                allow_data_loss,
+                inputs,
+                declared_elsewhere: &elsewhere,
+            },
+        )?)
+    }
+}
+
+/// The scope `--tenant`/`--shared` name; every tenant named must have a manifest.
+pub fn scope_from(
+    project: &Project,
+    tenants: &[String],
+    shared: bool,
+) -> Result<Scope, ReviewError> {
+    for t in tenants {
+        if project.tenant(t).is_none() {
+            let known: Vec<&str> = project
+                .tenants
+                .iter()
+                .map(|t| t.id.value.as_str())
+                .collect();
+            let hint = lifeboat_core::diag::did_you_mean(t, known.iter().copied())
+                .map(|h| format!(", did you mean `{h}`?"))
+                .unwrap_or_default();
+            return Err(ReviewError::UnknownTenant {
+                tenant: t.clone(),
+                hint,
+            });
+        }
+    }
+    Ok(match (tenants.is_empty(), shared) {
+        (true, false) => Scope::everything(),
+        (true, true) => Scope {
+            shared: true,
+            tenants: Some(Vec::new()),
+        },
+        (false, s) => Scope {
+            shared: s,
+            tenants: Some(tenants.to_vec()),
+        },
+    })
+}
+
+/// What a plan is computed from; a saved plan is refused when any of it changed.
+pub fn inputs(project: &Project, templates: &TemplateSet, prior: &PriorState) -> Inputs {
+    Inputs {
+        lifeboat_version: env!("CARGO_PKG_VERSION").into(),
+        manifests: project
+            .sources
+            .iter()
+            .map(|s| (s.path.clone(), s.sha256.clone()))
+            .collect(),
+        templates: templates
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.sha256.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        prior_state: prior.fingerprint(),
+    }
+}
+
+/// Ids the manifests declare outside `scope` (empty when the scope is everything).
+pub fn declared_elsewhere(
+    project: &Project,
+    templates: &TemplateSet,
+    scope: &Scope,
+    in_scope: &Graph,
+) -> Result<HashSet<String>, ReviewError> {
+    if *scope == Scope::everything() {
+        return Ok(Default::default());
+    }
+    let all =
+        graph::build(project, templates, &Scope::everything()).map_err(ReviewError::Render)?;
+    let mine: HashSet<&str> = in_scope.resources.iter().map(|r| r.id.key()).collect();
+    Ok(all
+        .resources
+        .iter()
+        .map(|r| r.id.key())
+        .filter(|k| !mine.contains(k))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Lock scopes a plan writes to, in a fixed order (no deadlock between applies).
+pub fn lock_scopes(plan: &Plan) -> Vec<String> {
+    let mut scopes: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .map(|c| match &c.tenant {
+            Some(t) => format!("tenant-{t}"),
+            None => "shared".to_string(),
+        })
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
+/// The tenants (or `shared`) a plan changes, sorted: what the audit trail records.
+pub fn changed_layers(plan: &Plan) -> Vec<String> {
+    let mut tenants: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .map(|c| c.tenant.clone().unwrap_or_else(|| "shared".into()))
+        .collect();
+    tenants.sort();
+    tenants.dedup();
+    tenants
+}
