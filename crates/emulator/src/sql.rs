@@ -9,7 +9,6 @@
 //! seconds, written from the manifest), until the database is recovered. What it
 //! reports has the columns of `msdb.dbo.log_shipping_monitor_secondary`.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::store::StoredResource;
@@ -21,14 +20,6 @@ pub const BACKUP_INTERVAL_S: u64 = 300;
 pub const COPY_LAG_S: u64 = 60;
 /// The emulated database.
 pub const DATABASE: &str = "HIX";
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shipping {
-    /// Wall-clock ms when shipping began (the VM's creation).
-    pub since_ms: u64,
-    /// Wall-clock ms when the database was recovered (restores stopped).
-    pub recovered_ms: Option<u64>,
-}
 
 /// A SQL Server marketplace image.
 pub fn is_sql_image(vm_body: &Value) -> bool {
@@ -181,6 +172,7 @@ pub fn run_command(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Shipping;
 
     fn vm(delay: &str) -> StoredResource {
         StoredResource {

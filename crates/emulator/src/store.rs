@@ -26,6 +26,15 @@ pub enum StoreError {
     },
 }
 
+/// Log shipping of an emulated SQL Server VM (see `sql`): persisted with the VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipping {
+    /// Wall-clock ms when shipping began (the VM's creation).
+    pub since_ms: u64,
+    /// Wall-clock ms when the database was recovered (restores stopped).
+    pub recovered_ms: Option<u64>,
+}
+
 /// A resource as the cloud holds it: what a GET returns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredResource {
@@ -47,7 +56,7 @@ pub struct StoredResource {
     /// Log shipping into a SQL VM: when it began and, once the database was
     /// recovered read-write, when restores stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shipping: Option<super::sql::Shipping>,
+    pub shipping: Option<Shipping>,
     /// Not visible before this wall-clock time (an image version appears when its
     /// build finishes).
     #[serde(default, skip_serializing_if = "Option::is_none")]

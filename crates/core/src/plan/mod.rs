@@ -10,7 +10,7 @@ pub mod capacity;
 pub mod diff;
 pub mod window;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -241,237 +241,30 @@ fn allowed(opts: &PlanOptions<'_>, tenant: Option<&str>) -> bool {
 /// instead of being copied (a 200-hospital fleet has ~13k of them).
 pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<Plan, PlanError> {
     let shared_dependents_all = graph.dependent_tenants();
-    let ids: Vec<ResourceId> = graph.resources.iter().map(|r| r.id.clone()).collect();
-    let Graph { resources, deps } = graph;
-    let mut api_versions: BTreeMap<String, String> = BTreeMap::new();
-    let mut seen = std::collections::HashSet::new();
-    for r in &resources {
-        if seen.insert(r.resource_type.as_str()) {
-            api_versions.insert(r.resource_type.to_ascii_lowercase(), r.api_version.clone());
-        }
-    }
-    let mut changes = Vec::with_capacity(resources.len());
-    let desired_keys: std::collections::HashSet<&str> = ids.iter().map(|id| id.key()).collect();
+    let api_versions = api_versions(&graph);
+    let desired_keys: HashSet<String> = graph
+        .resources
+        .iter()
+        .map(|r| r.id.key().to_string())
+        .collect();
     // Key Vault secrets that apply generates for `$secret` references belong to
     // the resources that reference them; they are not orphans.
-    let generated: std::collections::HashSet<String> = resources
+    let generated: HashSet<String> = graph
+        .resources
         .iter()
         .flat_map(|r| r.secrets.iter().cloned())
         .collect();
     let activated = activated_tenants(prior);
-    let mut deferred = Vec::new();
-    let mut capacity_reductions = Vec::new();
-    for (mut r, dep) in resources.into_iter().zip(deps) {
-        let depends_on: Vec<ResourceId> = dep.iter().map(|&j| ids[j].clone()).collect();
-        let observed = prior.get(&r.id);
-        let mut rollout = None;
-        if let Some(wanted) = gallery_image(&r.body) {
-            match hold_image(&r, observed, &wanted, prior, &activated) {
-                Hold::Go => rollout = Some(wanted),
-                Hold::Defer(reason) => {
-                    deferred.push(Kept {
-                        id: r.id.clone(),
-                        tenant: r.tenant.clone(),
-                        reason,
-                    });
-                    continue;
-                }
-                Hold::Pin(current, reason) => {
-                    r.body["properties"]["storageProfile"]["imageReference"]["id"] =
-                        Value::String(current);
-                    deferred.push(Kept {
-                        id: r.id.clone(),
-                        tenant: r.tenant.clone(),
-                        reason,
-                    });
-                }
-            }
-        }
-        let protected = r.lifecycle.prevent_destroy || observed.is_some_and(|o| o.is_protected());
-        let (action, entries, reason) = match observed {
-            None => (Action::Create, Vec::new(), None),
-            Some(o) => {
-                let entries = diff(
-                    &r.body,
-                    &o.body,
-                    &DiffOptions {
-                        ignore: &r.lifecycle.ignore,
-                        replace_on: &r.lifecycle.replace_on,
-                        prior,
-                    },
-                );
-                let triggers: Vec<&str> = entries
-                    .iter()
-                    .filter(|e| e.forces_replacement)
-                    .map(|e| e.path.as_str())
-                    .collect();
-                if !triggers.is_empty() {
-                    let reason = match &rollout {
-                        Some(v) if triggers.iter().any(|t| t.contains("imageReference")) => {
-                            format!(
-                                "moves to HiX image {} (re-created: front-ends are deallocated and hold no data)",
-                                v.name()
-                            )
-                        }
-                        _ => format!("{} cannot change in place", triggers.join(", ")),
-                    };
-                    if protected && !allowed(&opts, r.tenant.as_deref()) {
-                        return Err(PlanError::Protected {
-                            id: r.id.clone(),
-                            tenant: r.tenant.clone(),
-                            what: format!("{reason}, so it would be replaced"),
-                        });
-                    }
-                    (Action::Replace, entries, Some(reason))
-                } else if failed(o) {
-                    // The last operation failed: ARM keeps the resource in `Failed`
-                    // until a PUT succeeds, so put it again.
-                    let mut entries = entries;
-                    entries.push(DiffEntry {
-                        path: "properties.provisioningState".into(),
-                        before: Some(Value::from("Failed")),
-                        after: Some(Value::from("Succeeded")),
-                        forces_replacement: false,
-                    });
-                    (
-                        Action::Update,
-                        entries,
-                        Some("the last operation on it failed".into()),
-                    )
-                } else if entries.is_empty() {
-                    (Action::NoOp, entries, None)
-                } else {
-                    (Action::Update, entries, None)
-                }
-            }
-        };
-        if action == Action::Update
-            && let Some(o) = observed
-        {
-            diff::keep_ignored(&mut r.body, &o.body, &r.lifecycle.ignore);
-        }
-        // A PUT replaces all tags: keep the activation mark `activate` set, so an
-        // update during an emergency does not make the tenant look idle.
-        if let Some(mark) = observed.and_then(|o| o.tag(ACTIVATION_TAG))
-            && let Some(tags) = r.body.get_mut("tags").and_then(Value::as_object_mut)
-        {
-            tags.insert(ACTIVATION_TAG.into(), Value::from(mark));
-        }
-        if r.lifecycle.guard_capacity
-            && matches!(action, Action::Update | Action::Replace)
-            && let Some(o) = observed
-            && let Some(red) = capacity::reduction(&r.id, r.tenant.as_deref(), &o.body, &r.body)
-        {
-            capacity_reductions.push(red);
-        }
-        changes.push(Change {
-            id: r.id,
-            resource_type: r.resource_type,
-            tenant: r.tenant,
-            layer: r.layer,
-            action,
-            diff: entries,
-            api_version: r.api_version,
-            body: Some(r.body),
-            depends_on,
-            lifecycle: r.lifecycle,
-            protected,
-            reason,
-        });
-    }
-
-    // Managed resources in scope that no template declares any more.
-    let mut kept = Vec::new();
-    for o in &prior.resources {
-        if desired_keys.contains(o.id.key())
-            || generated.contains(o.id.key())
-            // Image versions come from `image build` and go with `image prune`.
-            || o.resource_type.eq_ignore_ascii_case(IMAGE_VERSION)
-            || opts.declared_elsewhere.contains(o.id.key())
-        {
-            continue;
-        }
-        let Some(own) = prior.ownership(o) else {
-            continue;
-        };
-        if !opts.scope.includes(own.layer, own.tenant.as_deref()) {
-            continue;
-        }
-        if own.protected && !allowed(&opts, own.tenant.as_deref()) {
-            kept.push(Kept {
-                id: o.id.clone(),
-                tenant: own.tenant.clone(),
-                reason: format!(
-                    "protected: no longer declared, kept; delete it with --allow-data-loss {}",
-                    own.tenant.as_deref().unwrap_or("shared")
-                ),
-            });
-            continue;
-        }
-        changes.push(Change {
-            id: o.id.clone(),
-            resource_type: o.resource_type.clone(),
-            tenant: own.tenant,
-            layer: own.layer,
-            action: Action::Delete,
-            diff: Vec::new(),
-            api_version: api_versions
-                .get(&o.resource_type.to_ascii_lowercase())
-                .cloned()
-                .unwrap_or_else(|| crate::api::for_type(&o.resource_type).to_string()),
-            body: None,
-            depends_on: references(&o.body, &o.id),
-            lifecycle: Lifecycle::default(),
-            protected: own.protected,
-            reason: Some("no longer declared by any manifest".into()),
-        });
-    }
-
-    // Deleting a parent deletes its children: keep the ancestors of kept resources.
-    let kept_ids: Vec<ResourceId> = kept.iter().map(|k| k.id.clone()).collect();
-    changes.retain(|c| {
-        if c.action != Action::Delete {
-            return true;
-        }
-        let prefix = format!("{}/", c.id.key());
-        match kept_ids.iter().find(|k| k.key().starts_with(&prefix)) {
-            Some(k) => {
-                kept.push(Kept {
-                    id: c.id.clone(),
-                    tenant: c.tenant.clone(),
-                    reason: format!("holds protected {}, which is kept", k.display_name()),
-                });
-                false
-            }
-            None => true,
-        }
-    });
+    let Desired {
+        mut changes,
+        deferred,
+        capacity_reductions,
+    } = desired_changes(graph, prior, &opts, &activated)?;
+    let (deletes, mut kept) = orphans(prior, &opts, &desired_keys, &generated, &api_versions);
+    changes.extend(deletes);
+    keep_ancestors_of_kept(&mut changes, &mut kept);
     changes.sort_by(|a, b| (a.layer, &a.tenant, &a.id).cmp(&(b.layer, &b.tenant, &b.id)));
-    // Only the tenant layer serves users; image-layer changes (templates,
-    // definitions) interrupt nothing.
-    let disruptions: Vec<Kept> = changes
-        .iter()
-        .filter(|c| c.tenant.is_some() && c.layer == Layer::Tenant)
-        .filter_map(|c| {
-            let why = match c.action {
-                Action::Replace => "re-created",
-                Action::Delete => "deleted",
-                Action::Update
-                    if c.diff
-                        .iter()
-                        .any(|d| d.path == "properties.hardwareProfile.vmSize") =>
-                {
-                    "resized (the VM restarts)"
-                }
-                _ => return None,
-            };
-            Some(Kept {
-                id: c.id.clone(),
-                tenant: c.tenant.clone(),
-                reason: why.to_string(),
-            })
-        })
-        .collect();
+    let disruptions = disruptions(&changes);
     let mut activated: Vec<String> = activated.into_iter().collect();
     activated.sort();
     let mut summary = Summary::default();
@@ -484,7 +277,7 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
             Action::NoOp => 0,
         };
     }
-    let changed: std::collections::HashSet<&str> = changes
+    let changed: HashSet<&str> = changes
         .iter()
         .filter(|c| c.action != Action::NoOp && c.layer == Layer::Shared)
         .map(|c| c.id.key())
@@ -514,6 +307,280 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         findings: Vec::new(),
         cost: None,
     })
+}
+
+/// api-version per resource type (lower-cased), the first template's that declares it.
+fn api_versions(graph: &Graph) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for r in &graph.resources {
+        out.entry(r.resource_type.to_ascii_lowercase())
+            .or_insert_with(|| r.api_version.clone());
+    }
+    out
+}
+
+/// What the declared resources come to, before orphans.
+struct Desired {
+    changes: Vec<Change>,
+    deferred: Vec<Kept>,
+    capacity_reductions: Vec<capacity::CapacityReduction>,
+}
+
+/// Phase 1: each declared resource against what the cloud holds (image roll-out
+/// holds, create/update/replace/no-op, protection, kept ignored values, the
+/// activation mark, capacity reductions).
+fn desired_changes(
+    graph: Graph,
+    prior: &PriorState,
+    opts: &PlanOptions<'_>,
+    activated: &HashSet<String>,
+) -> Result<Desired, PlanError> {
+    let ids: Vec<ResourceId> = graph.resources.iter().map(|r| r.id.clone()).collect();
+    let Graph { resources, deps } = graph;
+    let mut out = Desired {
+        changes: Vec::with_capacity(resources.len()),
+        deferred: Vec::new(),
+        capacity_reductions: Vec::new(),
+    };
+    for (mut r, dep) in resources.into_iter().zip(deps) {
+        let depends_on: Vec<ResourceId> = dep.iter().map(|&j| ids[j].clone()).collect();
+        let observed = prior.get(&r.id);
+        let mut rollout = None;
+        if let Some(wanted) = gallery_image(&r.body) {
+            match hold_image(&r, observed, &wanted, prior, activated) {
+                Hold::Go => rollout = Some(wanted),
+                Hold::Defer(reason) => {
+                    out.deferred.push(Kept {
+                        id: r.id.clone(),
+                        tenant: r.tenant.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+                Hold::Pin(current, reason) => {
+                    r.body["properties"]["storageProfile"]["imageReference"]["id"] =
+                        Value::String(current);
+                    out.deferred.push(Kept {
+                        id: r.id.clone(),
+                        tenant: r.tenant.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        let protected = r.lifecycle.prevent_destroy || observed.is_some_and(|o| o.is_protected());
+        let (action, entries, reason) = match observed {
+            None => (Action::Create, Vec::new(), None),
+            Some(o) => compare(&r, o, prior, opts, protected, rollout.as_ref())?,
+        };
+        if action == Action::Update
+            && let Some(o) = observed
+        {
+            diff::keep_ignored(&mut r.body, &o.body, &r.lifecycle.ignore);
+        }
+        // A PUT replaces all tags: keep the activation mark `activate` set, so an
+        // update during an emergency does not make the tenant look idle.
+        if let Some(mark) = observed.and_then(|o| o.tag(ACTIVATION_TAG))
+            && let Some(tags) = r.body.get_mut("tags").and_then(Value::as_object_mut)
+        {
+            tags.insert(ACTIVATION_TAG.into(), Value::from(mark));
+        }
+        if r.lifecycle.guard_capacity
+            && matches!(action, Action::Update | Action::Replace)
+            && let Some(o) = observed
+            && let Some(red) = capacity::reduction(&r.id, r.tenant.as_deref(), &o.body, &r.body)
+        {
+            out.capacity_reductions.push(red);
+        }
+        out.changes.push(Change {
+            id: r.id,
+            resource_type: r.resource_type,
+            tenant: r.tenant,
+            layer: r.layer,
+            action,
+            diff: entries,
+            api_version: r.api_version,
+            body: Some(r.body),
+            depends_on,
+            lifecycle: r.lifecycle,
+            protected,
+            reason,
+        });
+    }
+    Ok(out)
+}
+
+/// A declared resource that exists: replace (a property that cannot change in
+/// place, refused for a protected resource without `--allow-data-loss`), update
+/// (drift, or a failed last operation), or no-op.
+fn compare(
+    r: &crate::graph::Resource,
+    o: &crate::observed::ObservedResource,
+    prior: &PriorState,
+    opts: &PlanOptions<'_>,
+    protected: bool,
+    rollout: Option<&ResourceId>,
+) -> Result<(Action, Vec<DiffEntry>, Option<String>), PlanError> {
+    let mut entries = diff(
+        &r.body,
+        &o.body,
+        &DiffOptions {
+            ignore: &r.lifecycle.ignore,
+            replace_on: &r.lifecycle.replace_on,
+            prior,
+        },
+    );
+    let triggers: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.forces_replacement)
+        .map(|e| e.path.as_str())
+        .collect();
+    if !triggers.is_empty() {
+        let reason = match rollout {
+            Some(v) if triggers.iter().any(|t| t.contains("imageReference")) => {
+                format!(
+                    "moves to HiX image {} (re-created: front-ends are deallocated and hold no data)",
+                    v.name()
+                )
+            }
+            _ => format!("{} cannot change in place", triggers.join(", ")),
+        };
+        if protected && !allowed(opts, r.tenant.as_deref()) {
+            return Err(PlanError::Protected {
+                id: r.id.clone(),
+                tenant: r.tenant.clone(),
+                what: format!("{reason}, so it would be replaced"),
+            });
+        }
+        return Ok((Action::Replace, entries, Some(reason)));
+    }
+    Ok(if failed(o) {
+        // The last operation failed: ARM keeps the resource in `Failed` until a
+        // PUT succeeds, so put it again.
+        entries.push(DiffEntry {
+            path: "properties.provisioningState".into(),
+            before: Some(Value::from("Failed")),
+            after: Some(Value::from("Succeeded")),
+            forces_replacement: false,
+        });
+        (
+            Action::Update,
+            entries,
+            Some("the last operation on it failed".into()),
+        )
+    } else if entries.is_empty() {
+        (Action::NoOp, entries, None)
+    } else {
+        (Action::Update, entries, None)
+    })
+}
+
+/// Phase 2: managed resources in scope that no template declares any more:
+/// deleted, or kept when protected (without `--allow-data-loss`).
+fn orphans(
+    prior: &PriorState,
+    opts: &PlanOptions<'_>,
+    desired_keys: &HashSet<String>,
+    generated: &HashSet<String>,
+    api_versions: &BTreeMap<String, String>,
+) -> (Vec<Change>, Vec<Kept>) {
+    let (mut deletes, mut kept) = (Vec::new(), Vec::new());
+    for o in &prior.resources {
+        if desired_keys.contains(o.id.key())
+            || generated.contains(o.id.key())
+            // Image versions come from `image build` and go with `image prune`.
+            || o.resource_type.eq_ignore_ascii_case(IMAGE_VERSION)
+            || opts.declared_elsewhere.contains(o.id.key())
+        {
+            continue;
+        }
+        let Some(own) = prior.ownership(o) else {
+            continue;
+        };
+        if !opts.scope.includes(own.layer, own.tenant.as_deref()) {
+            continue;
+        }
+        if own.protected && !allowed(opts, own.tenant.as_deref()) {
+            kept.push(Kept {
+                id: o.id.clone(),
+                tenant: own.tenant.clone(),
+                reason: format!(
+                    "protected: no longer declared, kept; delete it with --allow-data-loss {}",
+                    own.tenant.as_deref().unwrap_or("shared")
+                ),
+            });
+            continue;
+        }
+        deletes.push(Change {
+            id: o.id.clone(),
+            resource_type: o.resource_type.clone(),
+            tenant: own.tenant,
+            layer: own.layer,
+            action: Action::Delete,
+            diff: Vec::new(),
+            api_version: api_versions
+                .get(&o.resource_type.to_ascii_lowercase())
+                .cloned()
+                .unwrap_or_else(|| crate::api::for_type(&o.resource_type).to_string()),
+            body: None,
+            depends_on: references(&o.body, &o.id),
+            lifecycle: Lifecycle::default(),
+            protected: own.protected,
+            reason: Some("no longer declared by any manifest".into()),
+        });
+    }
+    (deletes, kept)
+}
+
+/// Phase 3: deleting a parent deletes its children, so the ancestors of kept
+/// resources are kept too.
+fn keep_ancestors_of_kept(changes: &mut Vec<Change>, kept: &mut Vec<Kept>) {
+    let kept_ids: Vec<ResourceId> = kept.iter().map(|k| k.id.clone()).collect();
+    changes.retain(|c| {
+        if c.action != Action::Delete {
+            return true;
+        }
+        let prefix = format!("{}/", c.id.key());
+        match kept_ids.iter().find(|k| k.key().starts_with(&prefix)) {
+            Some(k) => {
+                kept.push(Kept {
+                    id: c.id.clone(),
+                    tenant: c.tenant.clone(),
+                    reason: format!("holds protected {}, which is kept", k.display_name()),
+                });
+                false
+            }
+            None => true,
+        }
+    });
+}
+
+/// Phase 4: tenant changes that interrupt service. Only the tenant layer serves
+/// users; image-layer changes (templates, definitions) interrupt nothing.
+fn disruptions(changes: &[Change]) -> Vec<Kept> {
+    changes
+        .iter()
+        .filter(|c| c.tenant.is_some() && c.layer == Layer::Tenant)
+        .filter_map(|c| {
+            let why = match c.action {
+                Action::Replace => "re-created",
+                Action::Delete => "deleted",
+                Action::Update
+                    if c.diff
+                        .iter()
+                        .any(|d| d.path == "properties.hardwareProfile.vmSize") =>
+                {
+                    "resized (the VM restarts)"
+                }
+                _ => return None,
+            };
+            Some(Kept {
+                id: c.id.clone(),
+                tenant: c.tenant.clone(),
+                reason: why.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// Gallery image versions: built by `image build`, never declared by templates.

@@ -1,0 +1,712 @@
+//! The emulator's Azure Resource Manager behaviour, as a synchronous function from a
+//! request to a reply: resource PUT/GET/DELETE with provisioning states, the
+//! per-family long-running-operation shapes seen in `shared/azure/recordings`,
+//! operation status endpoints, VM power actions and runCommand, subscriptions,
+//! throttling and fault injection. HTTP framing lives in `server`; the Resource
+//! Graph query language in `query`.
+//!
+//! This module owns the request types, the routing, throttling and fault
+//! injection ([`Emulator::handle`]) and reads; by concern:
+//! [`resources`] (PUT/DELETE), [`operations`] (LRO shapes and status endpoints),
+//! [`compute`] (VM actions, runCommand, Image Builder runs), [`queries`]
+//! (Resource Graph, Log Analytics) and [`family`] (per-family shapes and times).
+//!
+//! Time: every operation stores when it started and when it completes (wall clock,
+//! durations multiplied by the time scale); a resource's state is computed from that
+//! on each read, so the emulator has no background work and survives restarts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use family::*;
+
+mod compute;
+mod family;
+mod operations;
+mod queries;
+mod resources;
+
+use crate::faults::{Fault, Faults};
+use crate::query::{self, Query};
+use crate::store::{OpKind, Operation, Store, StoredResource};
+use lifeboat_core::id::ResourceId;
+use lifeboat_core::model::naming::stable_guid;
+use lifeboat_core::quota::{ARM_DELETES, ARM_READS, ARM_WRITES, Class, TokenBucket};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Multiplies every duration and refill rate (0.01 = a hundred times faster).
+    pub time_scale: f64,
+    pub faults: Faults,
+}
+
+/// A request, already read off the wire.
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// The caller's identity (its Authorization header), for throttling.
+    pub identity: String,
+    pub body: Vec<u8>,
+    /// `scheme://host:port` the caller used, for URLs in headers.
+    pub base: String,
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Drop the connection instead of answering (fault injection).
+    pub reset: bool,
+}
+
+impl Reply {
+    fn json(status: u16, v: &Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![(
+                "content-type".into(),
+                "application/json; charset=utf-8".into(),
+            )],
+            body: serde_json::to_vec(v).expect("JSON"),
+            reset: false,
+        }
+    }
+    fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            reset: false,
+        }
+    }
+    fn error(status: u16, code: &str, message: &str) -> Reply {
+        Reply::json(
+            status,
+            &json!({"error": {"code": code, "message": message}}),
+        )
+    }
+    fn header(mut self, k: &str, v: impl Into<String>) -> Reply {
+        self.headers.push((k.to_string(), v.into()));
+        self
+    }
+}
+
+struct Buckets {
+    reads: TokenBucket,
+    writes: TokenBucket,
+    deletes: TokenBucket,
+}
+
+pub struct Emulator {
+    store: Store,
+    cfg: Config,
+    buckets: Mutex<HashMap<String, Arc<Buckets>>>,
+    /// Per-resource locks: read-modify-write of one resource is atomic.
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Resource Graph result sets being paged, by `$skipToken`.
+    pages: Mutex<HashMap<String, (Instant, Vec<Value>)>>,
+    rng: Mutex<fastrand::Rng>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `.../Microsoft.OperationalInsights/workspaces/<name>/api/query`.
+fn is_log_query(path: &str) -> bool {
+    let l = path.to_ascii_lowercase();
+    l.contains("/microsoft.operationalinsights/workspaces/")
+        && l.trim_end_matches('/').ends_with("/api/query")
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        k.eq_ignore_ascii_case(name).then_some(v)
+    })
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// Properties ARM accepts on PUT but never returns.
+const WRITE_ONLY: &[&str] = &["/properties/osProfile/adminPassword", "/properties/value"];
+
+impl Emulator {
+    pub fn new(store: Store, cfg: Config) -> Emulator {
+        let seed = std::env::var("LIFEBOAT_EMULATOR_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| fastrand::u64(..));
+        Emulator {
+            store,
+            cfg,
+            buckets: Mutex::new(HashMap::new()),
+            locks: Mutex::new(HashMap::new()),
+            pages: Mutex::new(HashMap::new()),
+            rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Azure seconds -> wall milliseconds.
+    fn scaled_ms(&self, secs: f64) -> u64 {
+        (secs * 1000.0 * self.cfg.time_scale).round() as u64
+    }
+
+    /// Wall milliseconds -> Azure seconds for a Retry-After header (at least 1).
+    fn retry_after(&self, wall_ms: u64) -> String {
+        let secs = wall_ms as f64 / 1000.0 / self.cfg.time_scale.max(1e-9);
+        (secs.ceil() as u64).clamp(1, 60).to_string()
+    }
+
+    fn lock(&self, id: &ResourceId) -> Arc<Mutex<()>> {
+        self.locks
+            .lock()
+            .expect("locks")
+            .entry(id.key().to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn buckets(&self, identity: &str) -> Arc<Buckets> {
+        let s = self.cfg.time_scale;
+        self.buckets
+            .lock()
+            .expect("buckets")
+            .entry(identity.to_string())
+            .or_insert_with(|| {
+                Arc::new(Buckets {
+                    reads: TokenBucket::new(ARM_READS.scaled(s)),
+                    writes: TokenBucket::new(ARM_WRITES.scaled(s)),
+                    deletes: TokenBucket::new(ARM_DELETES.scaled(s)),
+                })
+            })
+            .clone()
+    }
+
+    fn roll(&self, p: f64) -> bool {
+        p > 0.0 && self.rng.lock().expect("rng").f64() < p
+    }
+
+    /// Answer one request.
+    pub fn handle(&self, req: &Request) -> Reply {
+        let class = match req.method.as_str() {
+            "GET" | "HEAD" => Class::Read,
+            "DELETE" => Class::Delete,
+            "POST"
+                if req
+                    .path
+                    .to_ascii_lowercase()
+                    .contains("/microsoft.resourcegraph/")
+                    || is_log_query(&req.path) =>
+            {
+                Class::Read
+            }
+            _ => Class::Write,
+        };
+        let buckets = self.buckets(&req.identity);
+        let (bucket, header) = match class {
+            Class::Read => (
+                &buckets.reads,
+                "x-ms-ratelimit-remaining-subscription-reads",
+            ),
+            Class::Write => (
+                &buckets.writes,
+                "x-ms-ratelimit-remaining-subscription-writes",
+            ),
+            Class::Delete => (
+                &buckets.deletes,
+                "x-ms-ratelimit-remaining-subscription-deletes",
+            ),
+        };
+        let remaining = match bucket.try_take(Instant::now()) {
+            Ok(r) => r,
+            Err(wait) => {
+                return Reply::error(
+                    429,
+                    "TooManyRequests",
+                    "The request is being throttled as the limit has been reached for operation type. For more information, see https://aka.ms/srpthrottlinglimits",
+                )
+                .header("Retry-After", self.retry_after(wait.as_millis() as u64));
+            }
+        };
+        let mut fault = None;
+        if class != Class::Read {
+            let f = &self.cfg.faults;
+            for (kind, p) in [
+                (Fault::Throttle, f.throttle),
+                (Fault::ServerError, f.server_error),
+                (Fault::Reset, f.reset),
+                (Fault::OperationFails, f.lro_fail),
+            ] {
+                if self.roll(p) {
+                    fault = Some(kind);
+                    break;
+                }
+            }
+        }
+        match fault {
+            Some(Fault::Throttle) => {
+                return Reply::error(
+                    429,
+                    "TooManyRequests",
+                    "Injected throttling (--faults 429).",
+                )
+                .header("Retry-After", "1");
+            }
+            Some(Fault::ServerError) => {
+                return Reply::error(
+                    500,
+                    "InternalServerError",
+                    "Injected server error (--faults 500).",
+                );
+            }
+            _ => {}
+        }
+        let mut reply = self.route(req, fault == Some(Fault::OperationFails));
+        reply
+            .headers
+            .push((header.to_string(), remaining.to_string()));
+        reply.headers.push((
+            "x-ms-request-id".into(),
+            format!("{:032x}", fastrand::u128(..)),
+        ));
+        // A reset happens after the request took effect, as when a response is lost.
+        reply.reset = fault == Some(Fault::Reset);
+        reply
+    }
+
+    fn route(&self, req: &Request, fail_op: bool) -> Reply {
+        let path = req.path.trim_end_matches('/');
+        let lower = path.to_ascii_lowercase();
+        if req.method == "POST" && lower == "/providers/microsoft.resourcegraph/resources" {
+            return self.resource_graph(req);
+        }
+        if req.method == "POST" && is_log_query(path) {
+            return self.log_query(req);
+        }
+        for marker in [
+            "/operations/",
+            "/operationstatuses/",
+            "/diskoperations/",
+            "/asyncoperations/",
+            "/operationresults/",
+        ] {
+            if let Some(pos) = lower.rfind(marker)
+                && req.method == "GET"
+            {
+                let token = &path[pos + marker.len()..];
+                let location_style = matches!(marker, "/asyncoperations/" | "/operationresults/")
+                    || query_param(&req.query, "monitor") == Some("true");
+                return self.operation_status(token, location_style, req);
+            }
+        }
+        let segs: Vec<&str> = path.split('/').collect();
+        if segs.len() == 3 && segs[1].eq_ignore_ascii_case("subscriptions") && req.method == "GET" {
+            let s = segs[2];
+            return Reply::json(
+                200,
+                &json!({"id": format!("/subscriptions/{s}"), "subscriptionId": s,
+                    "tenantId": stable_guid(&format!("tenant:{s}")),
+                    "displayName": "lifeboat local cloud", "state": "Enabled"}),
+            );
+        }
+        let Some(api_version) = query_param(&req.query, "api-version") else {
+            return Reply::error(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            );
+        };
+        // Image Builder actions: `<template id>/run`.
+        if let Some((template, action)) = path.rsplit_once('/')
+            && template
+                .to_ascii_lowercase()
+                .contains("/microsoft.virtualmachineimages/imagetemplates/")
+            && template.split('/').count() % 2 == 1
+            && req.method == "POST"
+            && let Ok(id) = ResourceId::parse(template)
+        {
+            return self.template_action(req, &id, &action.to_ascii_lowercase(), fail_op);
+        }
+        // VM actions and views: `<vm id>/<action>`.
+        if let Some((vm, action)) = path.rsplit_once('/')
+            && vm
+                .to_ascii_lowercase()
+                .contains("/microsoft.compute/virtualmachines/")
+            && vm.split('/').count() % 2 == 1
+            && let Ok(id) = ResourceId::parse(vm)
+        {
+            return match (req.method.as_str(), action.to_ascii_lowercase().as_str()) {
+                ("GET", "instanceview") => self.instance_view(&id),
+                ("POST", a) => self.vm_action(req, &id, a, fail_op),
+                _ => Reply::error(405, "MethodNotAllowed", "unsupported VM sub-resource"),
+            };
+        }
+        let id = match ResourceId::parse(path) {
+            Ok(id) => id,
+            Err(e) => return Reply::error(400, "InvalidResourceId", &e.to_string()),
+        };
+        match req.method.as_str() {
+            "GET" => self.get(&id),
+            "PUT" => self.put(req, &id, api_version, fail_op),
+            "DELETE" => self.delete(req, &id, fail_op),
+            m => Reply::error(
+                405,
+                "MethodNotAllowed",
+                &format!("{m} is not supported here"),
+            ),
+        }
+    }
+
+    /// The resource as a GET returns it now, or `None` when it is gone.
+    fn view(&self, r: &StoredResource, now: u64) -> Option<Value> {
+        let mut body = r.body.clone();
+        let state = match &r.operation {
+            Some(op) if now < op.done_ms => match &op.kind {
+                OpKind::Put { creating: true } => "Creating",
+                OpKind::Put { creating: false } => "Updating",
+                OpKind::Delete => "Deleting",
+                OpKind::Action { .. } => "Updating",
+            },
+            Some(op) => match (&op.kind, &op.failure) {
+                (OpKind::Delete, None) => return None,
+                (OpKind::Put { .. }, Some(_)) => "Failed",
+                _ => "Succeeded",
+            },
+            None => "Succeeded",
+        };
+        if r.visible_from_ms.is_some_and(|t| now < t) {
+            return None;
+        }
+        let obj = body.as_object_mut()?;
+        obj.insert("id".into(), json!(r.id.as_str()));
+        obj.insert("name".into(), json!(r.id.name()));
+        obj.insert("type".into(), json!(r.resource_type));
+        let props = obj
+            .entry("properties")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()?;
+        props.insert("provisioningState".into(), json!(state));
+        if let Some(done) = r.replicated_ms {
+            props.insert(
+                "replicationStatus".into(),
+                replication_status(&r.body, now, r.visible_from_ms.unwrap_or(0), done),
+            );
+        }
+        if let Some(op) = &r.operation
+            && let OpKind::Action { name, .. } = &op.kind
+            && name == "run"
+        {
+            let (run_state, message) = match (&op.failure, now < op.done_ms) {
+                (_, true) => ("Running", String::new()),
+                (Some((_, m)), false) => ("Failed", m.clone()),
+                (None, false) => ("Succeeded", String::new()),
+            };
+            let end = (now >= op.done_ms).then(|| rfc3339(op.done_ms));
+            props.insert(
+                "lastRunStatus".into(),
+                json!({"runState": run_state, "message": message,
+                    "startTime": rfc3339(op.started_ms), "endTime": end}),
+            );
+        }
+        if let Some(power) = self.power(r, now) {
+            props.insert(
+                "extended".into(),
+                json!({"instanceView": {"powerState": {"code": format!("PowerState/{power}")}}}),
+            );
+        }
+        Some(body)
+    }
+
+    fn power(&self, r: &StoredResource, now: u64) -> Option<String> {
+        match &r.operation {
+            Some(op) if now >= op.done_ms && op.failure.is_none() => match &op.kind {
+                OpKind::Action { power: Some(p), .. } => Some(p.clone()),
+                _ => r.power.clone(),
+            },
+            Some(op) if now < op.done_ms => match &op.kind {
+                OpKind::Action { power: Some(p), .. } => Some(
+                    match p.as_str() {
+                        "running" => "starting",
+                        "deallocated" => "deallocating",
+                        _ => "updating",
+                    }
+                    .to_string(),
+                ),
+                _ => r.power.clone(),
+            },
+            _ => r.power.clone(),
+        }
+    }
+
+    /// Load a resource with its settled state folded in (a finished delete removes
+    /// the file; a finished action's power state is kept).
+    fn load(&self, id: &ResourceId, now: u64) -> Result<Option<StoredResource>, Reply> {
+        let r = self.store.get(id).map_err(|e| {
+            Reply::error(500, "InternalServerError", &format!("emulator store: {e}"))
+        })?;
+        let Some(mut r) = r else { return Ok(None) };
+        if let Some(op) = &r.operation
+            && now >= op.done_ms
+        {
+            if op.kind == OpKind::Delete && op.failure.is_none() {
+                let _ = self.store.delete(id);
+                return Ok(None);
+            }
+            r.power = self.power(&r, now);
+        }
+        Ok(Some(r))
+    }
+
+    fn save(&self, r: &StoredResource) -> Result<(), Reply> {
+        self.store
+            .put(r)
+            .map_err(|e| Reply::error(500, "InternalServerError", &format!("emulator store: {e}")))
+    }
+
+    fn not_found(id: &ResourceId) -> Reply {
+        let (code, what) = if id.is_resource_group() {
+            ("ResourceGroupNotFound", "Resource group")
+        } else {
+            ("ResourceNotFound", "The Resource")
+        };
+        Reply::error(
+            404,
+            code,
+            &format!("{what} '{}' could not be found.", id.as_str()),
+        )
+    }
+
+    fn get(&self, id: &ResourceId) -> Reply {
+        let now = now_ms();
+        match self.load(id, now) {
+            Err(r) => r,
+            Ok(Some(r)) => match self.view(&r, now) {
+                Some(v) => Reply::json(200, &v),
+                None => Self::not_found(id),
+            },
+            Ok(None) => Self::not_found(id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUB: &str = "/subscriptions/00000000-0000-0000-0000-000000000001";
+
+    /// An emulator over a fresh store that is removed when the test ends.
+    struct Fixture {
+        emu: Emulator,
+        dir: std::path::PathBuf,
+    }
+
+    impl std::ops::Deref for Fixture {
+        type Target = Emulator;
+        fn deref(&self) -> &Emulator {
+            &self.emu
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn emulator(time_scale: f64, faults: Faults) -> Fixture {
+        let dir = std::env::temp_dir().join(format!(
+            "lifeboat-arm-test-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        Fixture {
+            emu: Emulator::new(Store::at(dir.clone()), Config { time_scale, faults }),
+            dir,
+        }
+    }
+
+    fn request(method: &str, path: &str, body: Value) -> Request {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        Request {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            identity: "Bearer test".into(),
+            body: if body.is_null() {
+                Vec::new()
+            } else {
+                serde_json::to_vec(&body).unwrap()
+            },
+            base: "http://127.0.0.1:1".into(),
+        }
+    }
+
+    fn body(r: &Reply) -> Value {
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null)
+    }
+
+    fn header<'r>(r: &'r Reply, name: &str) -> Option<&'r str> {
+        r.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn rg(emu: &Emulator, name: &str) {
+        let r = emu.handle(&request(
+            "PUT",
+            &format!("{SUB}/resourceGroups/{name}?api-version=2021-04-01"),
+            json!({"location": "westeurope"}),
+        ));
+        assert!(matches!(r.status, 200 | 201), "{r:?}");
+    }
+
+    #[test]
+    fn a_resource_group_is_created_read_and_its_absence_named() {
+        let emu = emulator(0.001, Faults::default());
+        rg(&emu, "lb-rg");
+        let r = emu.handle(&request(
+            "GET",
+            &format!("{SUB}/resourceGroups/lb-rg?api-version=2021-04-01"),
+            Value::Null,
+        ));
+        assert_eq!(r.status, 200);
+        assert_eq!(body(&r)["properties"]["provisioningState"], "Succeeded");
+        assert!(header(&r, "x-ms-ratelimit-remaining-subscription-reads").is_some());
+        let missing = emu.handle(&request(
+            "GET",
+            &format!("{SUB}/resourceGroups/nope?api-version=2021-04-01"),
+            Value::Null,
+        ));
+        assert_eq!(missing.status, 404);
+        assert_eq!(body(&missing)["error"]["code"], "ResourceGroupNotFound");
+    }
+
+    #[test]
+    fn requests_without_api_version_or_with_a_bad_id_are_refused() {
+        let emu = emulator(0.001, Faults::default());
+        let r = emu.handle(&request(
+            "GET",
+            &format!("{SUB}/resourceGroups/x"),
+            Value::Null,
+        ));
+        assert_eq!(r.status, 400);
+        assert_eq!(body(&r)["error"]["code"], "MissingApiVersionParameter");
+        let r = emu.handle(&request(
+            "PUT",
+            &format!("{SUB}/resourceGroups/x?api-version=2021-04-01"),
+            json!("not an object"),
+        ));
+        assert_eq!(r.status, 400);
+        assert_eq!(body(&r)["error"]["code"], "InvalidRequestContent");
+    }
+
+    #[test]
+    fn a_child_without_its_parent_is_parent_resource_not_found() {
+        let emu = emulator(0.001, Faults::default());
+        rg(&emu, "lb-net");
+        let r = emu.handle(&request(
+            "PUT",
+            &format!(
+                "{SUB}/resourceGroups/lb-net/providers/Microsoft.Network/virtualNetworks/v/subnets/s?api-version=2024-05-01"
+            ),
+            json!({"properties": {"addressPrefix": "10.0.0.0/24"}}),
+        ));
+        assert_eq!(r.status, 404, "{r:?}");
+        assert_eq!(body(&r)["error"]["code"], "ParentResourceNotFound");
+    }
+
+    #[test]
+    fn a_network_put_is_long_running_and_its_operation_completes() {
+        let emu = emulator(0.001, Faults::default());
+        rg(&emu, "lb-net");
+        let vnet =
+            format!("{SUB}/resourceGroups/lb-net/providers/Microsoft.Network/virtualNetworks/v");
+        let r = emu.handle(&request(
+            "PUT",
+            &format!("{vnet}?api-version=2024-05-01"),
+            json!({"location": "westeurope",
+                   "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}}}),
+        ));
+        assert_eq!(r.status, 201, "{r:?}");
+        let op = header(&r, "Azure-AsyncOperation")
+            .expect("async header")
+            .to_string();
+        assert!(header(&r, "Retry-After").is_some());
+        // In flight until the operation completes (the VNet recording says
+        // `Updating`; the emulator says `Creating` for a new resource).
+        assert_ne!(body(&r)["properties"]["provisioningState"], "Succeeded");
+        let (path, query) = op
+            .strip_prefix("http://127.0.0.1:1")
+            .unwrap()
+            .split_once('?')
+            .unwrap();
+        let poll = || emu.handle(&request("GET", &format!("{path}?{query}"), Value::Null));
+        std::thread::sleep(Duration::from_millis(100));
+        let done = poll();
+        assert_eq!(done.status, 200);
+        assert_eq!(body(&done)["status"], "Succeeded", "{:?}", body(&done));
+        let got = emu.handle(&request(
+            "GET",
+            &format!("{vnet}?api-version=2024-05-01"),
+            Value::Null,
+        ));
+        assert_eq!(body(&got)["properties"]["provisioningState"], "Succeeded");
+    }
+
+    #[test]
+    fn reads_are_throttled_past_the_burst_with_retry_after() {
+        let emu = emulator(1.0, Faults::default());
+        let path = format!("{SUB}/resourceGroups/none?api-version=2021-04-01");
+        let first_429 = (0..300)
+            .map(|_| emu.handle(&request("GET", &path, Value::Null)))
+            .position(|r| r.status == 429)
+            .expect("throttled within 300 reads");
+        // 250 burst, plus what refilled (25/s) while the loop ran.
+        assert!((250..260).contains(&first_429), "{first_429}");
+        let r = emu.handle(&request("GET", &path, Value::Null));
+        assert_eq!(r.status, 429);
+        assert_eq!(body(&r)["error"]["code"], "TooManyRequests");
+        let wait: f64 = header(&r, "Retry-After").unwrap().parse().unwrap();
+        assert!(wait >= 1.0, "{wait}");
+    }
+
+    #[test]
+    fn injected_faults_hit_writes_and_never_reads() {
+        let faults = Faults {
+            server_error: 1.0,
+            ..Faults::default()
+        };
+        let emu = emulator(0.001, faults);
+        let path = format!("{SUB}/resourceGroups/f?api-version=2021-04-01");
+        let put = emu.handle(&request("PUT", &path, json!({"location": "westeurope"})));
+        assert_eq!(put.status, 500);
+        assert_eq!(body(&put)["error"]["code"], "InternalServerError");
+        let get = emu.handle(&request("GET", &path, Value::Null));
+        assert_eq!(get.status, 404, "the failed PUT created nothing");
+    }
+}

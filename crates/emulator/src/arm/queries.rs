@@ -1,0 +1,142 @@
+//! The read-only query endpoints: Azure Resource Graph (`resources` with paging
+//! by `$skipToken`) and the Log Analytics query API (`api/query`).
+
+use super::*;
+
+impl Emulator {
+    /// A Log Analytics query through ARM (`<workspace>/api/query`). The emulated
+    /// workspace holds one table, `LifeboatLogShipping_CL`: the log-shipping
+    /// monitor row every SQL VM reports (its latest, as `arg_max` would give).
+    pub(super) fn log_query(&self, req: &Request) -> Reply {
+        let q: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let text = q.get("query").and_then(Value::as_str).unwrap_or("");
+        if !text.contains("LifeboatLogShipping_CL") {
+            return Reply::error(
+                400,
+                "BadArgumentError",
+                "The emulated workspace only has the table LifeboatLogShipping_CL.",
+            );
+        }
+        let now = now_ms();
+        let all = match self.store.scan() {
+            Ok(a) => a,
+            Err(e) => {
+                return Reply::error(500, "InternalServerError", &format!("emulator store: {e}"));
+            }
+        };
+        let columns = [
+            "ResourceId",
+            "Tenant",
+            "secondary_database",
+            "last_copied_file",
+            "last_copied_date_utc",
+            "last_restored_file",
+            "last_restored_date_utc",
+            "state_desc",
+            "restore_mode",
+            "now_utc",
+        ];
+        let rows: Vec<Value> = all
+            .iter()
+            .filter(|r| r.shipping.is_some())
+            .filter_map(|r| {
+                let m = crate::sql::monitor(
+                    r,
+                    now,
+                    self.cfg.time_scale,
+                    self.cfg.faults.shipping_stop_s,
+                )?;
+                let tenant = r
+                    .body
+                    .pointer("/tags/lifeboat-tenant")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                Some(Value::Array(
+                    columns
+                        .iter()
+                        .map(|c| match *c {
+                            "ResourceId" => json!(r.id.as_str()),
+                            "Tenant" => tenant.clone(),
+                            other => m.get(other).cloned().unwrap_or(Value::Null),
+                        })
+                        .collect(),
+                ))
+            })
+            .collect();
+        Reply::json(
+            200,
+            &json!({"tables": [{
+                "name": "PrimaryResult",
+                "columns": columns.iter().map(|c| json!({"name": c, "type": "string"})).collect::<Vec<_>>(),
+                "rows": rows,
+            }]}),
+        )
+    }
+
+    pub(super) fn resource_graph(&self, req: &Request) -> Reply {
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        let top = body
+            .pointer("/options/$top")
+            .and_then(Value::as_u64)
+            .unwrap_or(1000)
+            .clamp(1, 1000) as usize;
+        let mut pages = self.pages.lock().expect("pages");
+        pages.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(600));
+        let rows = if let Some(token) = body.pointer("/options/$skipToken").and_then(Value::as_str)
+        {
+            match pages.remove(token) {
+                Some((_, rows)) => rows,
+                None => {
+                    return Reply::error(
+                        400,
+                        "InvalidSkipToken",
+                        "The $skipToken is invalid or expired.",
+                    );
+                }
+            }
+        } else {
+            let text = body.get("query").and_then(Value::as_str).unwrap_or("");
+            let q = match Query::parse(text) {
+                Ok(q) => q,
+                Err(e) => {
+                    return Reply::error(400, "BadRequest", &format!("Query is invalid: {e}"));
+                }
+            };
+            let subs: Vec<String> = body
+                .get("subscriptions")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_ascii_lowercase))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let now = now_ms();
+            let all = match self.store.scan() {
+                Ok(a) => a,
+                Err(e) => return Reply::error(500, "InternalServerError", &e.to_string()),
+            };
+            let mut rows: Vec<Value> = all
+                .iter()
+                .filter(|r| {
+                    subs.is_empty() || subs.contains(&r.id.subscription().to_ascii_lowercase())
+                })
+                .filter_map(|r| self.view(r, now).map(|v| query::row(r, v)))
+                .filter(|row| q.matches(row))
+                .collect();
+            rows.reverse(); // pop() from the end below keeps id order
+            rows
+        };
+        let mut rows = rows;
+        let total = rows.len();
+        let page: Vec<Value> = (0..top.min(total)).filter_map(|_| rows.pop()).collect();
+        let mut out = json!({"totalRecords": total, "count": page.len(), "data": page, "facets": [],
+            "resultTruncated": "false"});
+        if !rows.is_empty() {
+            let token = format!("{:032x}", fastrand::u128(..));
+            out["$skipToken"] = json!(token);
+            pages.insert(token, (Instant::now(), rows));
+        }
+        Reply::json(200, &out)
+    }
+}

@@ -1,0 +1,265 @@
+//! Resource writes: PUT (create or update, with the parent check and the
+//! write-only fields kept out of reads) and DELETE (with its children).
+
+use super::*;
+
+impl Emulator {
+    /// Parent must exist (resource group for top-level resources, the parent for
+    /// child resources).
+    pub(super) fn parent_missing(&self, id: &ResourceId, now: u64) -> Option<Reply> {
+        let parent = id.parent()?;
+        if parent.as_str().split('/').count() <= 3 {
+            return None; // the subscription
+        }
+        match self.load(&parent, now) {
+            Ok(Some(p)) if self.view(&p, now).is_some() => None,
+            Ok(_) => Some(if parent.is_resource_group() {
+                Self::not_found(&parent)
+            } else {
+                Reply::error(
+                    404,
+                    "ParentResourceNotFound",
+                    &format!(
+                        "Can not perform requested operation on nested resource. Parent resource '{}' not found.",
+                        parent.display_name()
+                    ),
+                )
+            }),
+            Err(r) => Some(r),
+        }
+    }
+
+    pub(super) fn put(&self, req: &Request, id: &ResourceId, api: &str, fail_op: bool) -> Reply {
+        let mut body: Value = match serde_json::from_slice(&req.body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                return Reply::error(
+                    400,
+                    "InvalidRequestContent",
+                    "The request content was invalid and could not be deserialized.",
+                );
+            }
+        };
+        let lock = self.lock(id);
+        let _g = lock.lock().expect("resource lock");
+        let now = now_ms();
+        if let Some(r) = self.parent_missing(id, now) {
+            return r;
+        }
+        let existing = match self.load(id, now) {
+            Ok(e) => e,
+            Err(r) => return r,
+        };
+        if let Some(op) = existing.as_ref().and_then(|e| e.operation.as_ref())
+            && now < op.done_ms
+        {
+            return Self::busy(op, now, self.retry_after(op.done_ms - now));
+        }
+        if id
+            .resource_type()
+            .eq_ignore_ascii_case("Microsoft.KeyVault/vaults/secrets")
+            && let Some(value) = body.pointer("/properties/value").and_then(Value::as_str)
+            && let Err(e) = self.store.put_secret(id, value)
+        {
+            return Reply::error(500, "InternalServerError", &format!("emulator vault: {e}"));
+        }
+        for p in WRITE_ONLY {
+            if let Some((parent, key)) = p.rsplit_once('/')
+                && let Some(Value::Object(o)) = body.pointer_mut(parent)
+            {
+                o.remove(key);
+            }
+        }
+        for k in ["id", "name", "type"] {
+            body.as_object_mut().expect("object").remove(k);
+        }
+        if let Some(identity) = body.get_mut("identity").and_then(Value::as_object_mut)
+            && identity
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.contains("SystemAssigned"))
+        {
+            identity.insert(
+                "principalId".into(),
+                json!(stable_guid(&format!("principal:{}", id.key()))),
+            );
+            identity.insert(
+                "tenantId".into(),
+                json!(stable_guid(&format!("tenant:{}", id.subscription()))),
+            );
+        }
+        if let Some(props) = body.get_mut("properties").and_then(Value::as_object_mut) {
+            props.remove("provisioningState");
+        }
+        let resource_type = id.resource_type();
+        if resource_type.eq_ignore_ascii_case("Microsoft.ManagedIdentity/userAssignedIdentities") {
+            body["properties"] = json!({
+                "principalId": stable_guid(&format!("principal:{}", id.key())),
+                "clientId": stable_guid(&format!("client:{}", id.key())),
+                "tenantId": stable_guid(&format!("tenant:{}", id.subscription())),
+            });
+        }
+        if let Some(image) = body
+            .pointer("/properties/storageProfile/imageReference/id")
+            .and_then(Value::as_str)
+            .and_then(|s| ResourceId::parse(s).ok())
+        {
+            // As Azure: a VM cannot be created from an image version that does not exist.
+            let exists =
+                matches!(self.load(&image, now), Ok(Some(ref v)) if self.view(v, now).is_some());
+            if !exists {
+                return Reply::error(
+                    404,
+                    "GalleryImageNotFound",
+                    &format!(
+                        "The gallery image {} is not available. Build it first, or contact the image owner.",
+                        image.as_str()
+                    ),
+                );
+            }
+        }
+        let fam = family(&resource_type);
+        let creating = existing.is_none();
+        let secs = if creating {
+            put_seconds(&resource_type)
+        } else {
+            put_seconds(&resource_type).min(30.0) / 2.0
+        };
+        let op = self.new_operation(id, OpKind::Put { creating }, secs, fail_op, now);
+        let is_vm = resource_type.eq_ignore_ascii_case("Microsoft.Compute/virtualMachines");
+        let sql_image = is_vm && crate::sql::is_sql_image(&body);
+        let initial_mode = body
+            .pointer("/tags/lifeboat-restore-mode")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let stored = StoredResource {
+            id: id.clone(),
+            resource_type: resource_type.clone(),
+            api_version: api.to_string(),
+            body,
+            // Synchronous types answer with their final state: nothing to fail later.
+            operation: (fam != Family::Sync).then(|| op.clone()),
+            power: match &existing {
+                Some(e) => e.power.clone(),
+                None if is_vm => Some("running".into()),
+                None => None,
+            },
+            sql_mode: match &existing {
+                Some(e) => e.sql_mode.clone(),
+                None if sql_image => initial_mode,
+                None => None,
+            },
+            // A SQL Server VM receives the hospital's log backups from its creation.
+            shipping: match &existing {
+                Some(e) => e.shipping.clone(),
+                None if sql_image => Some(crate::store::Shipping {
+                    since_ms: now,
+                    recovered_ms: None,
+                }),
+                None => None,
+            },
+            visible_from_ms: existing.as_ref().and_then(|e| e.visible_from_ms),
+            replicated_ms: existing.as_ref().and_then(|e| e.replicated_ms),
+        };
+        if let Err(r) = self.save(&stored) {
+            return r;
+        }
+        let status = if creating { 201 } else { 200 };
+        let loc = Self::location_of(&stored.body);
+        let view = self.view(&stored, now).unwrap_or(Value::Null);
+        let first = match fam {
+            Family::Sync => return Reply::json(status, &view),
+            Family::Network | Family::Compute | Family::Generic => Reply::json(status, &view),
+            Family::Disk => Reply::json(202, &view),
+            Family::Storage => {
+                Reply::empty(202).header("content-type", "text/plain; charset=utf-8")
+            }
+        };
+        self.op_headers(req, id, fam, &loc, &op, api, first, false)
+    }
+
+    pub(super) fn delete(&self, req: &Request, id: &ResourceId, fail_op: bool) -> Reply {
+        let lock = self.lock(id);
+        let _g = lock.lock().expect("resource lock");
+        let now = now_ms();
+        let existing = match self.load(id, now) {
+            Ok(Some(e)) => e,
+            Ok(None) => return Reply::empty(204),
+            Err(r) => return r,
+        };
+        if let Some(op) = &existing.operation
+            && now < op.done_ms
+        {
+            if op.kind == OpKind::Delete {
+                // Deleting already: answer like ARM, with the running operation.
+                let fam = family(&existing.resource_type);
+                let loc = Self::location_of(&existing.body);
+                return self.op_headers(
+                    req,
+                    id,
+                    fam,
+                    &loc,
+                    op,
+                    &existing.api_version,
+                    Reply::empty(202),
+                    true,
+                );
+            }
+            return Self::busy(op, now, self.retry_after(op.done_ms - now));
+        }
+        let api = query_param(&req.query, "api-version")
+            .unwrap_or(&existing.api_version)
+            .to_string();
+        let fam = family(&existing.resource_type);
+        let op = self.new_operation(
+            id,
+            OpKind::Delete,
+            delete_seconds(&existing.resource_type),
+            fail_op,
+            now,
+        );
+        if fam == Family::Sync && !id.is_resource_group() && !fail_op {
+            self.delete_children(id, &op);
+            let _ = self.store.delete(id);
+            return Reply::empty(200);
+        }
+        let mut r = existing.clone();
+        r.operation = Some(op.clone());
+        if let Err(reply) = self.save(&r) {
+            return reply;
+        }
+        if op.failure.is_none() {
+            self.delete_children(id, &op);
+        }
+        let loc = Self::location_of(&existing.body);
+        if id.is_resource_group() {
+            // As recorded: 202 + Location (operationresults), no Retry-After.
+            return Reply::empty(202).header(
+                "Location",
+                format!(
+                    "{}/subscriptions/{}/operationresults/{}?api-version={api}",
+                    req.base,
+                    id.subscription(),
+                    op.id
+                ),
+            );
+        }
+        self.op_headers(req, id, fam, &loc, &op, &api, Reply::empty(202), true)
+    }
+
+    /// Deleting a resource deletes what lives under it, when it completes.
+    pub(super) fn delete_children(&self, id: &ResourceId, op: &Operation) {
+        let prefix = format!("{}/", id.key());
+        let Ok(all) = self.store.list() else { return };
+        for mut child in all.into_iter().filter(|r| r.id.key().starts_with(&prefix)) {
+            child.operation = Some(Operation {
+                id: op.id.clone(),
+                kind: OpKind::Delete,
+                started_ms: op.started_ms,
+                done_ms: op.done_ms,
+                failure: None,
+            });
+            let _ = self.store.put(&child);
+        }
+    }
+}
