@@ -26,6 +26,11 @@ pub const AUTHORIZATION: &str = "2022-04-01";
 /// Log Analytics workspaces.
 pub const OPERATIONAL_INSIGHTS: &str = "2023-09-01";
 
+/// Azure Resource Graph queries (`Microsoft.ResourceGraph/resources`).
+pub const RESOURCE_GRAPH: &str = "2022-10-01";
+/// Log Analytics queries through ARM (`<workspace>/api/query`).
+pub const LOG_QUERY: &str = "2020-08-01";
+
 /// The ARM type of a gallery image version (what an image build produces).
 pub const IMAGE_VERSION_TYPE: &str = "Microsoft.Compute/galleries/images/versions";
 

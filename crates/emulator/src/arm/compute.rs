@@ -178,7 +178,7 @@ impl Emulator {
             let v = StoredResource {
                 id: version,
                 resource_type: lifeboat_core::api::IMAGE_VERSION_TYPE.to_string(),
-                api_version: "2023-07-03".into(),
+                api_version: lifeboat_core::api::GALLERY.into(),
                 body: json!({
                     "location": t.body.get("location").cloned().unwrap_or(json!("westeurope")),
                     "tags": dist.get("artifactTags").cloned().unwrap_or(json!({})),

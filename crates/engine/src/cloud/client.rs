@@ -23,9 +23,9 @@ use super::ratelimit::{Class, RateLimiter};
 use super::retry::{Failure, RetryPolicy, Verdict};
 use lifeboat_core::id::ResourceId;
 
-pub const RESOURCE_GRAPH_API: &str = "2022-10-01";
 /// Log Analytics queries routed through ARM.
-pub const LOG_QUERY_API: &str = "2020-08-01";
+pub use lifeboat_core::api::LOG_QUERY as LOG_QUERY_API;
+pub use lifeboat_core::api::RESOURCE_GRAPH as RESOURCE_GRAPH_API;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArmError {

@@ -27,9 +27,8 @@ use lifeboat_core::model::naming::TenantNames;
 use lifeboat_core::model::{Platform, RestoreMode, Tenant};
 use lifeboat_core::plan::ACTIVATION_TAG;
 
-pub const COMPUTE_API: &str = "2024-07-01";
-pub const NETWORK_API: &str = "2024-05-01";
-pub const RG_API: &str = "2021-04-01";
+pub use lifeboat_core::api::RESOURCE_GROUPS as RG_API;
+use lifeboat_core::api::{COMPUTE as COMPUTE_API, NETWORK as NETWORK_API};
 /// The NSG rule that is the users' way in (Deny while idle).
 pub const ACCESS_RULE: &str = "allow-hdx-from-gateway";
 /// When the tenant was activated, and why (resource-group tags).
@@ -172,12 +171,78 @@ impl SqlState {
 /// server and the Log Analytics table answer with).
 pub const MONITOR_QUERY: &str = "SELECT m.secondary_database, m.last_copied_file, m.last_copied_date_utc, m.last_restored_file, m.last_restored_date_utc, m.last_restored_latency, d.state_desc, d.is_in_standby, CASE WHEN d.state_desc = 'RESTORING' THEN 'norecovery' WHEN d.is_in_standby = 1 THEN 'standby' ELSE 'recovery' END AS restore_mode, CONVERT(varchar(33), GETUTCDATE(), 127) + 'Z' AS now_utc FROM msdb.dbo.log_shipping_monitor_secondary m JOIN sys.databases d ON d.name = m.secondary_database";
 
+/// Why a step failed, or why the activation was refused. ARM's own errors stay
+/// values (code, message, resource id) until a report turns them into text.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Arm(#[from] ArmError),
+    #[error("{id} does not exist{hint}")]
+    Missing { id: String, hint: &'static str },
+    /// A runCommand script wrote to StdErr.
+    #[error("{stderr}")]
+    Script { stderr: String },
+    #[error("the monitor query answered `{output}`: {reason}")]
+    MonitorUnreadable { output: String, reason: String },
+    #[error("the monitor row has no server time: {output}")]
+    MonitorWithoutTime { output: String },
+    #[error("reading the SQL secondary: {0}")]
+    Secondary(Box<StepError>),
+    #[error("the NSG has no security rules")]
+    NoSecurityRules,
+    #[error("the NSG has no rule {ACCESS_RULE}")]
+    NoAccessRule,
+    #[error("{} of {total} front-end(s) failed to {action}: {}", .failed.len(), .failed.join("; "))]
+    Power {
+        action: String,
+        total: usize,
+        failed: Vec<String>,
+    },
+    #[error("not {want}: {}", .off.join(", "))]
+    NotInState { want: String, off: Vec<String> },
+    #[error("database is {state} ({mode}), not {want}")]
+    Database {
+        state: String,
+        mode: String,
+        want: &'static str,
+    },
+    #[error("emergency access is {access}")]
+    AccessNotOpen { access: String },
+    #[error("emergency access is {access}, not closed")]
+    AccessNotClosed { access: String },
+    #[error(
+        "the database was recovered read-write (RESTORE WITH RECOVERY is irreversible): it cannot return to the log-shipping chain; re-seed the secondary from a full backup"
+    )]
+    Recovered,
+    /// Steps that failed independently (deactivation runs them all).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<StepError>),
+    /// Refused, not failed: nothing was changed.
+    #[error(
+        "tenant {tenant} is already active (since {since}); `lifeboat deactivate {tenant}` first"
+    )]
+    AlreadyActive { tenant: String, since: String },
+    /// Refused, not failed: nothing was changed.
+    #[error("{rpo}; activating would lose more data than agreed. Re-run with --force to accept it")]
+    RpoAboveTarget { rpo: String },
+}
+
+impl StepError {
+    /// `refused` (the run changed nothing, by rule) or `failed`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            StepError::AlreadyActive { .. } | StepError::RpoAboveTarget { .. } => "refused",
+            _ => "failed",
+        }
+    }
+}
+
 fn script(lines: &[&str]) -> Value {
     json!({"commandId": "RunPowerShellScript", "script": lines})
 }
 
 /// StdOut of a runCommand's output, or its StdErr as the error.
-fn std_out(output: &Value) -> Result<String, String> {
+fn std_out(output: &Value) -> Result<String, StepError> {
     let items = output
         .get("value")
         .and_then(Value::as_array)
@@ -193,21 +258,24 @@ fn std_out(output: &Value) -> Result<String, String> {
     };
     let err = msg("StdErr");
     if !err.trim().is_empty() {
-        return Err(err);
+        return Err(StepError::Script { stderr: err });
     }
     Ok(msg("StdOut"))
 }
 
-async fn run_script(client: &ArmClient, vm: &ResourceId, lines: &[&str]) -> Result<String, String> {
+async fn run_script(
+    client: &ArmClient,
+    vm: &ResourceId,
+    lines: &[&str],
+) -> Result<String, StepError> {
     let out = client
         .action(vm, "runCommand", COMPUTE_API, Some(&script(lines)), false)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     std_out(&out)
 }
 
 /// Read the secondary's state through a runCommand on the SQL VM.
-pub async fn sql_state(client: &ArmClient, vm: &ResourceId) -> Result<SqlState, String> {
+pub async fn sql_state(client: &ArmClient, vm: &ResourceId) -> Result<SqlState, StepError> {
     let q = format!("$q = \"{MONITOR_QUERY}\"");
     let out = run_script(
         client,
@@ -218,13 +286,20 @@ pub async fn sql_state(client: &ArmClient, vm: &ResourceId) -> Result<SqlState, 
         ],
     )
     .await?;
-    let row: serde_json::Map<String, Value> = serde_json::from_str(&out)
-        .map_err(|e| format!("the monitor query answered `{out}`: {e}"))?;
-    SqlState::from_row(&row).ok_or_else(|| format!("the monitor row has no server time: {out}"))
+    let row: serde_json::Map<String, Value> =
+        serde_json::from_str(&out).map_err(|e| StepError::MonitorUnreadable {
+            output: out.clone(),
+            reason: e.to_string(),
+        })?;
+    SqlState::from_row(&row).ok_or(StepError::MonitorWithoutTime { output: out })
 }
 
 /// `RESTORE ... WITH NORECOVERY | STANDBY | RECOVERY` on the secondary.
-pub async fn set_sql_mode(client: &ArmClient, vm: &ResourceId, mode: &str) -> Result<(), String> {
+pub async fn set_sql_mode(
+    client: &ArmClient,
+    vm: &ResourceId,
+    mode: &str,
+) -> Result<(), StepError> {
     let cmd = format!("Set-LifeboatSqlMode -Mode {mode}");
     run_script(client, vm, &[&cmd]).await.map(|_| ())
 }
@@ -311,10 +386,10 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
         &mut self,
         (na, a): (&str, A),
         (nb, b): (&str, B),
-    ) -> (Result<String, String>, Result<String, String>)
+    ) -> (Result<String, StepError>, Result<String, StepError>)
     where
-        A: std::future::Future<Output = Result<String, String>>,
-        B: std::future::Future<Output = Result<String, String>>,
+        A: std::future::Future<Output = Result<String, StepError>>,
+        B: std::future::Future<Output = Result<String, StepError>>,
     {
         let start = self.t0.elapsed().as_millis() as u64;
         for n in [na, nb] {
@@ -348,9 +423,9 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
     }
 
     /// Time one step; its detail on success, the error text on failure.
-    async fn step<F>(&mut self, name: &str, fut: F) -> Result<String, String>
+    async fn step<F>(&mut self, name: &str, fut: F) -> Result<String, StepError>
     where
-        F: std::future::Future<Output = Result<String, String>>,
+        F: std::future::Future<Output = Result<String, StepError>>,
     {
         let start = self.t0.elapsed().as_millis() as u64;
         (self.emit)(DapEvent::Started {
@@ -365,7 +440,7 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
     }
 
     /// Record a step that ran from `start` to `end` (ms since the run began).
-    fn finish(&self, name: &str, start: u64, end: u64, r: &Result<String, String>) -> Step {
+    fn finish(&self, name: &str, start: u64, end: u64, r: &Result<String, StepError>) -> Step {
         let step = Step {
             name: name.into(),
             start_ms: start,
@@ -373,7 +448,8 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
             operation_ms: end - start,
             outcome: if r.is_ok() { "ok" } else { "failed" }.into(),
             detail: match r {
-                Ok(d) | Err(d) => d.clone(),
+                Ok(d) => d.clone(),
+                Err(e) => e.to_string(),
             },
         };
         (self.emit)(DapEvent::Finished {
@@ -420,17 +496,14 @@ fn critical_path(steps: &[Step], parallel: &[&str]) -> u64 {
         + par
 }
 
-fn cloud(e: ArmError) -> String {
-    e.to_string()
-}
-
-async fn rg_tags(client: &ArmClient, rg: &ResourceId) -> Result<Value, String> {
-    client.get(rg, RG_API).await.map_err(cloud)?.ok_or_else(|| {
-        format!(
-            "{} does not exist: provision the tenant with `lifeboat apply`",
-            rg.as_str()
-        )
-    })
+async fn rg_tags(client: &ArmClient, rg: &ResourceId) -> Result<Value, StepError> {
+    client
+        .get(rg, RG_API)
+        .await?
+        .ok_or_else(|| StepError::Missing {
+            id: rg.as_str().to_string(),
+            hint: ": provision the tenant with `lifeboat apply`",
+        })
 }
 
 /// PUT the resource group back with `edit` applied to its tags.
@@ -438,7 +511,7 @@ async fn retag(
     client: &ArmClient,
     rg: &ResourceId,
     edit: impl FnOnce(&mut serde_json::Map<String, Value>),
-) -> Result<(), String> {
+) -> Result<(), StepError> {
     let cur = rg_tags(client, rg).await?;
     let mut tags = cur
         .get("tags")
@@ -448,25 +521,31 @@ async fn retag(
     edit(&mut tags);
     let body =
         json!({"location": cur.get("location").cloned().unwrap_or(Value::Null), "tags": tags});
-    client.put(rg, RG_API, &body).await.map_err(cloud)?;
+    client.put(rg, RG_API, &body).await?;
     Ok(())
 }
 
 /// Set the access rule of the front-end NSG to `access` (`Allow`/`Deny`).
-async fn set_access(client: &ArmClient, nsg: &ResourceId, access: &str) -> Result<String, String> {
+async fn set_access(
+    client: &ArmClient,
+    nsg: &ResourceId,
+    access: &str,
+) -> Result<String, StepError> {
     let mut body = client
         .get(nsg, NETWORK_API)
-        .await
-        .map_err(cloud)?
-        .ok_or_else(|| format!("{} does not exist", nsg.as_str()))?;
+        .await?
+        .ok_or_else(|| StepError::Missing {
+            id: nsg.as_str().to_string(),
+            hint: "",
+        })?;
     let rules = body
         .pointer_mut("/properties/securityRules")
         .and_then(Value::as_array_mut)
-        .ok_or("the NSG has no security rules")?;
+        .ok_or(StepError::NoSecurityRules)?;
     let rule = rules
         .iter_mut()
         .find(|r| r["name"].as_str() == Some(ACCESS_RULE))
-        .ok_or_else(|| format!("the NSG has no rule {ACCESS_RULE}"))?;
+        .ok_or(StepError::NoAccessRule)?;
     if rule.pointer("/properties/access").and_then(Value::as_str) == Some(access) {
         return Ok(format!("{ACCESS_RULE} already {access}"));
     }
@@ -474,16 +553,12 @@ async fn set_access(client: &ArmClient, nsg: &ResourceId, access: &str) -> Resul
     for k in ["etag", "id", "name", "type"] {
         body.as_object_mut().map(|o| o.remove(k));
     }
-    client.put(nsg, NETWORK_API, &body).await.map_err(cloud)?;
+    client.put(nsg, NETWORK_API, &body).await?;
     Ok(format!("{ACCESS_RULE}: {access}"))
 }
 
-async fn access_is(client: &ArmClient, nsg: &ResourceId) -> Result<String, String> {
-    let body = client
-        .get(nsg, NETWORK_API)
-        .await
-        .map_err(cloud)?
-        .unwrap_or(Value::Null);
+async fn access_is(client: &ArmClient, nsg: &ResourceId) -> Result<String, StepError> {
+    let body = client.get(nsg, NETWORK_API).await?.unwrap_or(Value::Null);
     Ok(body
         .pointer("/properties/securityRules")
         .and_then(Value::as_array)
@@ -495,11 +570,8 @@ async fn access_is(client: &ArmClient, nsg: &ResourceId) -> Result<String, Strin
 }
 
 /// The power state of a VM from its instance view (`running`, `deallocated`, ...).
-pub async fn power_state(client: &ArmClient, vm: &ResourceId) -> Result<String, String> {
-    let v = client
-        .get_view(vm, "instanceView", COMPUTE_API)
-        .await
-        .map_err(cloud)?;
+pub async fn power_state(client: &ArmClient, vm: &ResourceId) -> Result<String, StepError> {
+    let v = client.get_view(vm, "instanceView", COMPUTE_API).await?;
     Ok(v["statuses"]
         .as_array()
         .and_then(|s| {
@@ -518,7 +590,7 @@ async fn power_all(
     vms: &[ResourceId],
     action: &str,
     slowest: &std::sync::atomic::AtomicU64,
-) -> Result<String, String> {
+) -> Result<String, StepError> {
     let results = join_all(vms.iter().map(|vm| async move {
         let t = Instant::now();
         let r = client.action(vm, action, COMPUTE_API, None, true).await;
@@ -541,17 +613,16 @@ async fn power_all(
     if failed.is_empty() {
         Ok(format!("{} front-end(s) {action}ed", vms.len()).replace("deallocateed", "deallocated"))
     } else {
-        Err(format!(
-            "{} of {} front-end(s) failed to {action}: {}",
-            failed.len(),
-            vms.len(),
-            failed.join("; ")
-        ))
+        Err(StepError::Power {
+            action: action.to_string(),
+            total: vms.len(),
+            failed,
+        })
     }
 }
 
 /// Every VM in `want` state (a probe).
-async fn all_in(client: &ArmClient, vms: &[ResourceId], want: &str) -> Result<(), String> {
+async fn all_in(client: &ArmClient, vms: &[ResourceId], want: &str) -> Result<(), StepError> {
     let states = join_all(vms.iter().map(|vm| power_state(client, vm))).await;
     let off: Vec<String> = vms
         .iter()
@@ -565,7 +636,10 @@ async fn all_in(client: &ArmClient, vms: &[ResourceId], want: &str) -> Result<()
     if off.is_empty() {
         Ok(())
     } else {
-        Err(format!("not {want}: {}", off.join(", ")))
+        Err(StepError::NotInState {
+            want: want.to_string(),
+            off,
+        })
     }
 }
 
@@ -578,14 +652,14 @@ fn finish_run(
     target: &Target,
     opts: &Options,
     r: Runner<'_, impl Fn(DapEvent)>,
-    result: Result<(), (String, String)>,
+    result: Result<(), StepError>,
     sql: Option<SqlState>,
     parallel: &[&str],
 ) -> Run {
     let rto_ms = r.steps.last().map_or(0, |s| s.start_ms + s.duration_ms);
     let (outcome, error) = match result {
         Ok(()) => ("succeeded".to_string(), None),
-        Err((outcome, e)) => (outcome, Some(e)),
+        Err(e) => (e.outcome().to_string(), Some(e.to_string())),
     };
     Run {
         kind: kind.into(),
@@ -650,50 +724,61 @@ async fn activate_steps(
     opts: &Options,
     r: &mut Runner<'_, impl Fn(DapEvent)>,
     sql_out: &mut Option<SqlState>,
-) -> Result<(), (String, String)> {
-    let failed = |e: String| ("failed".to_string(), e);
-    // Preflight: refusals are `refused`, not failures.
+) -> Result<(), StepError> {
+    // Preflight: refusals are `refused`, not failures (see `StepError::outcome`).
     let mut seen = None;
     let pre = r
         .step("preflight", async {
-            let rg = rg_tags(client, &target.rg).await.map_err(|e| format!("failed: {e}"))?;
-            if rg.pointer(&format!("/tags/{ACTIVATION_TAG}")).and_then(Value::as_str) == Some("active") {
-                return Err(format!(
-                    "refused: tenant {} is already active (since {}); `lifeboat deactivate {}` first",
-                    target.tenant,
-                    rg.pointer(&format!("/tags/{ACTIVATED_AT_TAG}")).and_then(Value::as_str).unwrap_or("?"),
-                    target.tenant
-                ));
+            let rg = rg_tags(client, &target.rg).await?;
+            if rg
+                .pointer(&format!("/tags/{ACTIVATION_TAG}"))
+                .and_then(Value::as_str)
+                == Some("active")
+            {
+                return Err(StepError::AlreadyActive {
+                    tenant: target.tenant.clone(),
+                    since: rg
+                        .pointer(&format!("/tags/{ACTIVATED_AT_TAG}"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_string(),
+                });
             }
-            let state = sql_state(client, &target.sql_vm).await.map_err(|e| format!("failed: reading the SQL secondary: {e}"))?;
+            let state = sql_state(client, &target.sql_vm)
+                .await
+                .map_err(|e| StepError::Secondary(Box::new(e)))?;
             let rpo = match state.rpo_seconds {
-                Some(s) => format!("RPO {} (target {} min)", fmt_age(s), target.rpo_target_minutes),
+                Some(s) => format!(
+                    "RPO {} (target {} min)",
+                    fmt_age(s),
+                    target.rpo_target_minutes
+                ),
                 None => "no log backup has reached the secondary yet".to_string(),
             };
             let detail = format!("{rpo}; database {} ({})", state.state, state.mode);
             let within = state.rpo_within(target.rpo_target_minutes);
             seen = Some(state);
             if !within && !opts.force {
-                return Err(format!("refused: {rpo}; activating would lose more data than agreed. Re-run with --force to accept it"));
+                return Err(StepError::RpoAboveTarget { rpo });
             }
             let (reason, drill) = (opts.reason.clone().unwrap_or_default(), opts.drill);
             retag(client, &target.rg, |t| {
                 t.insert(ACTIVATION_TAG.into(), json!("activating"));
-                t.insert(REASON_TAG.into(), json!(if drill { format!("drill: {reason}") } else { reason }));
+                t.insert(
+                    REASON_TAG.into(),
+                    json!(if drill {
+                        format!("drill: {reason}")
+                    } else {
+                        reason
+                    }),
+                );
             })
-            .await
-            .map_err(|e| format!("failed: {e}"))?;
+            .await?;
             Ok(detail)
         })
         .await;
     *sql_out = seen;
-    if let Err(e) = pre {
-        return Err(match e.split_once(": ") {
-            Some(("refused", m)) => ("refused".into(), m.to_string()),
-            Some(("failed", m)) => ("failed".into(), m.to_string()),
-            _ => ("failed".into(), e),
-        });
-    }
+    pre?;
     let mode = if opts.read_write {
         "recovery"
     } else {
@@ -714,14 +799,13 @@ async fn activate_steps(
         )
         .await;
     r.operation_time("start-frontends", slowest.into_inner());
-    sql_res.map_err(failed)?;
-    fe_res.map_err(failed)?;
+    sql_res?;
+    fe_res?;
     r.step(
         "open-access",
         set_access(client, &target.access_nsg, "Allow"),
     )
-    .await
-    .map_err(failed)?;
+    .await?;
     let drill = opts.drill;
     r.step("mark-active", async {
         retag(client, &target.rg, |t| {
@@ -738,18 +822,21 @@ async fn activate_steps(
             "ACTIVE".to_string()
         })
     })
-    .await
-    .map_err(failed)?;
+    .await?;
     let probe = r
         .step("health-probe", async {
             all_in(client, &target.frontends, "running").await?;
             let s = sql_state(client, &target.sql_vm).await?;
             if s.state != "ONLINE" {
-                return Err(format!("database is {} ({}), not ONLINE", s.state, s.mode));
+                return Err(StepError::Database {
+                    state: s.state,
+                    mode: s.mode,
+                    want: "ONLINE",
+                });
             }
             let access = access_is(client, &target.access_nsg).await?;
             if access != "Allow" {
-                return Err(format!("emergency access is {access}"));
+                return Err(StepError::AccessNotOpen { access });
             }
             Ok(format!(
                 "{} front-end(s) running, database ONLINE ({}), access open",
@@ -758,7 +845,7 @@ async fn activate_steps(
             ))
         })
         .await;
-    probe.map_err(failed)?;
+    probe?;
     Ok(())
 }
 
@@ -801,32 +888,29 @@ pub async fn deactivate(
     let mut errors = Vec::new();
     if let Err(e) = pre {
         r.skip(&DEACTIVATE_STEPS[1..]);
-        return finish_run(
-            "deactivate",
-            target,
-            opts,
-            r,
-            Err(("failed".into(), e)),
-            seen,
-            &[],
-        );
+        return finish_run("deactivate", target, opts, r, Err(e), seen, &[]);
     }
     let recovered = seen.as_ref().is_some_and(|s| s.mode == "recovery");
     let slowest = std::sync::atomic::AtomicU64::new(0);
     let (sql_res, fe_res) = r
         .pair(
+            ("sql-restoring", async {
+                if recovered {
+                    return Err(StepError::Recovered);
+                }
+                set_sql_mode(client, &target.sql_vm, target.idle_mode)
+                    .await
+                    .map(|_| {
+                        format!(
+                            "database RESTORE WITH {}; log restores resume",
+                            target.idle_mode.to_uppercase()
+                        )
+                    })
+            }),
             (
-                "sql-restoring",
-                async {
-                    if recovered {
-                        return Err("the database was recovered read-write (RESTORE WITH RECOVERY is irreversible): it cannot return to the log-shipping chain; re-seed the secondary from a full backup".to_string());
-                    }
-                    set_sql_mode(client, &target.sql_vm, target.idle_mode)
-                        .await
-                        .map(|_| format!("database RESTORE WITH {}; log restores resume", target.idle_mode.to_uppercase()))
-                },
+                "deallocate-frontends",
+                power_all(client, &target.frontends, "deallocate", &slowest),
             ),
-            ("deallocate-frontends", power_all(client, &target.frontends, "deallocate", &slowest)),
         )
         .await;
     r.operation_time("deallocate-frontends", slowest.into_inner());
@@ -866,14 +950,15 @@ pub async fn deactivate(
             all_in(client, &target.frontends, "deallocated").await?;
             let s = sql_state(client, &target.sql_vm).await?;
             if s.state != want_state {
-                return Err(format!(
-                    "database is {} ({}), not {want_state}",
-                    s.state, s.mode
-                ));
+                return Err(StepError::Database {
+                    state: s.state,
+                    mode: s.mode,
+                    want: want_state,
+                });
             }
             let access = access_is(client, &target.access_nsg).await?;
             if access != "Deny" {
-                return Err(format!("emergency access is {access}, not closed"));
+                return Err(StepError::AccessNotClosed { access });
             }
             Ok(format!(
                 "front-ends deallocated, database {want_state} ({}), access closed",
@@ -882,10 +967,10 @@ pub async fn deactivate(
         })
         .await;
     errors.extend(probe.err());
-    let result = if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(("failed".to_string(), errors.join("; ")))
+    let result = match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(StepError::Several(errors)),
     };
     finish_run(
         "deactivate",
@@ -1000,5 +1085,48 @@ mod tests {
         };
         let steps = [st("preflight", 10), st("a", 50), st("b", 80), st("c", 5)];
         assert_eq!(critical_path(&steps, &["a", "b"]), 95);
+    }
+
+    #[test]
+    fn step_errors_say_refused_or_failed_and_read_as_before() {
+        let rpo = StepError::RpoAboveTarget {
+            rpo: "RPO 20m00s (target 15 min)".into(),
+        };
+        assert_eq!(rpo.outcome(), "refused");
+        assert_eq!(
+            rpo.to_string(),
+            "RPO 20m00s (target 15 min); activating would lose more data than agreed. Re-run with --force to accept it"
+        );
+        let arm = StepError::Arm(ArmError::Api {
+            method: "PUT".into(),
+            target: "/subscriptions/s/resourceGroups/g".into(),
+            status: 409,
+            code: "Conflict".into(),
+            message: "busy".into(),
+        });
+        assert_eq!(arm.outcome(), "failed");
+        assert!(matches!(
+            &arm,
+            StepError::Arm(ArmError::Api { status: 409, .. })
+        ));
+        let several = StepError::Several(vec![
+            StepError::Recovered,
+            StepError::AccessNotClosed {
+                access: "Allow".into(),
+            },
+        ]);
+        assert_eq!(several.outcome(), "failed");
+        assert!(
+            several
+                .to_string()
+                .ends_with("; emergency access is Allow, not closed")
+        );
+        assert_eq!(
+            StepError::Secondary(Box::new(StepError::Script {
+                stderr: "Invoke-Sqlcmd: login failed".into()
+            }))
+            .to_string(),
+            "reading the SQL secondary: Invoke-Sqlcmd: login failed"
+        );
     }
 }

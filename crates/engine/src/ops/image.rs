@@ -17,7 +17,7 @@ use crate::cloud::client::{ArmClient, ArmError};
 use lifeboat_core::graph::{Resource, ResourceId};
 use lifeboat_core::observed::PriorState;
 
-pub const GALLERY_API: &str = "2023-07-03";
+pub use lifeboat_core::api::GALLERY as GALLERY_API;
 
 /// What one tenant's build needs: its image-layer resources and the version.
 #[derive(Debug, Clone)]
@@ -149,7 +149,9 @@ async fn build_one(
             .resources
             .iter()
             .find(|r| r.id == t.template)
-            .map_or("2024-02-01", |r| r.api_version.as_str());
+            .map_or(lifeboat_core::api::IMAGE_BUILDER, |r| {
+                r.api_version.as_str()
+            });
         client.action(&t.template, "run", api, None, false).await?;
         let eol = lifeboat_core::clock::now_or_real()
             + jiff::SignedDuration::from_hours(24 * i64::from(t.lifetime_days));
@@ -219,7 +221,7 @@ fn semver(v: &str) -> (u32, u32, u32) {
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionInfo {
     pub version: String,
-    pub id: String,
+    pub id: ResourceId,
     pub published: Option<String>,
     pub end_of_life: Option<String>,
     pub exclude_from_latest: bool,
@@ -279,7 +281,7 @@ pub fn inventory(prior: &PriorState, tenants: &[(String, ResourceId)]) -> Vec<Te
                     };
                     VersionInfo {
                         version: r.id.name().to_string(),
-                        id: r.id.to_string(),
+                        id: r.id.clone(),
                         published: s("publishedDate"),
                         end_of_life: s("endOfLifeDate"),
                         exclude_from_latest: profile
@@ -319,7 +321,7 @@ pub enum PruneStep {
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneAction {
     pub tenant: String,
-    pub id: String,
+    pub id: ResourceId,
     pub version: String,
     pub step: PruneStep,
 }
@@ -351,14 +353,14 @@ pub fn prune_plan(images: &[TenantImages], keep: usize) -> Vec<PruneAction> {
 }
 
 /// Carry out a prune plan; the errors, per version.
-pub async fn prune(client: &ArmClient, actions: &[PruneAction]) -> Vec<(String, ArmError)> {
+pub async fn prune(client: &ArmClient, actions: &[PruneAction]) -> Vec<(ResourceId, ArmError)> {
     let results = futures::stream::iter(actions)
         .map(|a| async move {
-            let id = ResourceId::parse(&a.id).expect("ids come from the cloud");
+            let id = &a.id;
             let r = match a.step {
-                PruneStep::Delete => client.delete(&id, GALLERY_API).await.map(|_| ()),
+                PruneStep::Delete => client.delete(id, GALLERY_API).await.map(|_| ()),
                 PruneStep::ExcludeFromLatest => {
-                    update_publishing(client, &id, |p| {
+                    update_publishing(client, id, |p| {
                         p.insert("excludeFromLatest".into(), json!(true));
                     })
                     .await
@@ -379,9 +381,10 @@ mod tests {
     fn v(version: &str, in_use_by: usize, excluded: bool) -> VersionInfo {
         VersionInfo {
             version: version.into(),
-            id: format!(
+            id: ResourceId::parse(&format!(
                 "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/galleries/g/images/hix-a/versions/{version}"
-            ),
+            ))
+            .unwrap(),
             published: None,
             end_of_life: None,
             exclude_from_latest: excluded,
