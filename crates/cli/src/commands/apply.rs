@@ -21,13 +21,12 @@ pub fn run(cli: &Cli, ui: &Ui, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let Some(file) = &args.planfile else {
-        let plan = ws.plan(PlanRequest {
-            tenants: &args.tenants,
-            shared: args.shared,
-            refresh: args.refresh.into(),
-            allow_data_loss: &args.allow_data_loss,
-            review: true,
-        })?;
+        let plan = ws.plan(PlanRequest::review(
+            &args.tenants,
+            args.shared,
+            args.refresh.into(),
+            &args.allow_data_loss,
+        ))?;
         return review_and_execute(
             ui,
             &ws,

@@ -16,13 +16,12 @@ pub fn run(cli: &Cli, ui: &Ui, args: &DriftArgs) -> anyhow::Result<ExitCode> {
         Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
-    let plan = ws.plan(PlanRequest {
-        tenants: &args.tenants,
-        shared: args.shared,
-        refresh: Refresh::Graph,
-        allow_data_loss: &[],
-        review: true,
-    })?;
+    let plan = ws.plan(PlanRequest::review(
+        &args.tenants,
+        args.shared,
+        Refresh::Graph,
+        &[],
+    ))?;
     if ui.json() {
         ui.print(&report::drift_json(&plan).to_string());
     } else {

@@ -14,13 +14,12 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
         Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
-    let plan = ws.plan(PlanRequest {
-        tenants: &args.tenants,
-        shared: args.shared,
-        refresh: args.refresh.into(),
-        allow_data_loss: &args.allow_data_loss,
-        review: true,
-    })?;
+    let plan = ws.plan(PlanRequest::review(
+        &args.tenants,
+        args.shared,
+        args.refresh.into(),
+        &args.allow_data_loss,
+    ))?;
     if let Some(out) = &args.out {
         let text = serde_json::to_vec_pretty(&plan).expect("plan serializes");
         std::fs::write(out, &text)

@@ -198,6 +198,24 @@ pub struct PlanRequest<'a> {
     pub review: bool,
 }
 
+impl<'a> PlanRequest<'a> {
+    /// A plan for change review (findings, cost, deletes of undeclared resources).
+    pub fn review(
+        tenants: &'a [String],
+        shared: bool,
+        refresh: Refresh,
+        allow_data_loss: &'a [String],
+    ) -> Self {
+        PlanRequest {
+            tenants,
+            shared,
+            refresh,
+            allow_data_loss,
+            review: true,
+        }
+    }
+}
+
 impl Workspace {
     /// The plan for `req`.
     pub fn plan(&self, req: PlanRequest<'_>) -> Result<Plan, ReviewError> {
