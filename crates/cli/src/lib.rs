@@ -32,7 +32,10 @@ use ui::Ui;
 
 /// The whole command: parse, enter the project directory, run, print the error.
 pub fn main() -> ExitCode {
-    let mut cli = Cli::parse();
+    let mut cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(e),
+    };
     let ui = Ui::new(cli.output, cli.no_progress);
     // Like `git -C` and `terraform -chdir`: every relative path is inside DIR.
     if let Err(e) = std::env::set_current_dir(&cli.dir) {
@@ -40,14 +43,27 @@ pub fn main() -> ExitCode {
             "cannot enter project directory {}: {e}",
             cli.dir.display()
         ));
-        return ExitCode::from(1);
+        return exit::FAILURE;
     }
     cli.dir = PathBuf::from(".");
     match commands::run(&cli, &ui) {
         Ok(code) => code,
         Err(e) => {
             ui.error(&e);
-            ExitCode::from(1)
+            exit::FAILURE
         }
+    }
+}
+
+/// `--help` and `--version` succeed; every other argument error is a usage
+/// error and exits 1 (clap's own 2 would read as "changes present" to a
+/// pipeline using `--detailed-exitcode`).
+fn usage(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    // A closed pipe must not turn help into a panic.
+    let _ = e.print();
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => exit::SUCCESS,
+        _ => exit::FAILURE,
     }
 }

@@ -1,7 +1,7 @@
-//! `apply` and `destroy`: arguments -> the engine's plan (saved, or made now,
-//! shown and confirmed) -> the engine's execution under the layer locks -> the
-//! report. The rules (guards, saved-plan checks, locks, journal, audit) are the
-//! engine's (`lifeboat_engine::review`).
+//! `apply` and `destroy`: arguments -> the engine's options -> one engine call
+//! (which takes the locks, plans against a fresh read, shows the plan through
+//! [`Review`], asks, and applies) -> the report. The rules (locks, guards,
+//! saved-plan checks, journal, audit) are the engine's (`lifeboat_engine::review`).
 
 use std::process::ExitCode;
 
@@ -12,38 +12,40 @@ use crate::args::{ApplyArgs, Cli, DestroyArgs, ExecArgs, PlanFormat};
 use crate::exit;
 use crate::ui::Ui;
 use lifeboat_core::plan::Plan;
-use lifeboat_engine::review::{self, ExecOptions, Executed, GuardOptions, PlanRequest, Workspace};
+use lifeboat_engine::review::{ExecOptions, Executed, GuardOptions, PlanRequest, Reviewer};
 
 pub fn run(cli: &Cli, ui: &Ui, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let opts = exec_options(&args.exec)?;
-    let ws = match super::session::open(cli, ui)? {
-        Ok(ws) => ws,
-        Err(code) => return Ok(code),
-    };
-    let Some(file) = &args.planfile else {
-        let plan = ws.plan(PlanRequest::review(
-            &args.tenants,
-            args.shared,
-            args.refresh.into(),
-            &args.allow_data_loss,
-        ))?;
-        return review_and_execute(
-            ui,
-            &ws,
-            &plan,
-            args.auto_approve,
-            "Apply these changes?",
-            opts,
-            "apply",
-        );
-    };
-    if !args.tenants.is_empty() || args.shared || !args.allow_data_loss.is_empty() {
+    if args.planfile.is_some()
+        && (!args.tenants.is_empty() || args.shared || !args.allow_data_loss.is_empty())
+    {
         bail!(
             "a saved plan carries its own scope and --allow-data-loss; give either PLANFILE or --tenant/--shared/--allow-data-loss"
         );
     }
-    let (plan, hash) = ws.saved_plan(file, args.refresh.into())?;
-    execute(ui, &ws, &plan, hash, opts, "apply")
+    let ws = match super::session::open(cli, ui)? {
+        Ok(ws) => ws,
+        Err(code) => return Ok(code),
+    };
+    let emit = |e: lifeboat_engine::apply::Event| ui.event(&e);
+    let executed = match &args.planfile {
+        Some(file) => ws.apply_saved(file, args.refresh.into(), opts, &emit)?,
+        None => {
+            let review = Review {
+                ui,
+                auto_approve: args.auto_approve,
+                question: "Apply these changes?".into(),
+            };
+            let req = PlanRequest::review(
+                &args.tenants,
+                args.shared,
+                args.refresh.into(),
+                &args.allow_data_loss,
+            );
+            ws.apply(req, opts, &review, &emit)?
+        }
+    };
+    Ok(show(ui, executed))
 }
 
 pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
@@ -52,17 +54,14 @@ pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCod
         Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
-    let plan = ws.destroy_plan(&args.tenant, &args.allow_data_loss)?;
-    let question = format!("Destroy tenant {}?", args.tenant);
-    review_and_execute(
+    let review = Review {
         ui,
-        &ws,
-        &plan,
-        args.auto_approve,
-        &question,
-        opts,
-        "destroy",
-    )
+        auto_approve: args.auto_approve,
+        question: format!("Destroy tenant {}?", args.tenant),
+    };
+    let emit = |e: lifeboat_engine::apply::Event| ui.event(&e);
+    let executed = ws.destroy(&args.tenant, &args.allow_data_loss, opts, &review, &emit)?;
+    Ok(show(ui, executed))
 }
 
 /// The engine's options from `--max-parallel`, `--lock-timeout` and the guard flags.
@@ -77,46 +76,41 @@ fn exec_options(exec: &ExecArgs) -> anyhow::Result<ExecOptions> {
     })
 }
 
-/// Show a freshly made plan, refuse it early if a guard would, ask (unless
-/// `auto_approve`), then execute it.
-fn review_and_execute(
-    ui: &Ui,
-    ws: &Workspace,
-    plan: &Plan,
+/// The plan made under the locks, shown on the terminal and confirmed there
+/// (unless `--auto-approve`).
+struct Review<'u> {
+    ui: &'u Ui,
     auto_approve: bool,
-    question: &str,
-    opts: ExecOptions,
-    command: &str,
-) -> anyhow::Result<ExitCode> {
-    if !ui.json() {
-        print_plan(ui, plan, PlanFormat::Human);
-    }
-    review::guards::check(&ws.project, plan, opts.guards, lifeboat_core::clock::now()?)?;
-    if plan.has_changes() && !auto_approve {
-        super::confirm(question)?;
-    }
-    execute(ui, ws, plan, plan.hash(), opts, command)
+    question: String,
 }
 
-fn execute(
-    ui: &Ui,
-    ws: &Workspace,
-    plan: &Plan,
-    hash: String,
-    opts: ExecOptions,
-    command: &str,
-) -> anyhow::Result<ExitCode> {
-    let emit = |e: lifeboat_engine::apply::Event| ui.event(&e);
-    match ws.execute(plan, hash.clone(), opts, command, &emit)? {
-        Executed::NoChanges => {
+impl Reviewer for Review<'_> {
+    fn show(&self, plan: &Plan) {
+        if !self.ui.json() {
+            print_plan(self.ui, plan, PlanFormat::Human);
+        }
+    }
+
+    fn approve(&self, _plan: &Plan) -> Result<(), String> {
+        if self.auto_approve {
+            return Ok(());
+        }
+        super::confirm(&self.question).map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// The outcome as text or JSON, and its exit code.
+fn show(ui: &Ui, executed: Executed) -> ExitCode {
+    match executed {
+        Executed::NoChanges { plan } => {
             ui.note("No changes. Nothing to apply.");
             if ui.json() {
                 ui.print(
-                    &serde_json::json!({"format_version": "1", "outcome": "no-changes", "plan": hash})
+                    &serde_json::json!({"format_version": "1", "outcome": "no-changes", "plan": plan})
                         .to_string(),
                 );
             }
-            Ok(exit::SUCCESS)
+            exit::SUCCESS
         }
         Executed::Applied(report) => {
             if ui.json() {
@@ -124,11 +118,11 @@ fn execute(
             } else {
                 ui.print(&crate::report::apply_human(&report));
             }
-            Ok(if report.outcome == "succeeded" {
+            if report.outcome == "succeeded" {
                 exit::SUCCESS
             } else {
                 exit::FAILURE
-            })
+            }
         }
     }
 }

@@ -50,7 +50,7 @@ pub fn run(cli: &Cli, ui: &Ui, cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
             if ui.json() {
                 ui.print_json(&json!({"intact": false, "error": e.to_string()}));
             } else {
-                eprintln!("error: {e}");
+                crate::ui::stderr_line(&format!("error: {e}"));
             }
             Ok(crate::exit::FAILURE)
         }

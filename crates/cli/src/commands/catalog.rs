@@ -148,7 +148,7 @@ pub fn run(cli: &Cli, ui: &Ui, cmd: &CatalogCommand) -> anyhow::Result<ExitCode>
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
-                    eprintln!("error: {}: {e}", file.display());
+                    crate::ui::stderr_line(&format!("error: {}: {e}", file.display()));
                     Ok(crate::exit::FAILURE)
                 }
             }

@@ -41,10 +41,10 @@ fn confirm_read_write(args: &ActivateArgs) -> anyhow::Result<()> {
             args.tenant
         );
     }
-    eprint!(
+    crate::ui::stderr_text(&format!(
         "RESTORE WITH RECOVERY is irreversible: {} leaves log shipping and must be re-seeded afterwards. Type the tenant id to continue: ",
         args.tenant
-    );
+    ));
     let mut answer = String::new();
     std::io::stdin()
         .lock()

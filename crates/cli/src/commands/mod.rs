@@ -58,7 +58,7 @@ pub(crate) fn confirm(question: &str) -> anyhow::Result<()> {
             "not applying without confirmation: stdin is not a terminal; pass --auto-approve (pipelines) after reviewing the plan"
         );
     }
-    eprint!("{question} Only 'yes' is accepted: ");
+    crate::ui::stderr_text(&format!("{question} Only 'yes' is accepted: "));
     let mut answer = String::new();
     std::io::stdin()
         .lock()

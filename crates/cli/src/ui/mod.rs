@@ -1,5 +1,10 @@
 //! Rendering for the terminal: results to stdout, diagnostics and errors to stderr,
 //! as plain text or JSON. The engine never prints; commands hand their values here.
+//!
+//! Output never stops an operation: a closed pipe (`| head`, a quit pager) or a
+//! full disk makes a write fail, and the failure is ignored here (never a panic
+//! halfway through an activation); the operation finishes and its exit code
+//! says how it went.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -12,6 +17,20 @@ use lifeboat_engine::apply::Event;
 
 use crate::args::OutputKind;
 use lifeboat_core::diag::Diagnostics;
+
+/// A line on stderr; a failed write is ignored (see the module docs).
+pub fn stderr_line(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.write_all(b"\n");
+}
+
+/// Text on stderr without a newline (a prompt); a failed write is ignored.
+pub fn stderr_text(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
 
 fn short(id: &str) -> String {
     lifeboat_core::id::ResourceId::parse(id)
@@ -76,7 +95,7 @@ impl Ui {
             Event::Skipped { id, because, .. } => format!("{now}   skipped {id}: {because}"),
             Event::Progress { .. } => return,
         };
-        eprintln!("{line}");
+        stderr_line(&line);
     }
 
     /// Render an image-build event: one line per build start and end (builds are
@@ -111,7 +130,7 @@ impl Ui {
                 error,
             } => format!("{now} FAILED    {tenant} HiX image {version}: {error}"),
         };
-        eprintln!("{line}");
+        stderr_line(&line);
     }
 
     /// A Disaster Activation Plan step, as it starts and ends (stderr; JSON lines
@@ -124,14 +143,16 @@ impl Ui {
         }
         let now = jiff::Timestamp::now().strftime("%H:%M:%S%.3fZ");
         match e {
-            DapEvent::Started { tenant, step } => eprintln!("{now} {tenant} {step} ..."),
-            DapEvent::Finished { tenant, step } => eprintln!(
+            DapEvent::Started { tenant, step } => {
+                stderr_line(&format!("{now} {tenant} {step} ..."))
+            }
+            DapEvent::Finished { tenant, step } => stderr_line(&format!(
                 "{now} {tenant} {} {} in {:.2} s: {}",
                 step.name,
                 step.outcome.to_uppercase(),
                 step.duration_ms as f64 / 1000.0,
                 step.detail
-            ),
+            )),
         }
     }
 
@@ -205,7 +226,7 @@ impl Ui {
     /// A note for people, on stderr (kept off stdout so JSON stays parseable).
     pub fn note(&self, text: &str) {
         if !self.json() {
-            eprintln!("{text}");
+            stderr_line(text);
         }
     }
 
@@ -213,7 +234,7 @@ impl Ui {
         if self.json() {
             self.print_json(&json!({"valid": false, "errors": d.0}));
         } else {
-            eprintln!("{d}");
+            stderr_line(&d.to_string());
         }
     }
 
@@ -223,7 +244,7 @@ impl Ui {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             self.print_json(&json!({"error": e.to_string(), "causes": chain[1..]}));
         } else {
-            eprintln!("error: {e:#}");
+            stderr_line(&format!("error: {e:#}"));
         }
     }
 }

@@ -590,11 +590,15 @@ use crate::api::IMAGE_VERSION_TYPE as IMAGE_VERSION;
 /// progress (and `deactivate` removes).
 pub const ACTIVATION_TAG: &str = "lifeboat-activation";
 
+/// Tenants whose emergency environment is in use or changing state: `active`,
+/// and also `activating` and `deactivating` (a DAP run is under way; nothing
+/// may disrupt it). Any value of the mark counts: an unknown one is treated as
+/// in use, never as idle.
 fn activated_tenants(prior: &PriorState) -> std::collections::HashSet<String> {
     prior
         .resources
         .iter()
-        .filter(|r| r.id.is_resource_group() && r.tag(ACTIVATION_TAG) == Some("active"))
+        .filter(|r| r.id.is_resource_group() && r.tag(ACTIVATION_TAG).is_some())
         .filter_map(|r| r.tag("lifeboat-tenant").map(str::to_string))
         .collect()
 }

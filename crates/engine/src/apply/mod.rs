@@ -235,7 +235,9 @@ enum StepError {
 }
 
 /// A strong random password for a Windows admin account (Azure requires 3 of 4
-/// character classes; this has all four).
+/// character classes; this has all four). Every choice takes its own random
+/// value, drawn without modulo bias (rejection sampling): the class of a
+/// position and the character within it are independent and uniform.
 fn generate_password() -> String {
     use ring::rand::SecureRandom;
     const SETS: [&[u8]; 4] = [
@@ -244,22 +246,29 @@ fn generate_password() -> String {
         b"23456789",
         b"!#%+-=?@^_",
     ];
+    const LEN: usize = 28;
     let rng = ring::rand::SystemRandom::new();
-    let mut bytes = [0u8; 28];
-    rng.fill(&mut bytes)
-        .expect("the system random source works");
-    let mut out: Vec<u8> = bytes
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let set = SETS[if i < 4 { i } else { (*b as usize) % 4 }];
-            set[(*b as usize) % set.len()]
+    // A uniform value below `n` (n <= 256) from the system random source.
+    let below = |n: usize| -> usize {
+        let limit = 256 - 256 % n;
+        loop {
+            let mut b = [0u8; 1];
+            rng.fill(&mut b).expect("the system random source works");
+            if (b[0] as usize) < limit {
+                return b[0] as usize % n;
+            }
+        }
+    };
+    let mut out: Vec<u8> = (0..LEN)
+        .map(|i| {
+            // The first four positions carry one character of each class.
+            let set = SETS[if i < 4 { i } else { below(SETS.len()) }];
+            set[below(set.len())]
         })
         .collect();
-    // Move the four guaranteed characters to random places.
-    for i in 0..4 {
-        let j = 4 + (bytes[27 - i] as usize) % (out.len() - 4);
-        out.swap(i, j);
+    // Shuffle (Fisher-Yates) so the guaranteed characters sit anywhere.
+    for i in (1..LEN).rev() {
+        out.swap(i, below(i + 1));
     }
     String::from_utf8(out).expect("ASCII")
 }
@@ -414,6 +423,20 @@ impl Run<'_> {
         }
         let empty = Value::Null;
         let body = c.body.as_ref().unwrap_or(&empty);
+        let fresh;
+        let body = if c.action == Action::Update && !c.lifecycle.ignore.is_empty() {
+            // Values `lifecycle.ignore` keeps are the cloud's at the moment of the
+            // PUT, not at planning time: an activation may have opened the
+            // emergency access rule since (or a deactivation closed it).
+            let mut b = body.clone();
+            if let Some(now) = self.client.get(&c.id, &c.api_version).await? {
+                lifeboat_core::plan::diff::keep_ignored(&mut b, &now, &c.lifecycle.ignore);
+            }
+            fresh = b;
+            &fresh
+        } else {
+            body
+        };
         match c.action {
             Action::Create | Action::Update => {
                 let resolved = self.resolve(body, c.action == Action::Create).await?;
@@ -646,5 +669,41 @@ mod tests {
         assert!(a.chars().any(|c| c.is_ascii_lowercase()));
         assert!(a.chars().any(|c| c.is_ascii_digit()));
         assert!(a.chars().any(|c| !c.is_ascii_alphanumeric()));
+    }
+
+    /// The old generator took class and character from one byte, so digits were
+    /// almost always 4 or 8. Every digit is now about as common as any other,
+    /// and the classes take their share of the 24 free positions.
+    #[test]
+    fn password_characters_are_uniform_within_and_across_classes() {
+        let mut digits = [0usize; 10];
+        let mut classes = [0usize; 4];
+        for _ in 0..2000 {
+            for c in generate_password().bytes() {
+                match c {
+                    b'0'..=b'9' => {
+                        digits[(c - b'0') as usize] += 1;
+                        classes[2] += 1;
+                    }
+                    b'A'..=b'Z' => classes[0] += 1,
+                    b'a'..=b'z' => classes[1] += 1,
+                    _ => classes[3] += 1,
+                }
+            }
+        }
+        let used: Vec<usize> = (2..10).map(|d| digits[d]).collect();
+        assert_eq!(digits[0] + digits[1], 0, "0 and 1 are not in the set");
+        let mean = used.iter().sum::<usize>() as f64 / used.len() as f64;
+        for (d, n) in used.iter().enumerate() {
+            assert!(
+                (*n as f64) > 0.8 * mean && (*n as f64) < 1.2 * mean,
+                "digit {} appears {n} times, mean {mean}: {used:?}",
+                d + 2
+            );
+        }
+        // 2000 x (1 guaranteed + 24/4 expected) = 14000 per class.
+        for n in classes {
+            assert!((12_600..15_400).contains(&n), "{classes:?}");
+        }
     }
 }

@@ -882,6 +882,12 @@ pub async fn deactivate(
                 .to_string();
             let detail = format!("tenant {mark}; database {} ({})", s.state, s.mode);
             seen = Some(s);
+            // While it returns to standby the tenant still counts as in use:
+            // an apply must not act on it halfway.
+            retag(client, &target.rg, |t| {
+                t.insert(ACTIVATION_TAG.into(), json!("deactivating"));
+            })
+            .await?;
             Ok(detail)
         })
         .await;

@@ -5,8 +5,8 @@
 //!
 //! Built from bulk reads only — the plan's Resource Graph state (pages of 1000
 //! rows) and one Log Analytics query for the log-shipping monitor rows every SQL
-//! VM reports — so its cost does not grow with per-tenant requests. Pure: the
-//! command layer does the reads; `report::status` renders.
+//! VM reports — so its cost does not grow with per-tenant requests. [`collect`]
+//! does the two reads (concurrently); [`build`] is pure; the CLI renders.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +18,65 @@ use lifeboat_core::model::Project;
 use lifeboat_core::observed::PriorState;
 use lifeboat_core::plan::{ACTIVATION_TAG, Action, Plan};
 
+/// What `status` read: a row per tenant, and why the SQL columns are empty when
+/// the Log Analytics query failed (the rest still shows: at 3 a.m. more than ever).
+pub struct Reading {
+    pub tenants: Vec<TenantStatus>,
+    pub sql_unavailable: Option<crate::cloud::client::ArmError>,
+    /// The plan and prior state behind it (large: the caller decides when to free).
+    pub plan: Plan,
+    pub prior: PriorState,
+}
+
+/// Read the status of `tenants` (every tenant when empty): the plan's bulk state
+/// read and, at the same time, the Log Analytics query for the SQL secondaries.
+pub fn collect(
+    ws: &crate::review::Workspace,
+    tenants: &[String],
+) -> Result<Reading, crate::review::ReviewError> {
+    let tenants: Vec<String> = if tenants.is_empty() {
+        ws.project
+            .tenants
+            .iter()
+            .map(|t| t.id.value.clone())
+            .collect()
+    } else {
+        tenants.to_vec()
+    };
+    let p = &ws.project.platform;
+    let names = lifeboat_core::model::naming::PlatformNames::derive(p);
+    let workspace = lifeboat_core::id::ResourceId::parse(&format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}",
+        p.subscription_id, names.rg, names.log_analytics
+    ))
+    .expect("derived names form an ARM id");
+    let s = &ws.session;
+    let (planned, rows) = std::thread::scope(|scope| {
+        let la = scope.spawn(|| {
+            s.rt.block_on(s.client.log_query(&workspace, SHIPPING_QUERY))
+        });
+        let planned = ws.plan_with_prior(crate::review::PlanRequest {
+            tenants: &tenants,
+            shared: false,
+            refresh: crate::cloud::inventory::Refresh::Graph,
+            allow_data_loss: &[],
+            review: false,
+        });
+        (planned, la.join().expect("the query thread does not panic"))
+    });
+    let (plan, prior) = planned?;
+    let (rows, sql_unavailable) = match rows {
+        Ok(rows) => (rows, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    Ok(Reading {
+        tenants: build(&ws.project, &tenants, &plan, &prior, &rows),
+        sql_unavailable,
+        plan,
+        prior,
+    })
+}
+
 /// The query the status runs against the platform's Log Analytics workspace.
 pub const SHIPPING_QUERY: &str =
     "LifeboatLogShipping_CL | summarize arg_max(TimeGenerated, *) by ResourceId";
@@ -25,7 +84,7 @@ pub const SHIPPING_QUERY: &str =
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantStatus {
     pub tenant: String,
-    /// `STANDBY`, `ACTIVATING`, `ACTIVE` or `NOT PROVISIONED`.
+    /// `STANDBY`, `ACTIVATING`, `ACTIVE`, `DEACTIVATING` or `NOT PROVISIONED`.
     pub state: String,
     pub activated_at: Option<String>,
     pub reason: Option<String>,
@@ -86,6 +145,7 @@ pub fn build(
             let state = match (rg, mark) {
                 (None, _) => "NOT PROVISIONED",
                 (_, Some("active")) => "ACTIVE",
+                (_, Some("deactivating")) => "DEACTIVATING",
                 (_, Some(_)) => "ACTIVATING",
                 _ => "STANDBY",
             };

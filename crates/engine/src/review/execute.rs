@@ -1,14 +1,21 @@
-//! Executing a reviewed plan: the guards again (a saved plan may be applied
-//! days after its review), the layer locks, the journal (in-doubt resources,
-//! compaction, this run's writer), the apply itself and its audit record.
+//! Applying: locks first, then a fresh read and plan (or the saved plan checked
+//! and recomputed against that read), then the guards, the reviewer's approval,
+//! and the apply itself with its journal and audit record, all while the locks
+//! are held. A plan is never executed on a state read before its locks were
+//! taken: an `apply` queued behind `activate` plans against the activated
+//! tenant, not the standby one it saw while waiting.
 
+use std::path::Path;
 use std::time::Duration;
 
+use lifeboat_core::graph::Scope;
 use lifeboat_core::plan::{Action, Plan};
 
 use super::guards::{self, GuardOptions};
-use super::{ReviewError, Workspace, changed_layers, lock_scopes, locks};
+use super::locks::Held;
+use super::{PlanRequest, ReviewError, Workspace, changed_layers, lock_scopes, scope_locks};
 use crate::apply::{self, ApplyOptions, ApplyReport, Event};
+use crate::cloud::inventory::Refresh;
 use crate::state::{self, audit};
 
 /// How to execute.
@@ -21,20 +28,166 @@ pub struct ExecOptions {
     pub guards: GuardOptions,
 }
 
+/// Who looks at a plan made under the locks before it is carried out: the CLI
+/// shows it and asks (or a pipeline has approved it already).
+pub trait Reviewer {
+    /// Show the plan (before the guards run, so a refused plan is still seen).
+    fn show(&self, plan: &Plan);
+    /// Approve a plan with changes that passed the guards; `Err(why)` stops.
+    fn approve(&self, plan: &Plan) -> Result<(), String>;
+}
+
 /// What an execution came to.
 #[derive(Debug)]
 pub enum Executed {
-    /// The plan has nothing to do; no lock was taken, nothing recorded.
-    NoChanges,
+    /// The plan has nothing to do; nothing recorded.
+    NoChanges { plan: String },
     /// The apply ran (its outcome may be a failure) and was recorded.
     Applied(Box<ApplyReport>),
 }
 
+/// How many times a plan is made again because it needed locks it did not hold.
+const MAX_REPLANS: usize = 3;
+
 impl Workspace {
-    /// Check the guards now, then apply `plan` (named `hash`) holding the locks
-    /// of every layer it changes; record the run in the audit trail as `command`.
-    pub fn execute(
+    /// `apply` of the layers `req` names: lock, plan, review, execute.
+    pub fn apply(
         &self,
+        req: PlanRequest<'_>,
+        opts: ExecOptions,
+        reviewer: &dyn Reviewer,
+        emit: &(dyn Fn(Event) + Sync),
+    ) -> Result<Executed, ReviewError> {
+        let scope = super::scope_from(&self.project, req.tenants, req.shared)?;
+        self.locked(&scope_locks(&self.project, &scope), "apply", opts, |held| {
+            let plan = self.settled_plan(held, || self.plan(req))?;
+            self.review_and_execute(held, &plan, opts, "apply", reviewer, emit)
+        })
+    }
+
+    /// `destroy` of one tenant (or `shared`): lock, plan the deletes, review,
+    /// execute.
+    pub fn destroy(
+        &self,
+        tenant: &str,
+        allow_data_loss: &[String],
+        opts: ExecOptions,
+        reviewer: &dyn Reviewer,
+        emit: &(dyn Fn(Event) + Sync),
+    ) -> Result<Executed, ReviewError> {
+        let scopes = if tenant == "shared" {
+            vec!["shared".to_string()]
+        } else {
+            vec![format!("tenant-{tenant}")]
+        };
+        self.locked(&scopes, "destroy", opts, |held| {
+            let plan = self.settled_plan(held, || self.destroy_plan(tenant, allow_data_loss))?;
+            self.review_and_execute(held, &plan, opts, "destroy", reviewer, emit)
+        })
+    }
+
+    /// `apply PLANFILE`: lock what the saved plan changes, check and recompute
+    /// it against a fresh read, execute the recomputed plan.
+    pub fn apply_saved(
+        &self,
+        file: &Path,
+        refresh: Refresh,
+        opts: ExecOptions,
+        emit: &(dyn Fn(Event) + Sync),
+    ) -> Result<Executed, ReviewError> {
+        let saved = self.read_saved(file)?;
+        let mut scopes = lock_scopes(&saved.plan);
+        scopes.extend(scope_locks(&self.project, &saved.plan.scope));
+        scopes.sort();
+        scopes.dedup();
+        self.locked(&scopes, "apply", opts, |held| {
+            let plan = self.settled_plan(held, || self.check_saved(&saved, refresh))?;
+            self.execute_held(held, &plan, saved.hash.clone(), opts, "apply", emit)
+        })
+    }
+
+    /// Run `work` holding the locks for `scopes`; always release them.
+    fn locked<T>(
+        &self,
+        scopes: &[String],
+        command: &str,
+        opts: ExecOptions,
+        work: impl FnOnce(&Held<'_>) -> Result<T, ReviewError>,
+    ) -> Result<T, ReviewError> {
+        let session = &self.session;
+        let held = session.rt.block_on(Held::take(
+            &session.state,
+            scopes,
+            command,
+            opts.lock_timeout,
+        ))?;
+        let out = work(&held);
+        session.rt.block_on(held.release());
+        out
+    }
+
+    /// Make the plan under the held locks; when it changes a layer whose lock is
+    /// not held (a tenant whose manifest is gone), take that lock too and make it
+    /// again, so what is planned is what is locked.
+    fn settled_plan(
+        &self,
+        held: &Held<'_>,
+        make: impl Fn() -> Result<Plan, ReviewError>,
+    ) -> Result<Plan, ReviewError> {
+        let rt = &self.session.rt;
+        for _ in 0..MAX_REPLANS {
+            let plan = make()?;
+            held.check()?;
+            let have = rt.block_on(held.scopes());
+            let missing: Vec<String> = lock_scopes(&plan)
+                .into_iter()
+                .filter(|s| !have.contains(s))
+                .collect();
+            if missing.is_empty() {
+                return Ok(plan);
+            }
+            rt.block_on(held.extend(&missing))?;
+        }
+        let plan = make()?;
+        let have = rt.block_on(held.scopes());
+        let missing: Vec<String> = lock_scopes(&plan)
+            .into_iter()
+            .filter(|s| !have.contains(s))
+            .collect();
+        if missing.is_empty() {
+            Ok(plan)
+        } else {
+            Err(ReviewError::Unsettled { scopes: missing })
+        }
+    }
+
+    fn review_and_execute(
+        &self,
+        held: &Held<'_>,
+        plan: &Plan,
+        opts: ExecOptions,
+        command: &str,
+        reviewer: &dyn Reviewer,
+        emit: &(dyn Fn(Event) + Sync),
+    ) -> Result<Executed, ReviewError> {
+        reviewer.show(plan);
+        guards::check(
+            &self.project,
+            plan,
+            opts.guards,
+            lifeboat_core::clock::now()?,
+        )?;
+        if has_work(plan) {
+            reviewer.approve(plan).map_err(ReviewError::NotApproved)?;
+        }
+        self.execute_held(held, plan, plan.hash(), opts, command, emit)
+    }
+
+    /// Check the guards, then apply `plan` (named `hash`) under `held`, which
+    /// must cover every layer it changes; record the run in the audit trail.
+    fn execute_held(
+        &self,
+        held: &Held<'_>,
         plan: &Plan,
         hash: String,
         opts: ExecOptions,
@@ -47,10 +200,18 @@ impl Workspace {
             opts.guards,
             lifeboat_core::clock::now()?,
         )?;
-        if !plan.has_changes() || plan.changes.iter().all(|c| c.action == Action::NoOp) {
-            return Ok(Executed::NoChanges);
+        if !has_work(plan) {
+            return Ok(Executed::NoChanges { plan: hash });
         }
         let session = &self.session;
+        let have = session.rt.block_on(held.scopes());
+        let unlocked: Vec<String> = lock_scopes(plan)
+            .into_iter()
+            .filter(|s| !have.contains(s))
+            .collect();
+        if !unlocked.is_empty() {
+            return Err(ReviewError::Unsettled { scopes: unlocked });
+        }
         // UTC time first (runs sort by it), then enough to be unique across agents.
         let run_id = format!(
             "{}-{}-{:04x}",
@@ -58,43 +219,34 @@ impl Workspace {
             std::process::id(),
             fastrand::u16(..)
         );
-        let scopes = lock_scopes(plan);
-        let report = session.rt.block_on(locks::holding(
-            &session.state,
-            &scopes,
-            command,
-            opts.lock_timeout,
-            async {
-                let entries = session
-                    .state
-                    .journal()
-                    .await
-                    .map_err(ReviewError::state("reading the apply journal"))?;
-                let in_doubt = state::in_doubt(&entries)
-                    .into_iter()
-                    .map(|e| e.id)
-                    .collect();
-                session
-                    .state
-                    .compact_journal(&entries, 5)
-                    .await
-                    .map_err(ReviewError::state("compacting the apply journal"))?;
-                let journal = session
-                    .state
-                    .journal_writer(&run_id)
-                    .await
-                    .map_err(ReviewError::state("opening the apply journal"))?;
-                let opts = ApplyOptions {
-                    max_parallel: opts.max_parallel,
-                    run: run_id.clone(),
-                    in_doubt,
-                    plan_hash: hash,
-                };
-                Ok::<_, ReviewError>(
-                    apply::apply(plan, &session.client, &journal, opts, emit).await,
-                )
-            },
-        ))?;
+        let report = session.rt.block_on(held.guard(async {
+            let entries = session
+                .state
+                .journal()
+                .await
+                .map_err(ReviewError::state("reading the apply journal"))?;
+            let in_doubt = state::in_doubt(&entries)
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            session
+                .state
+                .compact_journal(&entries, 5)
+                .await
+                .map_err(ReviewError::state("compacting the apply journal"))?;
+            let journal = session
+                .state
+                .journal_writer(&run_id)
+                .await
+                .map_err(ReviewError::state("opening the apply journal"))?;
+            let opts = ApplyOptions {
+                max_parallel: opts.max_parallel,
+                run: run_id.clone(),
+                in_doubt,
+                plan_hash: hash,
+            };
+            Ok::<_, ReviewError>(apply::apply(plan, &session.client, &journal, opts, emit).await)
+        }))?;
         session
             .rt
             .block_on(session.state.audit_append(audit::Entry {
@@ -107,5 +259,23 @@ impl Workspace {
             }))
             .map_err(ReviewError::state("recording in the audit trail"))?;
         Ok(Executed::Applied(Box::new(report)))
+    }
+}
+
+/// Whether the plan has anything to carry out.
+fn has_work(plan: &Plan) -> bool {
+    plan.has_changes() && plan.changes.iter().any(|c| c.action != Action::NoOp)
+}
+
+/// The scope of a `destroy` (the tenant, or the shared layer).
+pub fn destroy_scope(tenant: &str) -> Scope {
+    let shared = tenant == "shared";
+    Scope {
+        shared,
+        tenants: Some(if shared {
+            Vec::new()
+        } else {
+            vec![tenant.to_string()]
+        }),
     }
 }

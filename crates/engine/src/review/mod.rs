@@ -33,7 +33,7 @@ use crate::cloud::client::{ArmClient, ArmError};
 use crate::cloud::inventory::{self, Refresh, Wanted};
 use crate::state::{self, StateError, StateStore};
 
-pub use execute::{ExecOptions, Executed};
+pub use execute::{ExecOptions, Executed, Reviewer};
 pub use guards::{GuardOptions, Refusal, Refusals};
 pub use locks::LockError;
 
@@ -69,6 +69,14 @@ pub enum ReviewError {
     Refused(#[from] Refusals),
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// The reviewer did not approve (its own words).
+    #[error("{0}")]
+    NotApproved(String),
+    #[error(
+        "the plan kept changing while its locks were taken (it now also changes {}); re-run",
+        .scopes.join(", ")
+    )]
+    Unsettled { scopes: Vec<String> },
     #[error(transparent)]
     Saved(#[from] saved::SavedPlanError),
     #[error(
@@ -225,29 +233,40 @@ impl Workspace {
     /// The plan and the prior state it was computed against.
     pub fn plan_with_prior(&self, req: PlanRequest<'_>) -> Result<(Plan, PriorState), ReviewError> {
         let scope = scope_from(&self.project, req.tenants, req.shared)?;
+        self.plan_scope(&scope, req.refresh, req.allow_data_loss, req.review)
+    }
+
+    /// The plan of `scope` (what a saved plan records), and its prior state.
+    pub fn plan_scope(
+        &self,
+        scope: &Scope,
+        refresh: Refresh,
+        allow_data_loss: &[String],
+        review: bool,
+    ) -> Result<(Plan, PriorState), ReviewError> {
         let (project, templates) = (&self.project, &self.templates);
-        let render = || graph::build(project, templates, &scope).map_err(ReviewError::Render);
-        let (graph, prior) = match req.refresh {
+        let render = || graph::build(project, templates, scope).map_err(ReviewError::Render);
+        let (graph, prior) = match refresh {
             // One Resource Graph query needs nothing from the graph: read the cloud
             // while the templates render.
             Refresh::Graph => std::thread::scope(|s| {
                 let rendering = s.spawn(render);
                 let prior = self
                     .session
-                    .prior_state(project, &Graph::default(), req.refresh);
+                    .prior_state(project, &Graph::default(), refresh);
                 let graph = rendering.join().expect("rendering does not panic");
                 Ok::<_, ReviewError>((graph?, prior?))
             })?,
             Refresh::Direct => {
                 let graph = render()?;
-                let prior = self.session.prior_state(project, &graph, req.refresh)?;
+                let prior = self.session.prior_state(project, &graph, refresh)?;
                 (graph, prior)
             }
         };
-        let (inputs, elsewhere, findings, cost) = if req.review {
+        let (inputs, elsewhere, findings, cost) = if review {
             (
                 inputs(project, templates, &prior),
-                declared_elsewhere(project, templates, &scope, &graph)?,
+                declared_elsewhere(project, templates, scope, &graph)?,
                 lifeboat_core::policy::check(
                     project,
                     templates,
@@ -264,8 +283,8 @@ impl Workspace {
             graph,
             &prior,
             PlanOptions {
-                scope: &scope,
-                allow_data_loss: req.allow_data_loss,
+                scope,
+                allow_data_loss,
                 inputs,
                 declared_elsewhere: &elsewhere,
             },
@@ -284,15 +303,8 @@ impl Workspace {
         allow_data_loss: &[String],
     ) -> Result<Plan, ReviewError> {
         let (project, templates, session) = (&self.project, &self.templates, &self.session);
-        let shared = tenant == "shared";
-        let scope = Scope {
-            shared,
-            tenants: Some(if shared {
-                Vec::new()
-            } else {
-                vec![tenant.to_string()]
-            }),
-        };
+        let scope = execute::destroy_scope(tenant);
+        let shared = scope.shared;
         // The manifest's graph tells which resource groups to read; the desired
         // graph for the plan is empty, so everything found in scope is deleted.
         let known = graph::build(project, templates, &scope).map_err(ReviewError::Render)?;
@@ -423,6 +435,27 @@ pub fn lock_scopes(plan: &Plan) -> Vec<String> {
     scopes.sort();
     scopes.dedup();
     scopes
+}
+
+/// The locks a plan of `scope` needs before it is made: `shared` when the
+/// shared layer is in scope, and each tenant in scope (every manifest's when the
+/// scope names none). A plan that turns out to change more (a tenant whose
+/// manifest was removed) takes those locks too before it is made again.
+pub fn scope_locks(project: &Project, scope: &Scope) -> Vec<String> {
+    let mut out: Vec<String> = match &scope.tenants {
+        Some(ts) => ts.iter().map(|t| format!("tenant-{t}")).collect(),
+        None => project
+            .tenants
+            .iter()
+            .map(|t| format!("tenant-{}", t.id.value))
+            .collect(),
+    };
+    if scope.shared {
+        out.push("shared".into());
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// The tenants (or `shared`) a plan changes, sorted: what the audit trail records.

@@ -1,16 +1,16 @@
 //! A saved plan (`plan --out`, or its artifact in the state store by hash),
-//! checked against what it was computed from before it may be applied. After a
-//! crash the cloud differs from the plan's prior state by exactly what the
-//! journal records for this plan; then the plan resumes with its finished
-//! changes left out.
+//! checked under the layer locks against what it was computed from before it
+//! may be applied, and recomputed: what runs is the plan its recorded inputs
+//! produce now, authorised change by change by the file. After a crash the
+//! cloud differs from the plan's prior state by exactly what the journal
+//! records for this plan; then the recomputed plan holds the unfinished rest.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use lifeboat_core::graph;
-use lifeboat_core::plan::{Action, Plan};
+use lifeboat_core::plan::{Action, Change, Plan};
 
-use super::{ReviewError, Workspace, inputs};
+use super::{ReviewError, Workspace};
 use crate::cloud::inventory::Refresh;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,11 @@ pub enum SavedPlanError {
     #[error("{}: refusing a stale plan: {}. Run `lifeboat plan` again.", .file.display(), .reasons.join("; "))]
     Stale { file: PathBuf, reasons: Vec<String> },
     #[error(
+        "{}: refusing a plan whose changes are not what its recorded inputs produce (edited after it was saved?): {}. Run `lifeboat plan` again.",
+        .file.display(), .changes.join(", ")
+    )]
+    Edited { file: PathBuf, changes: Vec<String> },
+    #[error(
         "{}: this plan was already applied in full; a saved plan applies once. Run `lifeboat plan` again.",
         .file.display()
     )]
@@ -61,13 +66,21 @@ struct Stored {
     location: String,
 }
 
+/// A saved plan as read, before it is checked.
+pub struct SavedPlan {
+    pub file: PathBuf,
+    pub plan: Plan,
+    /// Its hash (the journal and the audit trail name it by this).
+    pub hash: String,
+}
+
 impl Workspace {
-    /// The saved plan `file` (a path, a plan hash or `plans/<hash>.json`), checked
-    /// against the project, the templates and the cloud now; with its hash.
-    pub fn saved_plan(&self, file: &Path, refresh: Refresh) -> Result<(Plan, String), ReviewError> {
-        let (session, project, templates) = (&self.session, &self.project, &self.templates);
+    /// Read the saved plan `file` (a path, a plan hash or `plans/<hash>.json`);
+    /// a stored artifact must still hash to its name. Not checked against the
+    /// cloud yet: that happens under the locks ([`Workspace::check_saved`]).
+    pub fn read_saved(&self, file: &Path) -> Result<SavedPlan, ReviewError> {
         let (bytes, stored) = self.read_plan(file)?;
-        let mut plan: Plan =
+        let plan: Plan =
             serde_json::from_slice(&bytes).map_err(|source| SavedPlanError::NotAPlan {
                 file: file.to_path_buf(),
                 source,
@@ -83,24 +96,46 @@ impl Workspace {
             }
             .into());
         }
-        let graph = graph::build(project, templates, &plan.scope).map_err(ReviewError::Render)?;
-        let prior = session.prior_state(project, &graph, refresh)?;
-        let now = inputs(project, templates, &prior);
+        Ok(SavedPlan {
+            file: file.to_path_buf(),
+            plan,
+            hash,
+        })
+    }
+
+    /// Check a saved plan against the project, the templates and the cloud now,
+    /// and return the plan to execute: the plan its recorded inputs produce now
+    /// (findings, capacity and window facts included), never the file's own
+    /// changes. The file only authorises: every change the recomputed plan
+    /// makes must be in it, identically; a plan whose changes differ from what
+    /// its inputs produce was edited and is refused. After a crash (this plan's
+    /// run is in the journal) the recomputed plan holds exactly the changes that
+    /// did not finish.
+    pub fn check_saved(&self, saved: &SavedPlan, refresh: Refresh) -> Result<Plan, ReviewError> {
+        let (file, hash) = (&saved.file, &saved.hash);
+        let session = &self.session;
+        let (fresh, _prior) = self.plan_scope(
+            &saved.plan.scope,
+            refresh,
+            &saved.plan.allow_data_loss,
+            true,
+        )?;
         let journal = session
             .rt
             .block_on(session.state.journal())
             .map_err(ReviewError::state("reading the apply journal"))?;
-        let resumed = journal.iter().any(|e| e.plan == hash);
+        let resumed = journal.iter().any(|e| e.plan == *hash);
+        let (was, now) = (&saved.plan.inputs, &fresh.inputs);
         let mut stale = Vec::new();
-        if now.lifeboat_version != plan.inputs.lifeboat_version {
+        if now.lifeboat_version != was.lifeboat_version {
             stale.push(format!(
                 "lifeboat {} made it, this is {}",
-                plan.inputs.lifeboat_version, now.lifeboat_version
+                was.lifeboat_version, now.lifeboat_version
             ));
         }
         for (what, a, b) in [
-            ("manifest", &plan.inputs.manifests, &now.manifests),
-            ("template", &plan.inputs.templates, &now.templates),
+            ("manifest", &was.manifests, &now.manifests),
+            ("template", &was.templates, &now.templates),
         ] {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for k in keys {
@@ -109,7 +144,7 @@ impl Workspace {
                 }
             }
         }
-        if now.prior_state != plan.inputs.prior_state && !resumed {
+        if now.prior_state != was.prior_state && !resumed {
             stale.push("the cloud changed since the plan was made".into());
         }
         if !stale.is_empty() {
@@ -119,30 +154,63 @@ impl Workspace {
             }
             .into());
         }
-        if resumed {
-            let done: HashSet<String> = journal
-                .iter()
-                .filter(|e| e.plan == hash && e.event == "done")
-                .map(|e| e.id.key().to_string())
-                .collect();
-            let pending = plan
+        let authorised: HashMap<String, serde_json::Value> = saved
+            .plan
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp)
+            .map(|c| (c.id.key().to_string(), change_value(c)))
+            .collect();
+        let mut edited = Vec::new();
+        for c in fresh.changes.iter().filter(|c| c.action != Action::NoOp) {
+            if authorised.get(c.id.key()) != Some(&change_value(c)) {
+                edited.push(format!("{} {}", c.action.as_str(), c.id.display_name()));
+            }
+        }
+        if !resumed {
+            let wanted: HashSet<&str> = fresh
                 .changes
                 .iter()
-                .filter(|c| c.action != Action::NoOp && !done.contains(c.id.key()))
-                .count();
-            if pending == 0 {
-                return Err(SavedPlanError::AlreadyApplied {
-                    file: file.to_path_buf(),
-                }
-                .into());
-            }
-            for c in &mut plan.changes {
-                if done.contains(c.id.key()) {
-                    c.action = Action::NoOp;
+                .filter(|c| c.action != Action::NoOp)
+                .map(|c| c.id.key())
+                .collect();
+            for c in saved
+                .plan
+                .changes
+                .iter()
+                .filter(|c| c.action != Action::NoOp)
+            {
+                if !wanted.contains(c.id.key()) {
+                    edited.push(format!("{} {}", c.action.as_str(), c.id.display_name()));
                 }
             }
         }
-        Ok((plan, hash))
+        if !edited.is_empty() {
+            edited.sort();
+            edited.dedup();
+            return Err(if resumed {
+                SavedPlanError::Stale {
+                    file: file.to_path_buf(),
+                    reasons: vec![format!(
+                        "the cloud now needs changes the plan does not hold ({})",
+                        edited.join(", ")
+                    )],
+                }
+            } else {
+                SavedPlanError::Edited {
+                    file: file.to_path_buf(),
+                    changes: edited,
+                }
+            }
+            .into());
+        }
+        if resumed && fresh.changes.iter().all(|c| c.action == Action::NoOp) {
+            return Err(SavedPlanError::AlreadyApplied {
+                file: file.to_path_buf(),
+            }
+            .into());
+        }
+        Ok(fresh)
     }
 
     /// The bytes of a saved plan: a file, or else (a plan hash, or
@@ -187,4 +255,18 @@ impl Workspace {
             .into()),
         }
     }
+}
+
+/// What must be identical between an authorised change and the one carried out.
+fn change_value(c: &Change) -> serde_json::Value {
+    serde_json::json!({
+        "action": c.action,
+        "type": c.resource_type.to_ascii_lowercase(),
+        "api_version": c.api_version,
+        "body": c.body,
+        "lifecycle": c.lifecycle,
+        "protected": c.protected,
+        "tenant": c.tenant,
+        "layer": c.layer,
+    })
 }
