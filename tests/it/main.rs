@@ -15,3 +15,4 @@ mod plan;
 mod recordings;
 mod state_blob;
 mod validate;
+mod worst_hour;

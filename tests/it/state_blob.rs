@@ -503,3 +503,48 @@ fn azurite_stopping_mid_apply_is_a_clear_error_and_corrupts_nothing() {
     let audit = audit_verify(&p, &env);
     assert_eq!(audit.code, 0, "{}", audit.stderr);
 }
+
+/// #15 item 5: with blob state, an apply whose change fails (here a tenant
+/// applied before the shared layer: `ParentResourceNotFound`) used to stop
+/// making progress and renew its lease forever, blocking every later apply and
+/// activation. It ends now, exit 1, and leaves the lock free.
+#[test]
+fn a_failing_apply_with_blob_state_ends_and_frees_its_lock() {
+    let az = Azurite::start("fail");
+    let env = az.env("fail");
+    let c = az.client("fail");
+    let p = Project::example("blob-fail");
+    let t0 = Instant::now();
+    let mut child = p.spawn_env(
+        &[
+            "--no-progress",
+            "apply",
+            "--auto-approve",
+            "--tenant",
+            "cwz",
+        ],
+        &envs(&env),
+    );
+    let code = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "the failing apply still runs after 90 s (deadlocked)"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, Some(1));
+    eprintln!(
+        "the failing apply ended in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_ne!(lease_state(&c, "locks/tenant-cwz.lock"), "leased");
+    // The lock is really free: another apply takes it at once.
+    let r = p.run_env(
+        &["apply", "--auto-approve", "--shared", "--lock-timeout", "0"],
+        &envs(&env),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

@@ -60,7 +60,7 @@ pub fn human(ts: &[TenantStatus]) -> String {
         } else {
             ""
         };
-        let drill = match (&t.last_drill, t.last_drill_rto_seconds) {
+        let mut drill = match (&t.last_drill, t.last_drill_rto_seconds) {
             (Some(d), Some(r)) => format!(
                 "{} RTO {}",
                 d.split_whitespace().next().unwrap_or(""),
@@ -69,6 +69,9 @@ pub fn human(ts: &[TenantStatus]) -> String {
             (Some(d), None) => d.clone(),
             _ => "never".into(),
         };
+        if t.last_drill_passed == Some(false) && !drill.ends_with("failed") {
+            drill.push_str(" FAILED");
+        }
         let _ = writeln!(
             s,
             "{:<8} {:<10} {:<22} {:<12} {:<10} {:<24} {:<26} {:>5}  {}",
@@ -167,6 +170,13 @@ pub fn prometheus(ts: &[TenantStatus]) -> String {
         "lifeboat_drift_resources",
         "Existing resources whose declared properties differ.",
         ts.iter().map(|t| (l(t), t.drift as f64)).collect(),
+    );
+    metric(
+        "lifeboat_last_drill_passed",
+        "1 when the tenant's last drill passed, 0 when it failed.",
+        ts.iter()
+            .filter_map(|t| Some((l(t), f64::from(u8::from(t.last_drill_passed?)))))
+            .collect(),
     );
     metric(
         "lifeboat_last_drill_rto_seconds",

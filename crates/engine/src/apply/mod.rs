@@ -16,7 +16,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -469,6 +469,13 @@ impl Run<'_> {
     }
 }
 
+/// How long an apply waits with changes in flight and none finishing before it
+/// stops: 30 Azure minutes (longer than any operation in the templates), and
+/// never less than two real minutes.
+fn watchdog(time_scale: f64) -> Duration {
+    Duration::from_secs_f64((1800.0 * time_scale).max(120.0))
+}
+
 /// Apply `plan`. Protected resources are never deleted here unless the plan was
 /// made with `--allow-data-loss` for their tenant (the plan refuses otherwise).
 pub async fn apply(
@@ -504,6 +511,9 @@ pub async fn apply(
     let mut done = 0usize;
     let mut max_in_flight = 0usize;
     let cap = opts.max_parallel.unwrap_or(usize::MAX).max(1);
+    let watchdog = watchdog(client.config().time_scale);
+    let mut last_progress = Instant::now();
+    let mut stalled: Option<Duration> = None;
 
     let change = |n: usize| &plan.changes[dag.nodes[n]];
     let class = |c: &Change| match c.action {
@@ -521,6 +531,7 @@ pub async fn apply(
         tokio::select! {
             biased;
             Some((n, result, ms)) = running.next(), if !running.is_empty() => {
+                last_progress = Instant::now();
                 let result: Result<(), StepError> = result;
                 let c = change(n);
                 finish_at[n] = started.elapsed().as_millis() as u64;
@@ -538,7 +549,6 @@ pub async fn apply(
                     }
                     Err(e) => {
                         let msg = e.to_string();
-                        let _ = run.journal(c, "failed").await;
                         emit(Event::Failed { id: c.id.to_string(), action: c.action, error: msg.clone() });
                         outcome[n] = Some((Outcome::Failed, ms, Some(msg)));
                         // Skip everything downstream, and only that.
@@ -558,6 +568,13 @@ pub async fn apply(
                 }
                 emit(Event::Progress { done, total });
             }
+            _ = tokio::time::sleep_until((last_progress + watchdog).into()), if !running.is_empty() => {
+                // Nothing finished for far longer than any ARM operation takes:
+                // stop waiting (the changes stay in doubt in the journal and the
+                // next run settles them) rather than hold the locks forever.
+                stalled = Some(watchdog);
+                break;
+            }
             _ = client.reserve(next_class.unwrap_or(Class::Write)), if can_launch => {
                 let Some((_, Reverse(n))) = ready.pop() else { continue };
                 let c = change(n);
@@ -566,6 +583,14 @@ pub async fn apply(
                 running.push(async move {
                     let t = Instant::now();
                     let r = run.step(c).await;
+                    if r.is_err() {
+                        // Journalled here, inside the change's own future, never
+                        // in the loop's select arm: a blob journal's group commit
+                        // may be held by another running change, which is only
+                        // polled while the loop waits (awaiting it in the arm
+                        // deadlocked the apply).
+                        let _ = run.journal(c, "failed").await;
+                    }
                     (n, r, t.elapsed().as_millis() as u64)
                 });
                 max_in_flight = max_in_flight.max(running.len());
@@ -573,15 +598,20 @@ pub async fn apply(
         }
     }
 
-    // Anything never reached was held back by a lost journal, or sits on a
-    // dependency cycle through deletes.
+    // Anything never reached was held back by a lost journal, a stalled run, or
+    // sits on a dependency cycle through deletes.
     let lost = run.journal_lost.lock().expect("journal flag").clone();
+    drop(running);
     for (n, o) in outcome.iter_mut().enumerate() {
         if o.is_none() {
             let c = change(n);
-            let because = match &lost {
-                Some(e) => format!("not started: the apply journal cannot be written ({e})"),
-                None => "never became ready (dependency cycle)".to_string(),
+            let because = match (&lost, stalled) {
+                (Some(e), _) => format!("not started: the apply journal cannot be written ({e})"),
+                (None, Some(w)) => format!(
+                    "stopped: no change finished for {:.0} s (the progress watchdog); it may still be running in Azure and is settled by the next apply",
+                    w.as_secs_f64()
+                ),
+                (None, None) => "never became ready (dependency cycle)".to_string(),
             };
             emit(Event::Skipped {
                 id: c.id.to_string(),

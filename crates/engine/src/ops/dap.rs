@@ -37,22 +37,6 @@ pub const REASON_TAG: &str = "lifeboat-activation-reason";
 /// `<RFC 3339> rto=<seconds>s <ok|failed>` of the last drill.
 pub const LAST_DRILL_TAG: &str = "lifeboat-last-drill";
 
-#[derive(Debug, thiserror::Error)]
-pub enum DapError {
-    #[error("tenant {tenant}, {step}: {source}")]
-    Cloud {
-        tenant: String,
-        step: String,
-        source: ArmError,
-    },
-    #[error("tenant {tenant}, {step}: {message}")]
-    Step {
-        tenant: String,
-        step: String,
-        message: String,
-    },
-}
-
 /// What the DAP acts on, from the manifest's derived names.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -61,6 +45,8 @@ pub struct Target {
     pub sql_vm: ResourceId,
     pub frontends: Vec<ResourceId>,
     pub access_nsg: ResourceId,
+    /// The gallery image version the manifest declares for the front-ends.
+    pub declared_image: ResourceId,
     pub rpo_target_minutes: u32,
     /// The mode the database waits in while idle.
     pub idle_mode: &'static str,
@@ -69,6 +55,7 @@ pub struct Target {
 impl Target {
     pub fn derive(p: &Platform, t: &Tenant) -> Target {
         let n = TenantNames::derive(p, t);
+        let shared = lifeboat_core::model::naming::PlatformNames::derive(p);
         let rg = format!(
             "/subscriptions/{}/resourceGroups/{}",
             p.subscription_id, n.rg
@@ -94,6 +81,10 @@ impl Target {
             access_nsg: id(format!(
                 "{rg}/providers/Microsoft.Network/networkSecurityGroups/{}",
                 n.nsg_frontend
+            )),
+            declared_image: id(format!(
+                "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/galleries/{}/images/{}/versions/{}",
+                p.subscription_id, shared.rg, shared.gallery, n.image_definition, n.image_version
             )),
             rpo_target_minutes: t.sql.rpo_target_minutes,
             idle_mode: match t.sql.restore_mode {
@@ -214,6 +205,9 @@ pub enum StepError {
         "the database was recovered read-write (RESTORE WITH RECOVERY is irreversible): it cannot return to the log-shipping chain; re-seed the secondary from a full backup"
     )]
     Recovered,
+    /// What the preflight found missing or wrong; nothing was changed.
+    #[error("not ready to activate: {}", .problems.join("; "))]
+    NotReady { problems: Vec<String> },
     /// Steps that failed independently (deactivation runs them all).
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Several(Vec<StepError>),
@@ -525,6 +519,73 @@ async fn retag(
     Ok(())
 }
 
+/// What activation needs to exist before it changes anything: every declared
+/// front-end, built from the declared image; the SQL VM running; the emergency
+/// access rule. One line per problem (not one ARM 404 per front-end).
+async fn ready_to_activate(client: &ArmClient, target: &Target) -> Result<(), StepError> {
+    let frontends = join_all(target.frontends.iter().map(|vm| async move {
+        let body = client.get(vm, COMPUTE_API).await?;
+        Ok::<_, StepError>((vm, body))
+    }))
+    .await;
+    let mut problems = Vec::new();
+    let (mut missing, mut elsewhere) = (Vec::new(), Vec::new());
+    for r in frontends {
+        let (vm, body) = r?;
+        match body {
+            None => missing.push(vm.name().to_string()),
+            Some(b) => {
+                let image = b
+                    .pointer("/properties/storageProfile/imageReference/id")
+                    .and_then(Value::as_str)
+                    .and_then(|i| ResourceId::parse(i).ok());
+                if image.as_ref() != Some(&target.declared_image) {
+                    elsewhere.push(format!(
+                        "{} ({})",
+                        vm.name(),
+                        image.map_or("no gallery image".into(), |i| i.name().to_string())
+                    ));
+                }
+            }
+        }
+    }
+    if !missing.is_empty() {
+        problems.push(format!(
+            "{} of {} front-end(s) do not exist ({}): run `lifeboat apply` (and `lifeboat image build`)",
+            missing.len(),
+            target.frontends.len(),
+            missing.join(", ")
+        ));
+    }
+    if !elsewhere.is_empty() {
+        problems.push(format!(
+            "{} front-end(s) are not on the declared HiX image {}: {}",
+            elsewhere.len(),
+            target.declared_image.name(),
+            elsewhere.join(", ")
+        ));
+    }
+    match power_state(client, &target.sql_vm).await {
+        Ok(p) if p == "running" => {}
+        Ok(p) => problems.push(format!(
+            "the SQL VM {} is {p}, not running",
+            target.sql_vm.name()
+        )),
+        Err(e) => problems.push(format!("the SQL VM {}: {e}", target.sql_vm.name())),
+    }
+    if access_is(client, &target.access_nsg).await? == "missing" {
+        problems.push(format!(
+            "the emergency access rule {ACCESS_RULE} does not exist on {}",
+            target.access_nsg.name()
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StepError::NotReady { problems })
+    }
+}
+
 /// Set the access rule of the front-end NSG to `access` (`Allow`/`Deny`).
 async fn set_access(
     client: &ArmClient,
@@ -744,6 +805,7 @@ async fn activate_steps(
                         .to_string(),
                 });
             }
+            ready_to_activate(client, target).await?;
             let state = sql_state(client, &target.sql_vm)
                 .await
                 .map_err(|e| StepError::Secondary(Box::new(e)))?;
@@ -1019,8 +1081,21 @@ pub async fn drill(
         drill: true,
     };
     let activation = activate(client, target, &opts, emit).await;
-    // A refused drill changed nothing: nothing to undo.
-    let deactivation = if activation.outcome == "refused" {
+    // A refused drill, or one whose preflight failed, changed nothing: nothing
+    // to undo. A failed one is still recorded as the tenant's last drill.
+    let changed_nothing = activation.outcome == "refused"
+        || activation
+            .steps
+            .first()
+            .is_some_and(|s| s.name == "preflight" && s.outcome != "ok");
+    let deactivation = if changed_nothing {
+        if activation.outcome != "refused" {
+            let last = format!("{started_at} failed");
+            let _ = retag(client, &target.rg, |t| {
+                t.insert(LAST_DRILL_TAG.into(), json!(last));
+            })
+            .await;
+        }
         None
     } else {
         let verdict = if activation.outcome == "succeeded" {

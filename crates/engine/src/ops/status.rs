@@ -102,6 +102,8 @@ pub struct TenantStatus {
     pub drift: usize,
     pub last_drill: Option<String>,
     pub last_drill_rto_seconds: Option<f64>,
+    /// Whether the last drill passed (`None`: never drilled).
+    pub last_drill_passed: Option<bool>,
 }
 
 fn tag<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
@@ -192,6 +194,7 @@ pub fn build(
                 power,
                 drift: drift.get(t.id.value.as_str()).copied().unwrap_or(0),
                 last_drill_rto_seconds: last_drill.as_deref().and_then(drill_rto),
+                last_drill_passed: last_drill.as_deref().map(|d| d.ends_with(" ok")),
                 last_drill,
             }
         })

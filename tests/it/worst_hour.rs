@@ -1,0 +1,339 @@
+//! The worst hour (#15), tested like an attacker or an unlucky operator would:
+//! an apply or destroy queued behind an activation, an edited saved plan, a
+//! closed output pipe in the middle of an activation, usage errors read as
+//! "changes present", absurd lock timeouts. Each test reproduces the attack and
+//! shows it now fails safely.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{self, Project, Run};
+
+const FAST: (&str, &str) = ("LIFEBOAT_EMULATOR_TIME_SCALE", "0.001");
+
+fn run(p: &Project, args: &[&str]) -> Run {
+    p.run_env(args, &[FAST])
+}
+
+/// The examples provisioned with their images and front-ends.
+fn provisioned(name: &str) -> Project {
+    let p = Project::example(name);
+    for args in [
+        &["apply", "--auto-approve"][..],
+        &["image", "build", "--all"],
+        &["apply", "--auto-approve"],
+    ] {
+        let r = run(&p, args);
+        assert_eq!(r.code, 0, "{args:?}: {}\n{}", r.stdout, r.stderr);
+    }
+    p
+}
+
+fn status_of(p: &Project, tenant: &str) -> Value {
+    let r = run(p, &["--output", "json", "status", "--tenant", tenant]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    v["tenants"][0].clone()
+}
+
+/// The emergency access rule of `tenant` as the embedded cloud stores it.
+fn access_rule(p: &Project, tenant: &str) -> String {
+    let dir = p.dir.join(".lifeboat/cloud");
+    for e in walk(&dir) {
+        let Ok(text) = std::fs::read_to_string(&e) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let id = v["id"].as_str().unwrap_or("").to_ascii_lowercase();
+        if !id.contains(&format!("-{tenant}-")) || !id.contains("/networksecuritygroups/") {
+            continue;
+        }
+        let rules = v["body"]["properties"]["securityRules"].as_array().cloned();
+        for r in rules.unwrap_or_default() {
+            if r["name"] == "allow-hdx-from-gateway" {
+                return r["properties"]["access"].as_str().unwrap().to_string();
+            }
+        }
+    }
+    panic!("no emergency access rule for {tenant} in {}", dir.display());
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "json") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Start a slow activation of cwz (time scale 0.05: several seconds) and wait
+/// until it holds the tenant lock.
+fn activation_holding_the_lock(p: &Project) -> common::Background {
+    let activation = p.spawn_env(
+        &[
+            "--no-progress",
+            "activate",
+            "cwz",
+            "--reason",
+            "ransomware",
+            "--force",
+        ],
+        &[("LIFEBOAT_EMULATOR_TIME_SCALE", "0.05")],
+    );
+    let lock = p.dir.join(".lifeboat/state/locks/tenant-cwz.lock");
+    let t0 = Instant::now();
+    while !lock.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "activate never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    activation
+}
+
+/// #15 item 1: started a moment after `activate cwz`, an apply waits for the
+/// tenant lock and only then reads the cloud and plans, so it plans against the
+/// activated tenant: emergency access stays open, the running front-ends are
+/// neither re-created nor deallocated, and status stays ACTIVE without drift.
+#[test]
+fn an_apply_queued_behind_activate_leaves_the_tenant_active_and_intact() {
+    let p = provisioned("queued-apply");
+    let mut activation = activation_holding_the_lock(&p);
+    let t0 = Instant::now();
+    let apply = run(
+        &p,
+        &[
+            "apply",
+            "--tenant",
+            "cwz",
+            "--auto-approve",
+            "--lock-timeout",
+            "120",
+        ],
+    );
+    let waited = t0.elapsed();
+    let activated = activation.0.wait().unwrap();
+    assert!(activated.success(), "the activation failed");
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    eprintln!(
+        "queued apply waited {:.1} s for the activation, then planned: {}",
+        waited.as_secs_f64(),
+        apply.stderr.lines().last().unwrap_or("")
+    );
+    let cwz = status_of(&p, "cwz");
+    assert_eq!(cwz["state"], "ACTIVE", "{cwz}");
+    assert_eq!(cwz["power"]["running"], 20, "{cwz}");
+    assert_eq!(cwz["drift"], 0, "{cwz}");
+    assert_eq!(access_rule(&p, "cwz"), "Allow");
+}
+
+/// #15 item 1: a destroy queued behind `activate` is refused once it holds the
+/// lock and sees the tenant activated; nothing is deleted.
+#[test]
+fn a_destroy_queued_behind_activate_is_refused_and_deletes_nothing() {
+    let p = provisioned("queued-destroy");
+    let mut activation = activation_holding_the_lock(&p);
+    let destroy = run(
+        &p,
+        &[
+            "destroy",
+            "--tenant",
+            "cwz",
+            "--auto-approve",
+            "--allow-data-loss",
+            "cwz",
+            "--outside-window",
+            "--lock-timeout",
+            "120",
+        ],
+    );
+    assert!(
+        activation.0.wait().unwrap().success(),
+        "the activation failed"
+    );
+    assert_eq!(destroy.code, 1, "{}\n{}", destroy.stdout, destroy.stderr);
+    assert!(
+        destroy.stderr.contains("tenant cwz is activated"),
+        "{}",
+        destroy.stderr
+    );
+    let cwz = status_of(&p, "cwz");
+    assert_eq!(cwz["state"], "ACTIVE", "{cwz}");
+    assert_eq!(cwz["power"]["running"], 20, "{cwz}");
+    assert_eq!(access_rule(&p, "cwz"), "Allow");
+}
+
+/// #15 item 3: a saved plan edited after `plan --out` (a rule opened to RDP
+/// from the internet; a forged delete of another tenant's protected data disk)
+/// is refused: what runs is what the plan's recorded inputs produce.
+#[test]
+fn an_edited_saved_plan_is_refused() {
+    let p = Project::example("edited-plan");
+    let r = run(&p, &["plan", "--tenant", "cwz", "--out", "plan.json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let original = p.read("plan.json");
+    let plan: Value = serde_json::from_str(&original).unwrap();
+
+    // 1. Open RDP from the internet in an NSG the plan creates.
+    let mut rdp = plan.clone();
+    let nsg = rdp["changes"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["type"] == "Microsoft.Network/networkSecurityGroups")
+        .expect("the plan creates an NSG");
+    nsg["body"]["properties"]["securityRules"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "rdp", "properties": {
+            "priority": 100, "direction": "Inbound", "access": "Allow", "protocol": "Tcp",
+            "sourceAddressPrefix": "*", "sourcePortRange": "*",
+            "destinationAddressPrefix": "*", "destinationPortRange": "3389"}}));
+    p.write("plan.json", serde_json::to_vec_pretty(&rdp).unwrap());
+    let r = run(&p, &["apply", "plan.json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("not what its recorded inputs produce"),
+        "{}",
+        r.stderr
+    );
+
+    // 2. A forged delete of mst's SQL data disk.
+    let mut forged = plan.clone();
+    let mut delete = forged["changes"][0].clone();
+    let disk = format!(
+        "/subscriptions/{}/resourceGroups/lb-mst-rg/providers/Microsoft.Compute/disks/lb-mst-sql-data01",
+        plan["changes"][0]["id"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .nth(2)
+            .unwrap()
+    );
+    delete["id"] = Value::from(disk);
+    delete["type"] = Value::from("Microsoft.Compute/disks");
+    delete["tenant"] = Value::from("mst");
+    delete["action"] = Value::from("delete");
+    delete["body"] = Value::Null;
+    forged["changes"].as_array_mut().unwrap().push(delete);
+    p.write("plan.json", serde_json::to_vec_pretty(&forged).unwrap());
+    let r = run(&p, &["apply", "plan.json"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("not what its recorded inputs produce")
+            && r.stderr.contains("lb-mst-sql-data01"),
+        "{}",
+        r.stderr
+    );
+    // Nothing was written: the untouched plan still applies.
+    p.write("plan.json", &original);
+    let r = run(&p, &["apply", "plan.json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
+
+/// #15 item 8: `lifeboat activate … | head -2` used to panic after preflight
+/// (exit 101) and leave the tenant ACTIVATING. The pipe closing changes
+/// nothing now: the activation finishes and exits 0.
+#[test]
+fn a_closed_output_pipe_never_stops_an_activation_halfway() {
+    let p = provisioned("closed-pipe");
+    let bin = env!("CARGO_BIN_EXE_lifeboat");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "'{bin}' -C '{}' --no-progress activate rst --reason x --force 2>&1 | head -2 >/dev/null; echo ${{PIPESTATUS[0]}}",
+            p.dir.display()
+        ))
+        .env("LIFEBOAT_EMULATOR_TIME_SCALE", "0.001")
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(code, "0", "lifeboat's exit status behind the closed pipe");
+    let rst = status_of(&p, "rst");
+    assert_eq!(rst["state"], "ACTIVE", "{rst}");
+    assert_eq!(rst["power"]["running"], 12, "{rst}");
+}
+
+/// #15 item 9: a usage error exits 1, never 2 (which `--detailed-exitcode`
+/// pipelines read as "changes present"); help still exits 0.
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    let p = Project::example("usage");
+    let r = run(&p, &["plan", "--detailed-exitcod"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("--detailed-exitcod"), "{}", r.stderr);
+    let r = run(&p, &["no-such-command"]);
+    assert_eq!(r.code, 1);
+    let r = run(&p, &["plan", "--help"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("--detailed-exitcode"));
+}
+
+/// #15 item 13: `--lock-timeout 1e300` used to panic, `NaN` gave a misleading
+/// message; both are clear errors now, before anything is read or written.
+#[test]
+fn absurd_lock_timeouts_are_clear_errors() {
+    let p = Project::example("timeouts");
+    for (value, says) in [
+        ("1e300", "too long to wait"),
+        ("NaN", "must be a number of seconds"),
+    ] {
+        let r = run(&p, &["apply", "--auto-approve", "--lock-timeout", value]);
+        assert_eq!(r.code, 1, "{value}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{value}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    }
+    assert!(
+        !p.dir.join(".lifeboat/cloud").exists(),
+        "nothing was started"
+    );
+}
+
+/// #15 item 14: drilling a tenant whose front-ends do not exist used to pass
+/// preflight and print 24 raw ARM 404s, and the failed drill then showed in
+/// `status` with an RTO and no "failed". Preflight now says what is missing in
+/// one line, changes nothing, and the failed drill reads as failed everywhere.
+#[test]
+fn a_drill_of_an_unready_tenant_fails_in_preflight_and_reads_as_failed() {
+    let p = Project::example("unready");
+    // Provisioned, but no HiX image was built: the front-ends wait for it.
+    let r = run(&p, &["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(
+        &p,
+        &["--no-progress", "drill", "rst", "--reason", "quarterly"],
+    );
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains("not ready to activate: 12 of 12 front-end(s) do not exist"),
+        "{all}"
+    );
+    assert!(!all.contains("ResourceNotFound"), "no raw ARM 404s: {all}");
+    assert!(all.len() < 8_000, "{} bytes of output", all.len());
+    let rst = status_of(&p, "rst");
+    assert_eq!(rst["state"], "STANDBY", "nothing was changed: {rst}");
+    assert_eq!(rst["last_drill_passed"], false, "{rst}");
+    let table = run(&p, &["status", "--tenant", "rst"]).stdout;
+    assert!(
+        table.contains("failed") || table.contains("FAILED"),
+        "{table}"
+    );
+    let prom = run(&p, &["status", "--format", "prometheus"]).stdout;
+    assert!(
+        prom.contains("lifeboat_last_drill_passed{tenant=\"rst\"} 0"),
+        "{prom}"
+    );
+}
