@@ -180,7 +180,7 @@ fn a_destroy_queued_behind_activate_is_refused_and_deletes_nothing() {
 #[test]
 fn an_edited_saved_plan_is_refused() {
     let p = Project::example("edited-plan");
-    let r = run(&p, &["plan", "--tenant", "cwz", "--out", "plan.json"]);
+    let r = run(&p, &["plan", "--out", "plan.json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let original = p.read("plan.json");
     let plan: Value = serde_json::from_str(&original).unwrap();
@@ -209,7 +209,7 @@ fn an_edited_saved_plan_is_refused() {
         r.stderr
     );
 
-    // 2. A forged delete of mst's SQL data disk.
+    // 2. A forged delete of mst's SQL data disk (the plan creates it).
     let mut forged = plan.clone();
     let mut delete = forged["changes"][0].clone();
     let disk = format!(
