@@ -337,3 +337,41 @@ fn a_drill_of_an_unready_tenant_fails_in_preflight_and_reads_as_failed() {
         "{prom}"
     );
 }
+
+/// #15 item 12: control characters in a manifest name (which lifeboat used to
+/// sign into a catalog no XML parser accepts) and in a reason are refused with
+/// file, line and column; hostile but printable text in a waiver reason reaches
+/// the Markdown plan (the pull request comment) as text, unable to close
+/// `<details>` or hide the rest in `<!--`.
+#[test]
+fn hostile_text_is_refused_or_shown_as_text() {
+    let p = Project::example("hostile-text");
+    p.edit(
+        "tenants/cwz.yaml",
+        "name: Canisius Wilhelmina Ziekenhuis",
+        "name: \"Canisius\\e[2K\\rWilhelmina\"",
+    );
+    let r = run(&p, &["validate"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    r.expect_error("cwz.yaml:5:9: metadata.name", "control character U+001B");
+
+    let p = Project::example("hostile-reason");
+    let r = run(&p, &["activate", "cwz", "--reason", "outage\u{1b}[2K"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("control character U+001B"), "{}", r.stderr);
+    assert!(!p.dir.join(".lifeboat/cloud").exists(), "nothing was started");
+
+    p.edit(
+        "tenants/cwz.yaml",
+        "reason: \"jump host during migration\"",
+        "reason: \"ok</summary></details><!-- hidden\"",
+    );
+    let r = run(&p, &["plan", "--format", "markdown"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("<!--"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("ok&lt;/summary&gt;&lt;/details&gt;&lt;\\!-- hidden"),
+        "{}",
+        r.stdout
+    );
+}

@@ -73,6 +73,15 @@ pub enum AuthMode {
     Cli,
 }
 
+/// A free-text argument (a reason that reaches the audit trail, the tags, the
+/// Markdown plan and terminals): printable text only.
+fn printable(s: &str) -> Result<String, String> {
+    match lifeboat_core::diag::control_character(s) {
+        Some(reason) => Err(reason),
+        None => Ok(s.to_string()),
+    }
+}
+
 impl From<AuthMode> for lifeboat_engine::cloud::auth::AuthMode {
     fn from(m: AuthMode) -> Self {
         use lifeboat_engine::cloud::auth::AuthMode as Engine;
@@ -165,7 +174,7 @@ pub struct ActivateArgs {
     /// The tenant (hospital) id.
     pub tenant: String,
     /// Why (recorded in the audit trail and on the tenant).
-    #[arg(long)]
+    #[arg(long, value_parser = printable)]
     pub reason: String,
     /// Activate even when the RPO is above the tenant's target (or unknown).
     #[arg(long)]
@@ -185,7 +194,7 @@ pub struct ActivateArgs {
 #[derive(Debug, Args)]
 pub struct DeactivateArgs {
     pub tenant: String,
-    #[arg(long)]
+    #[arg(long, value_parser = printable)]
     pub reason: Option<String>,
     #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
     pub lock_timeout: f64,
@@ -197,7 +206,7 @@ pub struct DrillArgs {
     /// Write drill.html, drill.json and drill-junit.xml here.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
-    #[arg(long, default_value = "scheduled drill")]
+    #[arg(long, default_value = "scheduled drill", value_parser = printable)]
     pub reason: String,
     /// Drill even when the RPO is above target.
     #[arg(long)]

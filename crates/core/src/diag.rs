@@ -154,6 +154,18 @@ mod tests {
     }
 }
 
+/// Why `text` is refused when it holds a control character (a terminal escape,
+/// a NUL, a line break in a name): such text cannot be signed into XML, breaks
+/// Markdown and rewrites terminal lines. `None` when it is printable.
+pub fn control_character(text: &str) -> Option<String> {
+    let (i, c) = text.char_indices().find(|(_, c)| c.is_control())?;
+    Some(format!(
+        "contains the control character U+{:04X} at character {}: names, reasons and other text must be printable",
+        c as u32,
+        text[..i].chars().count() + 1
+    ))
+}
+
 /// Where a node starts in its file (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pos {

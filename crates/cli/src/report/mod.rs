@@ -331,14 +331,14 @@ pub fn plan_markdown(plan: &Plan) -> String {
     if !plan.kept.is_empty() {
         out.push_str("**Kept (protected):**\n\n");
         for k in &plan.kept {
-            let _ = writeln!(out, "- `{}`: {}", k.id, k.reason);
+            let _ = writeln!(out, "- `{}`: {}", k.id, md_text(&k.reason));
         }
         out.push('\n');
     }
     if !plan.capacity_reductions.is_empty() {
         out.push_str("**Capacity reductions** (apply needs `--allow-capacity-reduction`):\n\n");
         for c in &plan.capacity_reductions {
-            let _ = writeln!(out, "- {}", c.describe());
+            let _ = writeln!(out, "- {}", md_text(&c.describe()));
         }
         out.push('\n');
     }
@@ -352,16 +352,16 @@ pub fn plan_markdown(plan: &Plan) -> String {
             let waived = f
                 .waived
                 .as_ref()
-                .map(|w| format!(" — waived until {}: {}", w.expires, w.reason))
+                .map(|w| format!(" — waived until {}: {}", md_text(&w.expires), md_text(&w.reason)))
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "- **{}** `{}` {}: {} (`{}`){waived}",
+                "- **{}** `{}` {}: {} ({}){waived}",
                 f.severity.as_str(),
                 f.rule,
-                f.resource.as_deref().unwrap_or("-"),
-                f.message,
-                f.location
+                md_text(f.resource.as_deref().unwrap_or("-")),
+                md_text(&f.message),
+                md_code(&f.location.to_string())
             );
         }
         out.push('\n');
@@ -374,12 +374,49 @@ pub fn plan_markdown(plan: &Plan) -> String {
     if !groups.is_empty() {
         out.push_str("**Waiting:**\n\n");
         for (tenant, reason, ids) in groups {
-            let _ = writeln!(out, "- {tenant}: {} resource(s): {reason}", ids.len());
+            let _ = writeln!(
+                out,
+                "- {}: {} resource(s): {}",
+                md_text(&tenant),
+                ids.len(),
+                md_text(&reason)
+            );
         }
         out.push('\n');
     }
     let _ = writeln!(out, "{}", summary_line(plan));
     out
+}
+
+/// Free text in Markdown (a waiver's reason, a finding's message): HTML and
+/// Markdown syntax shown literally, on one line, so no text can close the
+/// plan's `<details>`, open an HTML comment that hides the rest of the plan,
+/// or forge a heading or a link in the pull request comment.
+pub fn md_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '|' | '!' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A code span that no text can break out of.
+pub fn md_code(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c == '`' || c.is_control() { ' ' } else { c })
+        .collect();
+    format!("`{clean}`")
 }
 
 /// Deferred changes grouped by tenant and reason (a tenant's front-ends share one).
@@ -504,4 +541,27 @@ pub fn drift_json(plan: &Plan) -> Value {
         .filter(|c| c.action == Action::Create)
         .count();
     json!({"drifted": drifted, "missing": missing, "requests": {"read": plan.requests.read}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{md_code, md_text};
+
+    /// A waiver reason written to hide the rest of the plan in the pull request
+    /// comment, or to forge a link, is shown as text.
+    #[test]
+    fn hostile_text_cannot_shape_the_markdown_plan() {
+        let hostile = "ok</summary></details><!-- \n# Approved [click](https://evil.example) `x`";
+        let shown = md_text(hostile);
+        for raw in ["<", ">", "\n", "](", "`"] {
+            assert!(
+                !shown.contains(raw) || shown.contains(&format!("\\{raw}")),
+                "{raw:?} survives in {shown}"
+            );
+        }
+        assert!(!shown.contains('<') && !shown.contains('\n'), "{shown}");
+        assert!(shown.contains("&lt;/details&gt;&lt;\\!-- "), "{shown}");
+        assert!(shown.contains("\\[click\\]\\(https://evil.example\\)"), "{shown}");
+        assert_eq!(md_code("a`b\nc"), "`a b c`");
+    }
 }

@@ -18,17 +18,36 @@ use lifeboat_engine::apply::Event;
 use crate::args::OutputKind;
 use lifeboat_core::diag::Diagnostics;
 
+/// Text for a terminal: control characters other than newline and tab (from
+/// text lifeboat did not write: ARM error messages, tags, a reason) are shown
+/// as `\u{1b}`, never interpreted (no erased lines, no hidden output).
+pub fn for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// A line on stderr; a failed write is ignored (see the module docs).
 pub fn stderr_line(text: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = err.write_all(text.as_bytes());
+    let _ = err.write_all(for_terminal(text).as_bytes());
     let _ = err.write_all(b"\n");
 }
 
 /// Text on stderr without a newline (a prompt); a failed write is ignored.
 pub fn stderr_text(text: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = err.write_all(text.as_bytes());
+    let _ = err.write_all(for_terminal(text).as_bytes());
     let _ = err.flush();
 }
 
@@ -194,7 +213,9 @@ impl Ui {
                 if let Some(pb) = bars.running.remove(id) {
                     pb.finish_and_clear();
                 }
-                let _ = bars.multi.println(format!("FAILED {id}: {error}"));
+                let _ = bars
+                    .multi
+                    .println(for_terminal(&format!("FAILED {id}: {error}")));
             }
             Event::Progress { done, total } => {
                 bars.overall.set_length(*total as u64);
@@ -212,6 +233,12 @@ impl Ui {
 
     /// A result document on stdout.
     pub fn print(&self, text: &str) {
+        // JSON escapes control characters itself.
+        let text = if self.json() {
+            std::borrow::Cow::Borrowed(text)
+        } else {
+            for_terminal(text)
+        };
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
         if !text.ends_with('\n') {
@@ -246,5 +273,19 @@ impl Ui {
         } else {
             stderr_line(&format!("error: {e:#}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_terminal;
+
+    #[test]
+    fn terminal_text_shows_control_characters_instead_of_obeying_them() {
+        assert_eq!(for_terminal("plain\tline\n"), "plain\tline\n");
+        assert_eq!(
+            for_terminal("ok\x1b[2K\rerased"),
+            "ok\\u{1b}[2K\\u{d}erased"
+        );
     }
 }

@@ -123,7 +123,13 @@ impl Reader<'_> {
                 self.error(f.node, &f.path, "must not be empty");
                 None
             }
-            Value::Str(s) => Some(self.at(f.node, &f.path, s.clone())),
+            Value::Str(s) => match crate::diag::control_character(s) {
+                Some(reason) => {
+                    self.error(f.node, &f.path, reason);
+                    None
+                }
+                None => Some(self.at(f.node, &f.path, s.clone())),
+            },
             other => {
                 self.error(
                     f.node,
