@@ -358,8 +358,15 @@ fn hostile_text_is_refused_or_shown_as_text() {
     let p = Project::example("hostile-reason");
     let r = run(&p, &["activate", "cwz", "--reason", "outage\u{1b}[2K"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("control character U+001B"), "{}", r.stderr);
-    assert!(!p.dir.join(".lifeboat/cloud").exists(), "nothing was started");
+    assert!(
+        r.stderr.contains("control character U+001B"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !p.dir.join(".lifeboat/cloud").exists(),
+        "nothing was started"
+    );
 
     p.edit(
         "tenants/cwz.yaml",
@@ -370,8 +377,34 @@ fn hostile_text_is_refused_or_shown_as_text() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stdout.contains("<!--"), "{}", r.stdout);
     assert!(
-        r.stdout.contains("ok&lt;/summary&gt;&lt;/details&gt;&lt;\\!-- hidden"),
+        r.stdout
+            .contains("ok&lt;/summary&gt;&lt;/details&gt;&lt;\\!-- hidden"),
         "{}",
         r.stdout
     );
+}
+
+/// #15 item 13: a tenant manifest that is a symbolic link out of the project
+/// (here to a file holding a secret) is refused without reading or echoing it.
+#[test]
+fn a_symlinked_manifest_outside_the_project_is_refused_unread() {
+    let p = Project::example("symlink");
+    let secret = p.dir.with_extension("secret.yaml");
+    std::fs::write(
+        &secret,
+        "apiVersion: lifeboat/v1\nkind: Tenant\nmetadata: { id: zz, name: TOPSECRET-VALUE }\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&secret, p.dir.join("tenants/zz.yaml")).unwrap();
+    let r = run(&p, &["validate"]);
+    let _ = std::fs::remove_file(&secret);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("outside the project"), "{}", r.stderr);
+    assert!(!r.stderr.contains("TOPSECRET"), "{}", r.stderr);
+    // A link inside the project is fine.
+    std::fs::remove_file(p.dir.join("tenants/zz.yaml")).unwrap();
+    std::fs::rename(p.dir.join("tenants/rst.yaml"), p.dir.join("rst.yaml")).unwrap();
+    std::os::unix::fs::symlink(p.dir.join("rst.yaml"), p.dir.join("tenants/rst.yaml")).unwrap();
+    let r = run(&p, &["validate"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
 }

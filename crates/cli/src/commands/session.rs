@@ -102,6 +102,7 @@ pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
             (ep.trim_end_matches('/').to_string(), cred, scale)
         }
     };
+    plain_http_only_on_loopback(&endpoint)?;
     let mut cfg = ClientConfig::azure(&endpoint);
     cfg.time_scale = scale;
     let client = ArmClient::new(cfg, credential);
@@ -130,4 +131,54 @@ pub fn open(
         templates,
         session,
     }))
+}
+
+/// A bearer token (a real Azure one above all) never travels in the clear off
+/// this machine: `http://` is for the emulator on loopback only.
+fn plain_http_only_on_loopback(endpoint: &str) -> anyhow::Result<()> {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return Ok(());
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        bail!(
+            "--arm-endpoint {endpoint}: refusing to send an access token over plain http to {host}, which is not this machine; use https:// (or the emulator on 127.0.0.1)"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_http_only_on_loopback as check;
+
+    #[test]
+    fn tokens_go_over_plain_http_only_to_loopback() {
+        for ok in [
+            "https://management.azure.com",
+            "http://127.0.0.1:8080",
+            "http://127.3.4.5:1/x",
+            "http://localhost:9",
+            "http://[::1]:80",
+        ] {
+            assert!(check(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.5:8080",
+            "http://management.azure.com",
+            "http://127.0.0.1.evil.example:80",
+            "http://[2001:db8::1]:80",
+        ] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
+    }
 }

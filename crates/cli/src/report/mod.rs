@@ -352,7 +352,13 @@ pub fn plan_markdown(plan: &Plan) -> String {
             let waived = f
                 .waived
                 .as_ref()
-                .map(|w| format!(" — waived until {}: {}", md_text(&w.expires), md_text(&w.reason)))
+                .map(|w| {
+                    format!(
+                        " — waived until {}: {}",
+                        md_text(&w.expires),
+                        md_text(&w.reason)
+                    )
+                })
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
@@ -561,7 +567,10 @@ mod tests {
         }
         assert!(!shown.contains('<') && !shown.contains('\n'), "{shown}");
         assert!(shown.contains("&lt;/details&gt;&lt;\\!-- "), "{shown}");
-        assert!(shown.contains("\\[click\\]\\(https://evil.example\\)"), "{shown}");
+        assert!(
+            shown.contains("\\[click\\]\\(https://evil.example\\)"),
+            "{shown}"
+        );
         assert_eq!(md_code("a`b\nc"), "`a b c`");
     }
 }

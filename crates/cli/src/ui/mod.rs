@@ -22,7 +22,10 @@ use lifeboat_core::diag::Diagnostics;
 /// text lifeboat did not write: ARM error messages, tags, a reason) are shown
 /// as `\u{1b}`, never interpreted (no erased lines, no hidden output).
 pub fn for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return std::borrow::Cow::Borrowed(text);
     }
     text.chars()

@@ -33,7 +33,7 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
     let mut sources = Vec::new();
 
     let platform_path = root.join(PLATFORM_FILE);
-    let platform = match read_source(&platform_path, &mut diags, &mut sources) {
+    let platform = match read_source(root, &platform_path, &mut diags, &mut sources) {
         Some(node) => {
             let mut r = Reader {
                 file: Arc::new(platform_path.clone()),
@@ -46,7 +46,7 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
 
     let mut tenants = Vec::new();
     for path in tenant_files(root, &mut diags) {
-        let Some(node) = read_source(&path, &mut diags, &mut sources) else {
+        let Some(node) = read_source(root, &path, &mut diags, &mut sources) else {
             continue;
         };
         let mut r = Reader {
@@ -109,12 +109,38 @@ fn tenant_files(root: &Path, diags: &mut Diagnostics) -> Vec<PathBuf> {
     files
 }
 
+/// Why a manifest path is refused when it is a symbolic link that leads out of
+/// the project: its content would be read (and echoed in diagnostics) from
+/// anywhere on the agent. Links inside the project are fine.
+fn outside(root: &Path, path: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    let (Ok(root), Ok(target)) = (root.canonicalize(), path.canonicalize()) else {
+        return Some("is a symbolic link that cannot be resolved".into());
+    };
+    if target.starts_with(&root) {
+        None
+    } else {
+        Some(format!(
+            "is a symbolic link to {}, outside the project: manifests must live in the project (copy the file in)",
+            target.display()
+        ))
+    }
+}
+
 /// Read, check and parse one file; every failure becomes a diagnostic.
 fn read_source(
+    root: &Path,
     path: &Path,
     diags: &mut Diagnostics,
     sources: &mut Vec<SourceFile>,
 ) -> Option<yaml::Node> {
+    if let Some(reason) = outside(root, path) {
+        diags.push(Origin::file(path), reason);
+        return None;
+    }
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

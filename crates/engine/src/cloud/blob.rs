@@ -108,11 +108,17 @@ impl ConnectionString {
         use base64::Engine as _;
         let bad = |m: String| BlobError::ConnectionString(m);
         let mut fields = std::collections::HashMap::new();
-        for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        for (n, part) in s
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .enumerate()
+        {
+            // Never echo the segment: without its `=` it may be a bare key.
             let (k, v) = part.split_once('=').ok_or_else(|| {
                 bad(format!(
-                    "`{}` is not Key=Value",
-                    part.split('=').next().unwrap_or("")
+                    "segment {} is not Key=Value (its text is not shown: it may be a secret)",
+                    n + 1
                 ))
             })?;
             fields.insert(k.to_ascii_lowercase(), v.to_string());
@@ -840,6 +846,14 @@ mod tests {
         ] {
             assert!(ConnectionString::parse(bad).is_err(), "{bad}");
         }
+        // A bare key (its `AccountKey=` label lost) is never echoed (#15).
+        let bare = DEV_KEY.trim_end_matches('=');
+        let e = ConnectionString::parse(&format!("AccountName=x;{bare}"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("segment 2 is not Key=Value"), "{e}");
+        assert!(!e.contains(&DEV_KEY[..12]), "{e}");
     }
 
     /// The canonical string follows the documented Shared Key layout: twelve
