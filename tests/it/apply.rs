@@ -315,19 +315,22 @@ async fn drift_names_an_nsg_rule_changed_through_the_emulators_arm_api() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut emu = p.spawn(&[
-        "emulator",
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ]);
+    let mut emu = p.spawn_env(
+        &[
+            "emulator",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &[("LIFEBOAT_EMULATOR_TOKEN", "tok")],
+    );
     let base = format!("http://127.0.0.1:{port}");
     lifeboat_engine::cloud::install_crypto();
     let http = reqwest::Client::new();
     let nsg = "/subscriptions/3f2a9c1e-7b4d-4e8a-9c6f-2d1b0a8e5f71/resourceGroups/lb-cwz-rg/providers/Microsoft.Network/networkSecurityGroups/lb-cwz-sql-nsg";
     let url = format!("{base}{nsg}?api-version=2024-05-01");
     let mut body: Value = loop {
-        match http.get(&url).bearer_auth("someone").send().await {
+        match http.get(&url).bearer_auth("tok:someone").send().await {
             Ok(r) => break r.json().await.unwrap(),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
@@ -335,7 +338,7 @@ async fn drift_names_an_nsg_rule_changed_through_the_emulators_arm_api() {
     body["properties"]["securityRules"][0]["properties"]["destinationPortRange"] = "3389".into();
     let put = http
         .put(&url)
-        .bearer_auth("someone")
+        .bearer_auth("tok:someone")
         .json(&body)
         .send()
         .await

@@ -16,13 +16,18 @@ async fn local(name: &str, scale: f64) -> (ArmClient, std::path::PathBuf) {
         lifeboat_emulator::Config {
             time_scale: scale,
             faults: Faults::default(),
+            token: "emulator-test-token".into(),
+            allow_remote: false,
         },
     )
     .await
     .unwrap();
     let mut cfg = ClientConfig::azure(&format!("http://{addr}"));
     cfg.time_scale = scale;
-    (ArmClient::new(cfg, Credential::local(name)), dir)
+    (
+        ArmClient::new(cfg, Credential::emulator("emulator-test-token", name)),
+        dir,
+    )
 }
 
 /// A PowerShell runCommand on the VM.

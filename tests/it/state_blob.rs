@@ -251,23 +251,28 @@ fn two_applies_on_one_tenant_one_fails_naming_the_holder_one_waits_for_it() {
 #[test]
 fn a_killed_holders_lease_runs_out_and_another_agent_resumes_its_saved_plan() {
     let az = Azurite::start("resume");
-    let env = az.env("resume");
+    let mut env = az.env("resume");
+    // The agents reach the shared emulator with its token.
+    env.push(("LIFEBOAT_ACCESS_TOKEN", "shared-cloud-token".into()));
     let c = az.client("resume");
     // Two agents: separate checkouts of the same project, one cloud between them.
     let a = Project::example("agent-a");
     let b = Project::example("agent-b");
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let _cloud = a.spawn(&[
-        "emulator",
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data",
-        a.dir.join("cloud").to_str().unwrap(),
-        "--time-scale",
-        "0.03",
-    ]);
+    let _cloud = a.spawn_env(
+        &[
+            "emulator",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data",
+            a.dir.join("cloud").to_str().unwrap(),
+            "--time-scale",
+            "0.03",
+        ],
+        &[("LIFEBOAT_EMULATOR_TOKEN", "shared-cloud-token")],
+    );
     wait_for("the emulator", Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });

@@ -408,3 +408,86 @@ fn a_symlinked_manifest_outside_the_project_is_refused_unread() {
     let r = run(&p, &["validate"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// #15 item 11: the emulator answered anyone (an anonymous PUT was accepted),
+/// bound any address and buffered any body. Now: its token or 401, loopback
+/// unless `--allow-remote`, bodies over 4 MiB refused with 413.
+#[test]
+fn the_emulator_answers_only_its_token_on_loopback_with_bounded_bodies() {
+    let p = Project::example("emulator-door");
+    let r = p.run_env(
+        &["emulator", "serve", "--listen", "0.0.0.0:0"],
+        &[("LIFEBOAT_EMULATOR_TOKEN", "tok")],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not a loopback address"), "{}", r.stderr);
+
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let _emu = p.spawn_env(
+        &[
+            "emulator",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &[("LIFEBOAT_EMULATOR_TOKEN", "tok")],
+    );
+    let url = format!(
+        "http://127.0.0.1:{port}/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/intruder?api-version=2021-04-01"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    lifeboat_engine::cloud::install_crypto();
+    let http = reqwest::Client::new();
+    rt.block_on(async {
+        let t0 = Instant::now();
+        let anonymous = loop {
+            match http
+                .put(&url)
+                .json(&serde_json::json!({"location": "westeurope"}))
+                .send()
+                .await
+            {
+                Ok(r) => break r,
+                Err(_) if t0.elapsed() < Duration::from_secs(20) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("the emulator never answered: {e}"),
+            }
+        };
+        assert_eq!(anonymous.status(), 401);
+        let wrong = http
+            .put(&url)
+            .bearer_auth("guess")
+            .json(&serde_json::json!({"location": "westeurope"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401);
+        let v: Value = wrong.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "InvalidAuthenticationToken");
+        let got = http.get(&url).bearer_auth("tok").send().await.unwrap();
+        assert_eq!(got.status(), 404, "the anonymous PUT created nothing");
+        let huge = vec![b' '; 5 * 1024 * 1024];
+        let big = http.put(&url).bearer_auth("tok").body(huge).send().await;
+        // Refused from its Content-Length, before the body is read: the client
+        // sees the 413, or the connection closed under its upload.
+        match big {
+            Ok(r) => assert_eq!(r.status(), 413),
+            Err(e) => assert!(e.is_request(), "{e}"),
+        }
+        let ok = http
+            .put(&url)
+            .bearer_auth("tok")
+            .json(&serde_json::json!({"location": "westeurope"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(ok.status().is_success(), "{}", ok.status());
+    });
+}

@@ -387,12 +387,20 @@ pub enum ImageCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum EmulatorCommand {
-    /// Serve the emulator on ADDR, persisting to DIR.
+    /// Serve the emulator on ADDR, persisting to DIR. It answers only requests
+    /// that carry its token: LIFEBOAT_EMULATOR_TOKEN, or a random one it prints;
+    /// clients pass it as LIFEBOAT_ACCESS_TOKEN.
     Serve {
+        /// Address to listen on (loopback only, unless --allow-remote).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8686")]
         listen: String,
+        /// Directory that holds the emulated resources.
         #[arg(long, value_name = "DIR", default_value = ".lifeboat/cloud")]
         data: PathBuf,
+        /// Listen on a non-loopback address (anyone who can reach it and holds
+        /// the token can change the emulated estate).
+        #[arg(long)]
+        allow_remote: bool,
     },
 }
 

@@ -29,8 +29,27 @@ pub const DEFAULT_TIME_SCALE: f64 = 0.01;
 /// Start the emulator for the store under `dir` on `listen` (port 0 = any free
 /// port), inside the current tokio runtime. Returns the bound address.
 pub async fn start(dir: &Path, listen: &str, cfg: Config) -> std::io::Result<SocketAddr> {
+    // Judged before binding: nothing listens on a wider address, not even briefly.
+    if !cfg.allow_remote {
+        for addr in tokio::net::lookup_host(listen).await? {
+            if !addr.ip().is_loopback() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{addr} is not a loopback address: the emulator serves this machine only unless --allow-remote is given"
+                    ),
+                ));
+            }
+        }
+    }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    if cfg.token.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the emulator needs a token to answer requests",
+        ));
+    }
     let emu = Arc::new(Emulator::new(store::Store::at(dir.to_path_buf()), cfg));
     tokio::spawn(server::serve(listener, emu));
     Ok(addr)

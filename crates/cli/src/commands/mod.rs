@@ -45,9 +45,11 @@ pub fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
         Command::Drill(args) => dap::drill(cli, ui, args),
         Command::Status(args) => status::run(cli, ui, args),
         Command::Catalog(cmd) => catalog::run(cli, ui, cmd),
-        Command::Emulator(EmulatorCommand::Serve { listen, data }) => {
-            emulator::serve(cli, ui, listen, data)
-        }
+        Command::Emulator(EmulatorCommand::Serve {
+            listen,
+            data,
+            allow_remote,
+        }) => emulator::serve(cli, ui, listen, data, *allow_remote),
     }
 }
 

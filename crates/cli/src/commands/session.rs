@@ -63,6 +63,9 @@ pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
                 None => Faults::default(),
             };
             let dir = cli.dir.join(".lifeboat").join("cloud");
+            // A token per run: nothing else on this machine can write to the
+            // embedded cloud while a command uses it.
+            let token = lifeboat_engine::cloud::auth::random_token();
             let addr = rt
                 .block_on(lifeboat_emulator::start(
                     &dir,
@@ -70,23 +73,28 @@ pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
                     lifeboat_emulator::Config {
                         time_scale: scale,
                         faults,
+                        token: token.clone(),
+                        allow_remote: false,
                     },
                 ))
                 .context("starting the embedded local cloud on 127.0.0.1")?;
             (
                 format!("http://{addr}"),
-                Credential::local("default"),
+                Credential::emulator(&token, "default"),
                 scale,
             )
         }
         (CloudKind::Local, Some(ep)) => {
-            // A standalone `lifeboat emulator serve`.
-            let cred = std::env::var("LIFEBOAT_ACCESS_TOKEN")
-                .map(|token| Credential::Static {
-                    token,
-                    source: "LIFEBOAT_ACCESS_TOKEN",
-                })
-                .unwrap_or_else(|_| Credential::local("default"));
+            // A standalone `lifeboat emulator serve`: its token, as it printed it.
+            let token = std::env::var("LIFEBOAT_ACCESS_TOKEN").map_err(|_| {
+                anyhow::anyhow!(
+                    "--arm-endpoint {ep}: set LIFEBOAT_ACCESS_TOKEN to the token `lifeboat emulator serve` printed (or its LIFEBOAT_EMULATOR_TOKEN)"
+                )
+            })?;
+            let cred = Credential::Static {
+                token,
+                source: "LIFEBOAT_ACCESS_TOKEN",
+            };
             (ep.trim_end_matches('/').to_string(), cred, time_scale(cli)?)
         }
         (CloudKind::Azure, ep) => {

@@ -41,6 +41,45 @@ pub struct Config {
     /// Multiplies every duration and refill rate (0.01 = a hundred times faster).
     pub time_scale: f64,
     pub faults: Faults,
+    /// The bearer token every request must carry (`Bearer TOKEN`, or
+    /// `Bearer TOKEN:IDENTITY` to be throttled as its own identity). Like
+    /// Azure, the emulator answers nobody else.
+    pub token: String,
+    /// Listen on a non-loopback address (`emulator serve --allow-remote`).
+    pub allow_remote: bool,
+}
+
+impl Config {
+    /// The caller's throttling identity when its `Authorization` header carries
+    /// this emulator's token; the refusal (401, as ARM words it) otherwise.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<String, Reply> {
+        let Some(header) = authorization else {
+            return Err(Reply::error(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing.",
+            ));
+        };
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .unwrap_or("");
+        let (presented, identity) = token.split_once(':').unwrap_or((token, "default"));
+        if !self.token.is_empty() && constant_time_eq(presented.as_bytes(), self.token.as_bytes()) {
+            Ok(identity.to_string())
+        } else {
+            Err(Reply::error(
+                401,
+                "InvalidAuthenticationToken",
+                "The access token is invalid.",
+            ))
+        }
+    }
+}
+
+/// Compare without an early exit (the token is a secret).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// A request, already read off the wire.
@@ -49,7 +88,7 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub query: String,
-    /// The caller's identity (its Authorization header), for throttling.
+    /// The caller's identity (from its token), for throttling.
     pub identity: String,
     pub body: Vec<u8>,
     /// `scheme://host:port` the caller used, for URLs in headers.
@@ -85,7 +124,7 @@ impl Reply {
             reset: false,
         }
     }
-    fn error(status: u16, code: &str, message: &str) -> Reply {
+    pub(crate) fn error(status: u16, code: &str, message: &str) -> Reply {
         Reply::json(
             status,
             &json!({"error": {"code": code, "message": message}}),
@@ -544,7 +583,15 @@ mod tests {
             fastrand::u64(..)
         ));
         Fixture {
-            emu: Emulator::new(Store::at(dir.clone()), Config { time_scale, faults }),
+            emu: Emulator::new(
+                Store::at(dir.clone()),
+                Config {
+                    time_scale,
+                    faults,
+                    token: "t".into(),
+                    allow_remote: false,
+                },
+            ),
             dir,
         }
     }
@@ -583,6 +630,25 @@ mod tests {
             json!({"location": "westeurope"}),
         ));
         assert!(matches!(r.status, 200 | 201), "{r:?}");
+    }
+
+    #[test]
+    fn only_the_emulators_token_is_answered() {
+        let emu = emulator(0.001, Faults::default());
+        let cfg = emu.config();
+        assert_eq!(cfg.authenticate(Some("Bearer t")).unwrap(), "default");
+        assert_eq!(cfg.authenticate(Some("Bearer t:ops")).unwrap(), "ops");
+        for (header, code) in [
+            (None, "AuthenticationFailed"),
+            (Some("Bearer"), "InvalidAuthenticationToken"),
+            (Some("Bearer x"), "InvalidAuthenticationToken"),
+            (Some("Bearer tt"), "InvalidAuthenticationToken"),
+            (Some("Basic t"), "InvalidAuthenticationToken"),
+        ] {
+            let r = cfg.authenticate(header).unwrap_err();
+            assert_eq!(r.status, 401);
+            assert_eq!(body(&r)["error"]["code"], code, "{header:?}");
+        }
     }
 
     #[test]

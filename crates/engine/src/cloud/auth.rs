@@ -66,10 +66,12 @@ impl Credential {
     }
 
     /// The identity the local emulator throttles on.
-    pub fn local(identity: &str) -> Credential {
+    /// The embedded or a standalone emulator: its token, and the identity
+    /// it throttles this client as.
+    pub fn emulator(token: &str, identity: &str) -> Credential {
         Credential::Static {
-            token: format!("lifeboat-local-{identity}"),
-            source: "local emulator identity",
+            token: format!("{token}:{identity}"),
+            source: "the local emulator's token",
         }
     }
 
@@ -207,6 +209,17 @@ impl Credential {
                 }),
         }
     }
+}
+
+/// A fresh random token (128 bits from the system's secure random source, hex):
+/// the embedded cloud's per-run token, or `emulator serve`'s when none is given.
+pub fn random_token() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system random source works");
+    lifeboat_core::id::hex(&bytes)
 }
 
 #[cfg(test)]
