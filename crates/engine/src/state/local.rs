@@ -3,10 +3,13 @@
 //! (an engineer's laptop, a single pipeline agent); shared agents use
 //! `state::blob`. Never talks to the network.
 //!
-//! Locks are lease files: a holder writes its owner, start time and expiry, renews
-//! the expiry while it works, and a lock whose expiry passed (a crashed holder) or
-//! whose holder process is gone on this host is taken over. Creation is atomic
-//! (`create_new`), so two processes never both hold one lock.
+//! Locks are operating-system file locks (`flock`) on `locks/<scope>.lock`,
+//! held for the whole run: exclusive for as long as the holder process lives,
+//! whatever happens to the clock, and released by the kernel when it exits or
+//! crashes. A holder that is suspended past its lease (a laptop lid, a stepped
+//! clock) is therefore never taken over behind its back, and there is no
+//! read-judge-rename takeover that two waiters could race. The file also holds
+//! the holder's owner, command and lease expiry, for the waiter's message.
 //!
 //! The journal is append-only JSON lines in one file; a crash leaves whole lines
 //! or a torn last one, which readers skip.
@@ -15,11 +18,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{JournalEntry, LockInfo, StateError, audit, host_name, in_doubt, io, lease_span};
-
-fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
+use super::{JournalEntry, LockInfo, StateError, audit, in_doubt, io, lease_span};
 
 /// The local state directory of a project.
 #[derive(Debug, Clone)]
@@ -27,37 +26,39 @@ pub struct LocalState {
     dir: PathBuf,
 }
 
-/// A held lock; released on drop (best effort) or explicitly.
+/// A held lock: the open, `flock`ed file. Released on drop (closing the file
+/// releases the lock) or explicitly; the kernel releases it if the process dies.
 #[derive(Debug)]
 pub struct LocalLock {
+    file: std::fs::File,
     path: PathBuf,
     pub info: LockInfo,
     pub scope: String,
 }
 
 impl LocalLock {
-    /// Push the expiry forward while the holder still works.
+    /// Record the new expiry (informational: the OS lock, not the expiry,
+    /// keeps others out).
     pub fn renew(&mut self, lease: Duration) -> Result<(), StateError> {
         self.info.expires = (jiff::Timestamp::now() + lease_span(lease)).to_string();
-        let bytes = serde_json::to_vec_pretty(&self.info).expect("lock info serializes");
-        let tmp = self.path.with_extension("renew");
-        std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(io(&self.path))
+        write_info(&mut self.file, &self.info).map_err(io(&self.path))
     }
 }
 
 impl Drop for LocalLock {
     fn drop(&mut self) {
-        // Only remove our own lock (a taken-over lock belongs to someone else).
-        if let Ok(bytes) = std::fs::read(&self.path)
-            && let Ok(info) = serde_json::from_slice::<LockInfo>(&bytes)
-            && info.pid == self.info.pid
-            && info.host == self.info.host
-            && info.started == self.info.started
-        {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        // Clear the holder's details before the lock goes with the file.
+        let _ = self.file.set_len(0);
     }
+}
+
+fn write_info(f: &mut std::fs::File, info: &LockInfo) -> std::io::Result<()> {
+    use std::io::Seek as _;
+    let bytes = serde_json::to_vec_pretty(info).expect("lock info serializes");
+    f.set_len(0)?;
+    f.seek(std::io::SeekFrom::Start(0))?;
+    f.write_all(&bytes)?;
+    f.flush()
 }
 
 impl LocalState {
@@ -114,53 +115,32 @@ impl LocalState {
         let path = dir.join(format!("{scope}.lock"));
         let started_wait = std::time::Instant::now();
         loop {
-            let info = LockInfo::mine(command, lease);
-            match std::fs::OpenOptions::new()
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
                 .write(true)
-                .create_new(true)
+                .create(true)
+                .truncate(false)
                 .open(&path)
-            {
-                Ok(mut f) => {
-                    let bytes = serde_json::to_vec_pretty(&info).expect("lock info serializes");
-                    f.write_all(&bytes).map_err(io(&path))?;
+                .map_err(io(&path))?;
+            match file.try_lock() {
+                Ok(()) => {
+                    let info = LockInfo::mine(command, lease);
+                    write_info(&mut file, &info).map_err(io(&path))?;
                     return Ok(LocalLock {
+                        file,
                         path,
                         info,
                         scope: scope.to_string(),
                     });
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(&path)(e)),
-            }
-            let holder: Option<LockInfo> = std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            let stale = match &holder {
-                // Being written this instant, or garbage: judge by the file's age.
-                None => std::fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > Duration::from_secs(5)),
-                Some(h) => {
-                    let expired = h
-                        .expires
-                        .parse::<jiff::Timestamp>()
-                        .is_ok_and(|e| e < jiff::Timestamp::now());
-                    let dead = h.host == host_name() && !pid_alive(h.pid);
-                    expired || dead
-                }
-            };
-            if stale {
-                // Take over: rename away first so only one contender wins.
-                let grave = path.with_extension(format!("stale{}", std::process::id()));
-                if std::fs::rename(&path, &grave).is_ok() {
-                    let _ = std::fs::remove_file(&grave);
-                }
-                continue;
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
             }
             let waited = started_wait.elapsed();
             if waited >= timeout {
+                let holder: Option<LockInfo> = std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
                 return Err(StateError::Locked {
                     scope: scope.to_string(),
                     holder: Box::new(holder.unwrap_or_else(LockInfo::unknown)),
@@ -290,8 +270,11 @@ mod tests {
         std::fs::remove_dir_all(root).ok();
     }
 
+    /// #15: a holder paused past its lease (suspend, a stepped clock) used to
+    /// be taken over while it lived, and both ran. The OS lock holds for as
+    /// long as the holder does; two waiters can never both win.
     #[tokio::test]
-    async fn expired_lease_is_taken_over() {
+    async fn a_holder_past_its_lease_keeps_the_lock_until_it_lets_go() {
         let root = tmp("expire");
         let s = LocalState::for_project(&root);
         let g = s
@@ -299,13 +282,24 @@ mod tests {
             .await
             .unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        let g2 = s
-            .lock("shared", "apply", Duration::from_secs(60), Duration::ZERO)
+        let err = s
+            .lock(
+                "shared",
+                "apply",
+                Duration::from_secs(60),
+                Duration::from_millis(250),
+            )
             .await
-            .unwrap();
-        drop(g); // not ours any more: must not remove g2's lock
-        assert!(s.dir.join("locks/shared.lock").exists());
-        drop(g2);
+            .unwrap_err();
+        assert!(matches!(err, StateError::Locked { .. }), "{err}");
+        // Many waiters at once: exactly one wins when it is free.
+        drop(g);
+        let tries = futures::future::join_all(
+            (0..8).map(|_| s.lock("shared", "apply", Duration::from_secs(60), Duration::ZERO)),
+        )
+        .await;
+        assert_eq!(tries.iter().filter(|t| t.is_ok()).count(), 1);
+        drop(tries);
         std::fs::remove_dir_all(root).ok();
     }
 
