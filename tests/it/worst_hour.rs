@@ -495,3 +495,109 @@ fn the_emulator_answers_only_its_token_on_loopback_with_bounded_bodies() {
         assert!(ok.status().is_success(), "{}", ok.status());
     });
 }
+
+/// A tenant template with one more document (a #15 item 6 attack).
+fn with_tenant_document(name: &str, doc: &str) -> Project {
+    let p = Project::example(name);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let net = std::fs::read_to_string(root.join("templates/tenant/network.yaml.tera")).unwrap();
+    p.write(
+        "templates/tenant/network.yaml.tera",
+        format!("{}\n---\n{doc}\n", net.trim_end()),
+    );
+    p
+}
+
+/// #15 item 6: the policy gate judges rules declared as their own resources,
+/// sees two /1 prefixes as the internet, and refuses roles that grant access.
+#[test]
+fn the_policy_gate_sees_child_rules_split_internet_and_owner_roles() {
+    let p = with_tenant_document(
+        "gate",
+        r#"type: Microsoft.Network/networkSecurityGroups/securityRules
+apiVersion: "2024-05-01"
+resourceGroup: {{ names.rg | json }}
+name: {{ (names.nsgFrontend ~ "/sneaky-rdp") | json }}
+body:
+  properties: { priority: 95, direction: Inbound, access: Allow, protocol: Tcp, sourceAddressPrefixes: ["0.0.0.0/1", "128.0.0.0/1"], sourcePortRange: "*", destinationAddressPrefix: "*", destinationPortRange: "3389" }
+---
+type: Microsoft.Authorization/roleAssignments
+apiVersion: "2022-04-01"
+scope: {{ ("/subscriptions/" ~ platform.subscriptionId ~ "/resourceGroups/" ~ names.rg) | json }}
+name: {{ (guid(seed=names.rg ~ "/owner")) | json }}
+body:
+  properties:
+    roleDefinitionId: {{ ("/subscriptions/" ~ platform.subscriptionId ~ "/providers/Microsoft.Authorization/roleDefinitions/8e3af657-a8ff-443c-a75c-2fe8c4bcb635") | json }}
+    principalId: 00000000-0000-0000-0000-0000000000aa
+    principalType: User"#,
+    );
+    let r = run(&p, &["--output", "json", "check"]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let hits = |rule: &str, needle: &str| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == rule && f["resource"].as_str().unwrap_or("").contains(needle))
+            .count()
+    };
+    assert_eq!(
+        hits("CIS-6.1", "/securityRules/sneaky-rdp"),
+        3,
+        "one per tenant"
+    );
+    assert_eq!(hits("LB-ROLE-PRIVILEGED", "roleAssignments"), 3);
+}
+
+/// #15 item 6: a tenant template that writes into another tenant's resource
+/// group, outside a resource group, or into a region the platform does not use
+/// is a render error: nothing is planned.
+#[test]
+fn templates_are_confined_to_what_their_layer_owns() {
+    for (name, doc, says) in [
+        (
+            "confine-rg",
+            r#"type: Microsoft.Network/networkSecurityGroups
+apiVersion: "2024-05-01"
+resourceGroup: lb-mst-rg
+name: {{ ("planted-" ~ tenant.id) | json }}
+location: {{ platform.region | json }}
+body: {}"#,
+            "which its tenant layer (cwz) does not own",
+        ),
+        (
+            "confine-region",
+            r#"type: Microsoft.Network/networkSecurityGroups
+apiVersion: "2024-05-01"
+resourceGroup: {{ names.rg | json }}
+name: abroad
+location: eastus
+body: {}"#,
+            "is located in `eastus`",
+        ),
+        (
+            "confine-subscription",
+            r#"type: Microsoft.Authorization/roleAssignments
+apiVersion: "2022-04-01"
+scope: {{ ("/subscriptions/" ~ platform.subscriptionId) | json }}
+name: {{ (guid(seed=names.rg ~ "/sub-reader")) | json }}
+body:
+  properties:
+    roleDefinitionId: {{ ("/subscriptions/" ~ platform.subscriptionId ~ "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7") | json }}
+    principalId: 00000000-0000-0000-0000-0000000000aa"#,
+            "is not inside a resource group",
+        ),
+    ] {
+        let p = with_tenant_document(name, doc);
+        let r = run(&p, &["plan"]);
+        assert_eq!(r.code, 1, "{name}: {}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(says), "{name}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("templates/tenant/network.yaml.tera")
+                || r.stderr.contains("tenant/network.yaml.tera"),
+            "{name}: {}",
+            r.stderr
+        );
+    }
+}

@@ -130,6 +130,14 @@ pub enum GraphError {
     },
     #[error("dependency cycle: {}", .cycle.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" -> "))]
     Cycle { cycle: Vec<ResourceId> },
+    /// A template wrote outside what its layer owns (another tenant's resource
+    /// group, another subscription, a region the platform does not use).
+    #[error("{template}: resource {id} {reason}")]
+    OutsideLayer {
+        template: String,
+        id: ResourceId,
+        reason: String,
+    },
 }
 
 /// Render every template of the scope and build the graph.
@@ -139,7 +147,85 @@ pub fn build(
     scope: &Scope,
 ) -> Result<Graph, GraphError> {
     let resources = render::render_all(project, templates, scope)?;
+    confine(project, &resources)?;
     connect(resources, scope)
+}
+
+/// Each layer writes only where it owns: the platform's subscription; the
+/// shared and image layers in the shared resource group; a tenant in its own
+/// resource group (and, in the shared one, only the hub side of its VNet
+/// peering); every located resource in the platform's primary or secondary
+/// region (EU residency). A template that writes elsewhere is a render error:
+/// its layer lock would not cover what it changes.
+pub fn confine(project: &Project, resources: &[Resource]) -> Result<(), GraphError> {
+    use crate::model::naming::{PlatformNames, TenantNames};
+    let p = &project.platform;
+    let shared_rg = PlatformNames::derive(p).rg.to_ascii_lowercase();
+    let regions: Vec<String> = std::iter::once(&p.region)
+        .chain(p.secondary_region.as_ref())
+        .map(|r| r.value.to_ascii_lowercase())
+        .collect();
+    let tenant_rgs: HashMap<&str, String> = project
+        .tenants
+        .iter()
+        .map(|t| {
+            (
+                t.id.value.as_str(),
+                TenantNames::derive(p, t).rg.to_ascii_lowercase(),
+            )
+        })
+        .collect();
+    for r in resources {
+        let out = |reason: String| GraphError::OutsideLayer {
+            template: r.template.clone(),
+            id: r.id.clone(),
+            reason,
+        };
+        if !r.id.subscription().eq_ignore_ascii_case(&p.subscription_id) {
+            return Err(out(format!(
+                "is in subscription {}, not the platform's {}",
+                r.id.subscription(),
+                p.subscription_id
+            )));
+        }
+        let rg = r.id.resource_group().unwrap_or("").to_ascii_lowercase();
+        let ok = match (r.layer, r.tenant.as_deref().and_then(|t| tenant_rgs.get(t))) {
+            (Layer::Tenant, Some(own)) => {
+                rg == *own
+                    || (rg == shared_rg
+                        && r.resource_type.eq_ignore_ascii_case(
+                            "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
+                        ))
+            }
+            (Layer::Tenant, None) => false,
+            (Layer::Shared | Layer::Image, _) => rg == shared_rg,
+        };
+        if !ok && rg.is_empty() {
+            return Err(out(format!(
+                "is not inside a resource group its {} layer owns (subscription-wide scopes are not lifeboat's)",
+                r.layer.as_str()
+            )));
+        }
+        if !ok {
+            return Err(out(format!(
+                "is in resource group `{rg}`, which its {} layer{} does not own",
+                r.layer.as_str(),
+                r.tenant
+                    .as_deref()
+                    .map(|t| format!(" ({t})"))
+                    .unwrap_or_default()
+            )));
+        }
+        if let Some(loc) = r.body.get("location").and_then(Value::as_str)
+            && !regions.contains(&loc.to_ascii_lowercase())
+        {
+            return Err(out(format!(
+                "is located in `{loc}`; the platform uses {} only",
+                regions.join(" and ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Index, de-duplicate, derive edges, check for cycles.

@@ -235,6 +235,31 @@ pub static RULES: &[Rule] = &[
         "A waiver that covers no finding",
         "remove the waiver from exceptions",
     ),
+    rule(
+        "LB-ROLE-SCOPE",
+        Error,
+        "Role assignments are scoped to a resource group or narrower",
+        "assign the role on the resource group (or the resource) that needs it, never on the subscription",
+    ),
+    rule(
+        "LB-ROLE-PRIVILEGED",
+        Error,
+        "Templates never assign Owner or User Access Administrator",
+        "use the narrowest built-in role that does the job; roles that grant access are assigned by people, reviewed",
+    ),
+];
+
+/// Built-in roles that can grant access to others.
+const PRIVILEGED_ROLES: &[(&str, &str)] = &[
+    ("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner"),
+    (
+        "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+        "User Access Administrator",
+    ),
+    (
+        "f58310d9-a9f6-439a-9e8d-f62e7b41a168",
+        "Role Based Access Control Administrator",
+    ),
 ];
 
 /// Types that support diagnostic settings, among those lifeboat deploys. (The Log
@@ -374,7 +399,21 @@ pub fn evaluate(project: &Project, graph: &Graph, locator: &mut Locator<'_>) -> 
             "microsoft.storage/storageaccounts/blobservices/containers" => container(r, &mut out),
             "microsoft.keyvault/vaults" => key_vault(r, &mut out),
             "microsoft.keyvault/vaults/keys" => vault_key(r, &mut out),
-            "microsoft.network/networksecuritygroups" => nsg(r, &ctx, &mut out),
+            "microsoft.network/networksecuritygroups" => {
+                for rule in arr(&r.body, "/properties/securityRules") {
+                    let name = s(rule, "/name").unwrap_or("?");
+                    nsg_rule(r, r.id.key(), name, rule, &ctx, &mut out);
+                }
+            }
+            // A rule declared as its own resource is judged like an inline one.
+            "microsoft.network/networksecuritygroups/securityrules" => {
+                let parent =
+                    r.id.parent()
+                        .map(|p| p.key().to_string())
+                        .unwrap_or_default();
+                nsg_rule(r, &parent, r.id.name(), &r.body, &ctx, &mut out);
+            }
+            "microsoft.authorization/roleassignments" => role_assignment(r, &mut out),
             "microsoft.network/virtualnetworks" => subnets(r, &mut out),
             "microsoft.network/networkinterfaces" => nic(r, &ctx, &mut out),
             "microsoft.network/publicipaddresses" => public_ip(r, &ctx, &mut out),
@@ -534,6 +573,9 @@ fn vault_key(r: &Resource, out: &mut Out) {
     }
 }
 
+/// Whether a rule's sources reach it from the internet: a tag for it, or
+/// prefixes that together cover a large part of public IPv4 space (two /1s are
+/// the whole internet as surely as 0.0.0.0/0 is).
 fn from_internet(rule: &Value) -> bool {
     let mut sources: Vec<&str> = s(rule, "/properties/sourceAddressPrefix")
         .into_iter()
@@ -543,12 +585,99 @@ fn from_internet(rule: &Value) -> bool {
             .iter()
             .filter_map(Value::as_str),
     );
-    sources.iter().any(|p| {
+    if sources.iter().any(|p| {
         matches!(
-            p.to_ascii_lowercase().as_str(),
-            "*" | "internet" | "any" | "0.0.0.0" | "0.0.0.0/0"
-        ) || p.ends_with("/0")
-    })
+            p.trim().to_ascii_lowercase().as_str(),
+            "*" | "internet" | "any" | "0.0.0.0" | "::/0"
+        ) || p.trim().ends_with("/0")
+    }) {
+        return true;
+    }
+    public_addresses(&sources) >= PUBLIC_SPACE_LIMIT
+}
+
+/// More public addresses than one /8 holds is "the internet" for a rule.
+const PUBLIC_SPACE_LIMIT: u64 = 1 << 24;
+
+/// IPv4 ranges that are not the public internet (RFC 1918, CGNAT, loopback,
+/// link-local, "this network", multicast and reserved).
+const NOT_PUBLIC: &[(u32, u8)] = &[
+    (0x0000_0000, 8),
+    (0x0a00_0000, 8),
+    (0x6440_0000, 10),
+    (0x7f00_0000, 8),
+    (0xa9fe_0000, 16),
+    (0xac10_0000, 12),
+    (0xc0a8_0000, 16),
+    (0xe000_0000, 3),
+];
+
+/// How many public IPv4 addresses the union of `prefixes` covers (IPv6 and
+/// unparseable entries count as none here; `::/0` is caught as a tag).
+fn public_addresses(prefixes: &[&str]) -> u64 {
+    let range = |base: u32, len: u8| -> (u64, u64) {
+        let size = 1u64 << (32 - u32::from(len));
+        let start = u64::from(base) & !(size - 1);
+        (start, start + size)
+    };
+    let mut covered: Vec<(u64, u64)> = prefixes
+        .iter()
+        .filter_map(|p| {
+            let (ip, len) = p.trim().split_once('/').unwrap_or((p.trim(), "32"));
+            let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+            let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+            Some(range(u32::from(ip), len))
+        })
+        .collect();
+    covered.sort();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in covered {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    let private: Vec<(u64, u64)> = NOT_PUBLIC.iter().map(|&(b, l)| range(b, l)).collect();
+    merged
+        .iter()
+        .map(|&(a, b)| {
+            let overlap: u64 = private
+                .iter()
+                .map(|&(pa, pb)| b.min(pb).saturating_sub(a.max(pa)))
+                .sum();
+            (b - a) - overlap
+        })
+        .sum()
+}
+
+/// Role assignments: never wider than a resource group, never a role that can
+/// grant access.
+fn role_assignment(r: &Resource, out: &mut Out) {
+    let key = r.id.key();
+    let scope = key
+        .find("/providers/microsoft.authorization/roleassignments/")
+        .map_or(key, |i| &key[..i]);
+    if !scope.contains("/resourcegroups/") {
+        let at = if scope.is_empty() { "/" } else { scope };
+        out.hit(
+            "LB-ROLE-SCOPE",
+            r,
+            format!("the role is assigned at {at}, wider than a resource group"),
+            &["roleDefinitionId", "scope"],
+        );
+    }
+    let role = s(&r.body, "/properties/roleDefinitionId").unwrap_or("");
+    if let Some((_, name)) = PRIVILEGED_ROLES
+        .iter()
+        .find(|(guid, _)| role.to_ascii_lowercase().ends_with(guid))
+    {
+        out.hit(
+            "LB-ROLE-PRIVILEGED",
+            r,
+            format!("assigns {name}, which can grant access to others"),
+            &["roleDefinitionId"],
+        );
+    }
 }
 
 /// Whether the rule's destination ports include `port` (`None`: every port).
@@ -574,42 +703,37 @@ fn covers(rule: &Value, port: Option<u16>) -> bool {
     })
 }
 
-fn nsg(r: &Resource, ctx: &Ctx, out: &mut Out) {
-    for rule in arr(&r.body, "/properties/securityRules") {
-        let inbound_allow = s(rule, "/properties/direction")
-            .is_some_and(|d| d.eq_ignore_ascii_case("inbound"))
-            && s(rule, "/properties/access").is_some_and(|a| a.eq_ignore_ascii_case("allow"));
-        if !inbound_allow || !from_internet(rule) {
-            continue;
-        }
-        let name = s(rule, "/name").unwrap_or("?");
-        let proto = s(rule, "/properties/protocol")
-            .unwrap_or("*")
-            .to_ascii_lowercase();
-        let tcp = proto == "*" || proto == "tcp";
-        let what = |x: &str| format!("security rule {name} allows {x} from the internet");
-        if covers(rule, None) {
-            out.hit("LB-NSG-ANY", r, what("every port"), &[name]);
-        }
-        if tcp && covers(rule, Some(3389)) {
-            out.hit("CIS-6.1", r, what("RDP (3389)"), &[name]);
-        }
-        if tcp && covers(rule, Some(22)) {
-            out.hit("CIS-6.2", r, what("SSH (22)"), &[name]);
-        }
-        if proto == "*" || proto == "udp" {
-            out.hit("CIS-6.3", r, what("UDP"), &[name]);
-        }
-        if tcp
-            && (covers(rule, Some(80)) || covers(rule, Some(443)))
-            && r.id.key() != ctx.gateway_nsg
-        {
-            out.hit("CIS-6.4", r, what("HTTP(S)"), &[name]);
-        }
-        if tcp && r.layer == Layer::Tenant && (covers(rule, Some(1433)) || covers(rule, Some(1434)))
-        {
-            out.hit("LB-SQL-PUBLIC", r, what("SQL Server (1433/1434)"), &[name]);
-        }
+/// One inbound rule of an NSG (inline, or its own resource `r`); `nsg` is the
+/// NSG's key (the gateway's may take HTTPS from the internet).
+fn nsg_rule(r: &Resource, nsg: &str, name: &str, rule: &Value, ctx: &Ctx, out: &mut Out) {
+    let inbound_allow = s(rule, "/properties/direction")
+        .is_some_and(|d| d.eq_ignore_ascii_case("inbound"))
+        && s(rule, "/properties/access").is_some_and(|a| a.eq_ignore_ascii_case("allow"));
+    if !inbound_allow || !from_internet(rule) {
+        return;
+    }
+    let proto = s(rule, "/properties/protocol")
+        .unwrap_or("*")
+        .to_ascii_lowercase();
+    let tcp = proto == "*" || proto == "tcp";
+    let what = |x: &str| format!("security rule {name} allows {x} from the internet");
+    if covers(rule, None) {
+        out.hit("LB-NSG-ANY", r, what("every port"), &[name]);
+    }
+    if tcp && covers(rule, Some(3389)) {
+        out.hit("CIS-6.1", r, what("RDP (3389)"), &[name]);
+    }
+    if tcp && covers(rule, Some(22)) {
+        out.hit("CIS-6.2", r, what("SSH (22)"), &[name]);
+    }
+    if proto == "*" || proto == "udp" {
+        out.hit("CIS-6.3", r, what("UDP"), &[name]);
+    }
+    if tcp && (covers(rule, Some(80)) || covers(rule, Some(443))) && nsg != ctx.gateway_nsg {
+        out.hit("CIS-6.4", r, what("HTTP(S)"), &[name]);
+    }
+    if tcp && r.layer == Layer::Tenant && (covers(rule, Some(1433)) || covers(rule, Some(1434))) {
+        out.hit("LB-SQL-PUBLIC", r, what("SQL Server (1433/1434)"), &[name]);
     }
 }
 
@@ -973,5 +1097,31 @@ mod tests {
         assert!(from_internet(&r) && covers(&r, None) && covers(&r, Some(1)));
         let r = json!({"properties": {"sourceAddressPrefix": "10.0.0.0/24", "destinationPortRange": "3389"}});
         assert!(!from_internet(&r));
+    }
+
+    /// #15: two /1s are the whole internet; private space, however large, is
+    /// not; one hospital's public /28 is not "the internet".
+    #[test]
+    fn internet_is_judged_by_public_address_coverage() {
+        let with = |p: &[&str]| from_internet(&json!({"properties": {"sourceAddressPrefixes": p}}));
+        assert!(with(&["0.0.0.0/1", "128.0.0.0/1"]));
+        assert!(with(&["1.0.0.0/8", "2.0.0.0/8"]));
+        assert!(with(&["::/0"]));
+        assert!(!with(&[
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10"
+        ]));
+        assert!(!with(&["203.0.113.0/28"]));
+        assert_eq!(
+            public_addresses(&["10.0.0.0/7"]),
+            1 << 24,
+            "11.0.0.0/8 is public"
+        );
+        assert_eq!(
+            public_addresses(&["0.0.0.0/0"]),
+            public_addresses(&["0.0.0.0/1", "128.0.0.0/1"])
+        );
     }
 }
