@@ -399,13 +399,30 @@ fn catalog_is_signed_accepted_by_xmlsec1_rejected_when_tampered_and_republished(
         run(&p, &["catalog", "verify", &out, "--cert", &other], None).code,
         1
     );
-    // Past its cache validity the catalog is refused.
+    // Past its cache validity (15 minutes) the catalog is refused, while the
+    // certificate (2 days) still is valid.
+    let in_an_hour =
+        String::from_utf8(sh("date", &["-u", "-d", "+1 hour", "+%Y-%m-%dT%H:%M:%SZ"]).stdout)
+            .unwrap();
     let r = p.run_env(
         &["catalog", "verify", &out, "--cert", &cert],
-        &[FAST, ("LIFEBOAT_NOW", "2099-01-01T00:00:00Z")],
+        &[FAST, ("LIFEBOAT_NOW", in_an_hour.trim())],
     );
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("expired"), "{}", r.stderr);
+    assert!(r.stderr.contains("catalog expired"), "{}", r.stderr);
+    // Outside the certificate's own validity, it is refused whatever the catalog says.
+    for when in ["2099-01-01T00:00:00Z", "2000-01-01T00:00:00Z"] {
+        let r = p.run_env(
+            &["catalog", "verify", &out, "--cert", &cert],
+            &[FAST, ("LIFEBOAT_NOW", when)],
+        );
+        assert_eq!(r.code, 1);
+        assert!(
+            r.stderr.contains("signing certificate not valid"),
+            "{}",
+            r.stderr
+        );
+    }
 
     // Activation republishes it: cwz's fallback is ACTIVE, still signed.
     let env = [
@@ -424,4 +441,86 @@ fn catalog_is_signed_accepted_by_xmlsec1_rejected_when_tampered_and_republished(
     assert_eq!(r.code, 0);
     let r = run(&p, &["catalog", "verify", &out, "--cert", &cert], None);
     assert!(r.stdout.contains("active: none"), "{}", r.stdout);
+}
+
+/// #15 item 2: forgeries that the old byte-slicing verifier accepted, and that
+/// xmlsec1 rejects, are refused: a genuine signed root hidden in a comment
+/// beside a forged root (legal XML spelling: a newline after the element name,
+/// `</EndpointCatalog >`) pointing mst's fallback at an attacker, ACTIVE until
+/// 2099; a DOCTYPE whose ATTLIST moves every Endpoint into another namespace.
+/// Publishing with a certificate outside its validity is refused too.
+#[test]
+fn catalog_forgeries_are_refused_as_xmlsec1_refuses_them() {
+    let p = Project::example("catalog-forgery");
+    let d = p.dir.to_str().unwrap().to_string();
+    let (key, cert, out) = (
+        format!("{d}/key.pem"),
+        format!("{d}/cert.pem"),
+        format!("{d}/catalog.xml"),
+    );
+    self_signed(&key, &cert);
+    let publish = [
+        "catalog", "publish", "--key", &key, "--cert", &cert, "--out", &out,
+    ];
+    let r = run(&p, &publish, None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let genuine = std::fs::read_to_string(&out).unwrap();
+    let body = genuine.split_once("?>\n").unwrap().1.trim_end();
+    let forged_root = body
+        .replacen("<EndpointCatalog ", "<EndpointCatalog\n ", 1)
+        .replace("</EndpointCatalog>", "</EndpointCatalog >");
+    let forged_root = {
+        // mst's fallback now at the attacker, ACTIVE, valid until 2099.
+        let i = forged_root.find("<Tenant id=\"mst\"").unwrap();
+        let j = i + forged_root[i..]
+            .find("role=\"fallback\" status=\"INACTIVE\" url=\"")
+            .unwrap();
+        let k = j + forged_root[j..].find("\"></Endpoint>").unwrap();
+        let mut f = forged_root.clone();
+        f.replace_range(
+            j..k,
+            "role=\"fallback\" status=\"ACTIVE\" url=\"https://evil.example/Citrix",
+        );
+        let v = f.find("validUntil=\"").unwrap() + "validUntil=\"".len();
+        f.replace_range(v..v + 20, "2099-01-01T00:00:00Z");
+        f
+    };
+    let comment =
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!--{body}-->\n{forged_root}\n");
+    let doctype = genuine.replacen(
+        "?>\n",
+        "?>\n<!DOCTYPE EndpointCatalog [<!ATTLIST Endpoint xmlns CDATA \"urn:evil\">]>\n",
+        1,
+    );
+    for (name, text, says) in [
+        ("comment", comment, "beside the root element"),
+        ("doctype", doctype, "without a DTD"),
+    ] {
+        let file = format!("{d}/{name}.xml");
+        std::fs::write(&file, text).unwrap();
+        let peer = sh("xmlsec1", &["--verify", "--pubkey-cert-pem", &cert, &file]);
+        assert!(!peer.status.success(), "{name}: xmlsec1 accepted it");
+        let r = run(&p, &["catalog", "verify", &file, "--cert", &cert], None);
+        assert_eq!(r.code, 1, "{name}: {}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(says), "{name}: {}", r.stderr);
+        assert!(!r.stdout.contains("signature valid"), "{name}");
+    }
+    // The genuine one still verifies with both.
+    assert!(
+        sh("xmlsec1", &["--verify", "--pubkey-cert-pem", &cert, &out])
+            .status
+            .success()
+    );
+    assert_eq!(
+        run(&p, &["catalog", "verify", &out, "--cert", &cert], None).code,
+        0
+    );
+    // A certificate outside its validity signs nothing.
+    let r = p.run_env(&publish, &[FAST, ("LIFEBOAT_NOW", "2099-01-01T00:00:00Z")]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("signing certificate not valid"),
+        "{}",
+        r.stderr
+    );
 }

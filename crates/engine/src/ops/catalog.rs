@@ -6,11 +6,18 @@
 //!
 //! lifeboat writes the document already in its exclusive-C14N form (no
 //! self-closing tags, attributes in canonical order, canonical escaping), so the
-//! digest is taken over the bytes as written without the Signature element, and
-//! `verify` is strict: it accepts the serialisation lifeboat writes and refuses
-//! anything else, re-formatted or tampered. RSA comes from `ring` (already the TLS
-//! provider); the certificate is read with a minimal DER walk. Pure: no files, no
-//! cloud; the command layer reads keys and writes the file.
+//! digest is taken over the bytes as written without the Signature element.
+//!
+//! `verify` never reads bytes it has not verified: it parses the document as XML
+//! (no DTD, no entities, one root element and nothing beside it), requires the
+//! profile lifeboat signs (unprefixed elements in the catalog namespace, one
+//! enveloped Signature as a child of the root, the exact algorithms), computes
+//! the exclusive canonical form of the tree the signature covers, checks the
+//! digest and the RSA signature over the canonical SignedInfo, checks the signing
+//! certificate's validity period, and only then reads the catalog's content from
+//! that same tree. RSA comes from `ring` (already the TLS provider); the
+//! certificate is read with a minimal DER walk. Pure: no files, no cloud; the
+//! command layer reads keys and writes the file.
 
 use std::fmt::Write;
 
@@ -34,6 +41,12 @@ pub enum CatalogError {
     Invalid(String),
     #[error("catalog expired: valid until {0}")]
     Expired(String),
+    #[error("signing certificate not valid at {at}: valid from {not_before} until {not_after}")]
+    Certificate {
+        at: String,
+        not_before: String,
+        not_after: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,67 +236,215 @@ pub fn sign(root: &str, key: &RsaKeyPair) -> Result<String, CatalogError> {
     ))
 }
 
-fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let a = s.find(open)? + open.len();
-    let b = a + s[a..].find(close)?;
-    Some(&s[a..b])
-}
-
-/// What a verified catalog says.
+/// What a verified catalog says, read from the verified tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     pub valid_until: String,
+    pub issuer: String,
     pub tenants: usize,
+    /// Tenants whose fallback (emergency) endpoint is ACTIVE.
     pub active: Vec<String>,
+    pub entries: Vec<TenantEntry>,
 }
 
-/// Check the enveloped signature with the certificate's key, and the validity.
+/// The certificate's validity period (notBefore, notAfter).
+fn cert_validity(cert_der: &[u8]) -> Option<(jiff::Timestamp, jiff::Timestamp)> {
+    let (_, cert, _) = der(cert_der)?;
+    let (_, tbs, _) = der(cert)?;
+    let mut rest = tbs;
+    let (tag, _, r) = der(rest)?;
+    rest = if tag == 0xa0 { r } else { rest };
+    for _ in 0..3 {
+        // serial, signature, issuer
+        rest = der(rest)?.2;
+    }
+    let (_, validity, _) = der(rest)?;
+    let (t1, nb, r) = der(validity)?;
+    let (t2, na, _) = der(r)?;
+    Some((asn1_time(t1, nb)?, asn1_time(t2, na)?))
+}
+
+/// UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ).
+fn asn1_time(tag: u8, v: &[u8]) -> Option<jiff::Timestamp> {
+    let s = std::str::from_utf8(v).ok()?.strip_suffix('Z')?;
+    let full = match (tag, s.len()) {
+        (0x17, 12) => {
+            let yy: u32 = s[..2].parse().ok()?;
+            format!("{}{s}", if yy >= 50 { "19" } else { "20" })
+        }
+        (0x18, 14) => s.to_string(),
+        _ => return None,
+    };
+    let t = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &full[..4],
+        &full[4..6],
+        &full[6..8],
+        &full[8..10],
+        &full[10..12],
+        &full[12..14]
+    );
+    t.parse().ok()
+}
+
+/// The certificate's public key, refused outside its validity period.
+fn certificate_key(cert_pem: &str, now: jiff::Timestamp) -> Result<Vec<u8>, CatalogError> {
+    let key_err = |reason: &str| CatalogError::Key {
+        what: "certificate".into(),
+        reason: reason.into(),
+    };
+    let cert =
+        pem_blocks(cert_pem, "CERTIFICATE").ok_or_else(|| key_err("no PEM CERTIFICATE block"))?;
+    let public = cert_public_key(&cert).ok_or_else(|| key_err("no RSA public key in it"))?;
+    let (not_before, not_after) =
+        cert_validity(&cert).ok_or_else(|| key_err("no readable validity period"))?;
+    if now < not_before || now > not_after {
+        return Err(CatalogError::Certificate {
+            at: now.to_string(),
+            not_before: not_before.to_string(),
+            not_after: not_after.to_string(),
+        });
+    }
+    Ok(public)
+}
+
+/// The start tag's qualified name as written (to refuse prefixes).
+fn written_name<'a>(n: &roxmltree::Node<'a, 'a>) -> &'a str {
+    let text = &n.document().input_text()[n.range().start + 1..];
+    let end = text
+        .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+        .unwrap_or(text.len());
+    &text[..end]
+}
+
+/// Exclusive XML canonicalisation (without comments) of `node`, leaving out the
+/// element `skip` (the enveloped signature), for the profile `verify` accepts:
+/// unprefixed elements in one default namespace, unqualified attributes. The
+/// apex declares its namespace; nothing below redeclares it.
+fn exc_c14n(node: roxmltree::Node<'_, '_>, skip: Option<roxmltree::NodeId>, out: &mut String) {
+    fn text(out: &mut String, t: &str) {
+        for c in t.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '\r' => out.push_str("&#xD;"),
+                c => out.push(c),
+            }
+        }
+    }
+    fn element(
+        n: roxmltree::Node<'_, '_>,
+        apex: bool,
+        skip: Option<roxmltree::NodeId>,
+        out: &mut String,
+    ) {
+        let name = n.tag_name().name();
+        out.push('<');
+        out.push_str(name);
+        if apex && let Some(ns) = n.tag_name().namespace() {
+            out.push_str(" xmlns=\"");
+            out.push_str(&attr(ns));
+            out.push('"');
+        }
+        let mut attrs: Vec<(&str, &str)> = n.attributes().map(|a| (a.name(), a.value())).collect();
+        attrs.sort();
+        for (k, v) in attrs {
+            let _ = write!(out, " {k}=\"{}\"", attr(v));
+        }
+        out.push('>');
+        for c in n.children() {
+            if Some(c.id()) == skip {
+                continue;
+            }
+            if c.is_element() {
+                element(c, false, skip, out);
+            } else if c.is_text() {
+                text(out, c.text().unwrap_or(""));
+            }
+        }
+        out.push_str("</");
+        out.push_str(name);
+        out.push('>');
+    }
+    element(node, true, skip, out);
+}
+
+/// Check the enveloped signature with the certificate's key, the certificate's
+/// and the catalog's validity; then read the catalog from the verified tree.
 pub fn verify(xml: &str, cert_pem: &str, now: jiff::Timestamp) -> Result<Verified, CatalogError> {
     let bad = |m: &str| CatalogError::Invalid(m.to_string());
-    let cert = pem_blocks(cert_pem, "CERTIFICATE").ok_or_else(|| CatalogError::Key {
-        what: "certificate".into(),
-        reason: "no PEM CERTIFICATE block".into(),
-    })?;
-    let public = cert_public_key(&cert).ok_or_else(|| CatalogError::Key {
-        what: "certificate".into(),
-        reason: "no RSA public key in it".into(),
-    })?;
-    let start = xml
-        .find("<EndpointCatalog ")
-        .ok_or_else(|| bad("no EndpointCatalog element"))?;
-    let end = xml
-        .rfind("</EndpointCatalog>")
-        .ok_or_else(|| bad("no end of EndpointCatalog"))?
-        + "</EndpointCatalog>".len();
-    let root = &xml[start..end];
-    let sig_open = format!("<Signature xmlns=\"{DSIG}\">");
-    let s0 = root
-        .find(&sig_open)
-        .ok_or_else(|| bad("no enveloped Signature"))?;
-    let s1 = s0
-        + root[s0..]
-            .find("</Signature>")
-            .ok_or_else(|| bad("unterminated Signature"))?
-        + "</Signature>".len();
-    let signature_el = &root[s0..s1];
-    let content = format!("{}{}", &root[..s0], &root[s1..]);
-    let digest = between(signature_el, "<DigestValue>", "</DigestValue>")
-        .ok_or_else(|| bad("no DigestValue"))?;
-    // The only algorithms accepted are the ones lifeboat signs with.
-    let si_doc = between(signature_el, "<SignedInfo>", "</SignedInfo>")
-        .ok_or_else(|| bad("no SignedInfo"))?;
-    if format!("<SignedInfo>{si_doc}</SignedInfo>") != signed_info(digest, false) {
+    let public = certificate_key(cert_pem, now)?;
+    let doc = roxmltree::Document::parse_with_options(
+        xml,
+        roxmltree::ParsingOptions {
+            allow_dtd: false,
+            nodes_limit: 1_000_000,
+            ..roxmltree::ParsingOptions::default()
+        },
+    )
+    .map_err(|e| CatalogError::Invalid(format!("not well-formed XML without a DTD: {e}")))?;
+    // One root element and nothing beside it (no comment can hide a second one).
+    if doc.root().children().any(|c| !c.is_element()) {
+        return Err(bad(
+            "something beside the root element (a comment or processing instruction)",
+        ));
+    }
+    let root = doc.root_element();
+    if root.tag_name().namespace() != Some(NS) || root.tag_name().name() != "EndpointCatalog" {
+        return Err(bad(
+            "the root element is not an EndpointCatalog in the catalog namespace",
+        ));
+    }
+    let mut signature = None;
+    for n in root.descendants().filter(|n| n.is_element() || n.is_pi()) {
+        if n.is_pi() {
+            return Err(bad("a processing instruction inside the catalog"));
+        }
+        if written_name(&n).contains(':') || n.attributes().any(|a| a.namespace().is_some()) {
+            return Err(bad("prefixed names are not part of the signed profile"));
+        }
+        let in_signature = n
+            .ancestors()
+            .any(|a| a.tag_name().name() == "Signature" && a.tag_name().namespace() == Some(DSIG));
+        let want = if in_signature { DSIG } else { NS };
+        if n.tag_name().namespace() != Some(want) {
+            return Err(bad("an element outside the catalog's namespace"));
+        }
+        if n.tag_name().name() == "Signature" && want == DSIG && n.parent() == Some(root) {
+            if signature.replace(n).is_some() {
+                return Err(bad("more than one Signature"));
+            }
+        } else if n.tag_name().name() == "Signature" {
+            return Err(bad("a Signature that is not the root's enveloped one"));
+        }
+    }
+    let signature = signature.ok_or_else(|| bad("no enveloped Signature"))?;
+    let signed_info = child(signature, "SignedInfo").ok_or_else(|| bad("no SignedInfo"))?;
+    let digest = child(signed_info, "Reference")
+        .and_then(|r| child(r, "DigestValue"))
+        .and_then(|d| d.text())
+        .ok_or_else(|| bad("no DigestValue"))?
+        .trim()
+        .to_string();
+    // SignedInfo canonical, compared with the only one lifeboat signs: the
+    // algorithms, the transforms and the reference to the whole document.
+    let mut si = String::new();
+    exc_c14n(signed_info, None, &mut si);
+    if si != signed_info_for(&digest) {
         return Err(bad(
             "unexpected SignedInfo (algorithms, transforms or reference)",
         ));
     }
-    let actual = B64.encode(Sha256::digest(content.as_bytes()));
-    if actual != digest {
+    let mut content = String::new();
+    exc_c14n(root, Some(signature.id()), &mut content);
+    if B64.encode(Sha256::digest(content.as_bytes())) != digest {
         return Err(bad(
             "the content does not match its digest (edited after signing)",
         ));
     }
-    let value: String = between(signature_el, "<SignatureValue>", "</SignatureValue>")
+    let value: String = child(signature, "SignatureValue")
+        .and_then(|v| v.text())
         .ok_or_else(|| bad("no SignatureValue"))?
         .split_whitespace()
         .collect();
@@ -291,31 +452,82 @@ pub fn verify(xml: &str, cert_pem: &str, now: jiff::Timestamp) -> Result<Verifie
         .decode(value)
         .map_err(|_| bad("SignatureValue is not base64"))?;
     signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, &public)
-        .verify(signed_info(digest, true).as_bytes(), &sig)
+        .verify(si.as_bytes(), &sig)
         .map_err(|_| bad("the signature does not verify with this certificate"))?;
-    let valid_until = between(root, "validUntil=\"", "\"")
-        .unwrap_or("")
-        .to_string();
+    // Verified: read the content from this same tree.
+    let valid_until = root.attribute("validUntil").unwrap_or("").to_string();
     if valid_until
         .parse::<jiff::Timestamp>()
         .map_or(true, |v| v < now)
     {
         return Err(CatalogError::Expired(valid_until));
     }
-    let mut active = Vec::new();
-    let mut tenants = 0;
-    for t in content.split("<Tenant ").skip(1) {
-        tenants += 1;
-        let id = between(t, "id=\"", "\"").unwrap_or("?");
-        if t.contains("role=\"fallback\" status=\"ACTIVE\"") {
-            active.push(id.to_string());
+    let mut entries = Vec::new();
+    for t in root
+        .children()
+        .filter(|c| c.is_element() && c.tag_name().name() == "Tenant")
+    {
+        let mut services = Vec::new();
+        for s in t
+            .children()
+            .filter(|c| c.is_element() && c.tag_name().name() == "Service")
+        {
+            let mut endpoints = Vec::new();
+            for e in s
+                .children()
+                .filter(|c| c.is_element() && c.tag_name().name() == "Endpoint")
+            {
+                let role = match e.attribute("role") {
+                    Some("primary") => "primary",
+                    Some("fallback") => "fallback",
+                    _ => return Err(bad("an endpoint role other than primary or fallback")),
+                };
+                endpoints.push(Endpoint {
+                    role,
+                    url: e.attribute("url").unwrap_or("").to_string(),
+                    active: e.attribute("status") == Some("ACTIVE"),
+                });
+            }
+            services.push(Service {
+                name: s.attribute("name").unwrap_or("").to_string(),
+                endpoints,
+            });
         }
+        entries.push(TenantEntry {
+            id: t.attribute("id").unwrap_or("").to_string(),
+            name: t.attribute("name").unwrap_or("").to_string(),
+            services,
+        });
     }
+    let active = entries
+        .iter()
+        .filter(|t| {
+            t.services
+                .iter()
+                .flat_map(|s| &s.endpoints)
+                .any(|e| e.role == "fallback" && e.active)
+        })
+        .map(|t| t.id.clone())
+        .collect();
     Ok(Verified {
         valid_until,
-        tenants,
+        issuer: root.attribute("issuer").unwrap_or("").to_string(),
+        tenants: entries.len(),
         active,
+        entries,
     })
+}
+
+/// The first child element named `name`.
+fn child<'a, 'i>(parent: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    parent
+        .children()
+        .find(|c| c.is_element() && c.tag_name().name() == name)
+}
+
+/// SignedInfo as it is signed (canonical, declaring its namespace).
+fn signed_info_for(digest_b64: &str) -> String {
+    signed_info(digest_b64, true)
 }
 
 #[cfg(test)]
