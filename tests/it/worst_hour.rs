@@ -601,3 +601,101 @@ body:
         );
     }
 }
+
+/// The head a command published on stderr (`Audit trail head: N:HASH`).
+fn published_head(r: &Run) -> String {
+    r.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("Audit trail head: "))
+        .unwrap_or_else(|| panic!("no audit head published:\n{}", r.stderr))
+        .trim()
+        .to_string()
+}
+
+/// #15 item 7: with the head a command published, `audit verify` detects a
+/// trail cut short (a hospital's `destroy` removed), deleted, or rewritten and
+/// re-sealed with plain SHA-256; without one it cannot (documented).
+#[test]
+fn a_published_head_catches_a_truncated_deleted_or_resealed_trail() {
+    use sha2::{Digest, Sha256};
+    let p = Project::example("audit-head");
+    let first = run(
+        &p,
+        &[
+            "--no-progress",
+            "apply",
+            "--auto-approve",
+            "--tenant",
+            "rst",
+            "--shared",
+        ],
+    );
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let second = run(
+        &p,
+        &[
+            "--no-progress",
+            "destroy",
+            "--tenant",
+            "rst",
+            "--auto-approve",
+            "--outside-window",
+        ],
+    );
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let head = published_head(&second);
+    assert!(head.starts_with("2:"), "{head}");
+    let verify = |expect: Option<&str>| {
+        let mut args = vec!["audit", "verify"];
+        if let Some(h) = expect {
+            args.extend(["--expect-head", h]);
+        }
+        run(&p, &args)
+    };
+    assert_eq!(verify(Some(&head)).code, 0);
+    let trail = ".lifeboat/state/audit.jsonl";
+    let original = p.read(trail);
+    let lines: Vec<&str> = original.lines().collect();
+
+    // Cut short: the destroy's record removed.
+    p.write(trail, format!("{}\n", lines[0]));
+    assert_eq!(
+        verify(None).code,
+        0,
+        "alone, a shorter chain is still a chain"
+    );
+    let r = verify(Some(&head));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("records were removed"), "{}", r.stderr);
+
+    // Deleted.
+    p.remove(trail);
+    let r = verify(Some(&head));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+
+    // Rewritten (the destroy now "refused") and re-sealed with plain SHA-256.
+    let reseal = |json: &str| {
+        let hash = lifeboat_core::id::hex(&Sha256::digest(json.as_bytes()));
+        (
+            format!("{},\"hash\":\"{hash}\"}}", &json[..json.len() - 1]),
+            hash,
+        )
+    };
+    let unsealed = |line: &str| line[..line.len() - ",\"hash\":\"\"}".len() - 64].to_string() + "}";
+    let (l0, h0) = reseal(&unsealed(lines[0]));
+    let forged = unsealed(lines[1]).replace("\"outcome\":\"succeeded\"", "\"outcome\":\"refused\"");
+    let forged = forged.replace(
+        &lines[1][lines[1].find("\"prev\":\"").unwrap()..][..72],
+        &format!("\"prev\":\"{h0}"),
+    );
+    let (l1, _) = reseal(&forged);
+    p.write(trail, format!("{l0}\n{l1}\n"));
+    assert_eq!(verify(None).code, 0, "re-sealed: the chain alone holds");
+    let r = verify(Some(&head));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("rewritten"), "{}", r.stderr);
+
+    // The genuine trail still matches.
+    p.write(trail, &original);
+    assert_eq!(verify(Some(&head)).code, 0);
+}

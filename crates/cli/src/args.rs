@@ -256,8 +256,14 @@ pub enum CatalogCommand {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain; exit 1 naming the first line that was edited,
-    /// removed, inserted or reordered.
-    Verify,
+    /// removed, inserted or reordered. With the head a command published
+    /// (RECORDS:HASH), also exit 1 when the trail is missing, shorter or was
+    /// rewritten and re-sealed since.
+    Verify {
+        /// The head published by an earlier command (`Audit trail head: ...`).
+        #[arg(long, value_name = "RECORDS:HASH", env = "LIFEBOAT_AUDIT_HEAD")]
+        expect_head: Option<lifeboat_engine::state::audit::Head>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -112,7 +112,8 @@ fn show(ui: &Ui, executed: Executed) -> ExitCode {
             }
             exit::SUCCESS
         }
-        Executed::Applied(report) => {
+        Executed::Applied { report, audit } => {
+            super::publish_head(&audit);
             if ui.json() {
                 ui.print(&serde_json::to_string(&report).expect("report serializes"));
             } else {

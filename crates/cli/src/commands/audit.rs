@@ -10,7 +10,7 @@ use crate::args::{AuditCommand, Cli};
 use crate::ui::Ui;
 
 pub fn run(cli: &Cli, ui: &Ui, cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
-    let AuditCommand::Verify = cmd;
+    let AuditCommand::Verify { expect_head } = cmd;
     // `--state` needs no manifests; otherwise platform.yaml may name the store.
     let project = if cli.state.is_none() && cli.dir.join("platform.yaml").exists() {
         match super::load_project(cli, ui) {
@@ -24,7 +24,15 @@ pub fn run(cli: &Cli, ui: &Ui, cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let state = open_state(&rt, cli, &location)?;
     let where_ = state.audit_location();
-    match rt.block_on(state.audit_verify()) {
+    let verified = rt.block_on(state.audit_verify()).map_err(|e| e.to_string());
+    let verified = verified.and_then(|records| match expect_head {
+        Some(head) => head
+            .check(&records)
+            .map(|()| records)
+            .map_err(|reason| format!("Audit trail {where_}: {reason}")),
+        None => Ok(records),
+    });
+    match verified {
         Ok(records) => {
             let last = records.last();
             if ui.json() {
@@ -38,7 +46,10 @@ pub fn run(cli: &Cli, ui: &Ui, cmd: &AuditCommand) -> anyhow::Result<ExitCode> {
                         where_,
                         r.at,
                         r.entry.command,
-                        r.who,
+                        r.entry.principal.as_deref().map_or_else(
+                            || format!("{} (self-reported)", r.who),
+                            |p| p.to_string()
+                        ),
                         r.host,
                         r.entry.outcome
                     ),

@@ -80,6 +80,7 @@ fn record(ws: &Workspace, run: &Run, command: &str) -> anyhow::Result<()> {
                 "drill": run.drill,
                 "error": run.error,
             }),
+            principal: None,
         },
     )
 }
@@ -190,6 +191,7 @@ pub fn drill(cli: &Cli, ui: &Ui, args: &DrillArgs) -> anyhow::Result<ExitCode> {
             plan: None,
             outcome: d.outcome.clone(),
             details: serde_json::json!({"rto_ms": d.rto_ms, "modelled_rto_seconds": d.modelled_rto_seconds}),
+            principal: None,
         },
     )?;
     if let Some(dir) = &args.report {

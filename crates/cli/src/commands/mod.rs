@@ -126,9 +126,21 @@ pub(crate) fn audit(
     session: &lifeboat_engine::review::Session,
     entry: lifeboat_engine::state::audit::Entry,
 ) -> anyhow::Result<()> {
-    session
-        .rt
-        .block_on(session.state.audit_append(entry))
+    let head = session
+        .audit(entry)
         .context("recording in the audit trail")?;
+    publish_head(&head);
     Ok(())
+}
+
+/// Publish the audit trail's new head where the writer cannot take it back:
+/// this command's output (stderr) and, in Azure Pipelines, the run's log and a
+/// variable later steps can pass to `audit verify --expect-head`.
+pub(crate) fn publish_head(head: &lifeboat_engine::state::audit::Head) {
+    crate::ui::stderr_line(&format!("Audit trail head: {head}"));
+    if std::env::var_os("TF_BUILD").is_some() {
+        crate::ui::stderr_line(&format!(
+            "##vso[task.setvariable variable=LIFEBOAT_AUDIT_HEAD]{head}"
+        ));
+    }
 }

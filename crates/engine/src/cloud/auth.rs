@@ -211,6 +211,39 @@ impl Credential {
     }
 }
 
+impl Credential {
+    /// Who the token says the caller is: `upn` (or `preferred_username`,
+    /// `unique_name`), else `app:<appid>`, with the object id; `None` when the
+    /// token is not an Entra ID JWT (the emulator's). Read from the token the
+    /// identity platform issued to this process, so not self-reported.
+    pub async fn principal(&self) -> Option<String> {
+        principal_of(&self.bearer().await.ok()?)
+    }
+}
+
+/// The principal named in a JWT's claims (unverified: it is our own token).
+pub fn principal_of(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let text = |k: &str| claims.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let name = text("upn")
+        .or_else(|| text("preferred_username"))
+        .or_else(|| text("unique_name"))
+        .or_else(|| {
+            text("appid")
+                .or_else(|| text("azp"))
+                .map(|a| format!("app:{a}"))
+        })?;
+    Some(match text("oid") {
+        Some(oid) => format!("{name} (oid {oid})"),
+        None => name,
+    })
+}
+
 /// A fresh random token (128 bits from the system's secure random source, hex):
 /// the embedded cloud's per-run token, or `emulator serve`'s when none is given.
 pub fn random_token() -> String {
@@ -224,6 +257,32 @@ pub fn random_token() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_principal_comes_from_the_tokens_claims() {
+        use base64::Engine as _;
+        let enc = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let jwt = |claims| {
+            format!(
+                "{}.{}.sig",
+                enc(serde_json::json!({"alg": "RS256"})),
+                enc(claims)
+            )
+        };
+        assert_eq!(
+            super::principal_of(&jwt(
+                serde_json::json!({"upn": "j.devries@cwz.nl", "oid": "42"})
+            )),
+            Some("j.devries@cwz.nl (oid 42)".into())
+        );
+        assert_eq!(
+            super::principal_of(&jwt(serde_json::json!({"appid": "a-b-c"}))),
+            Some("app:a-b-c".into())
+        );
+        assert_eq!(super::principal_of("0123456789abcdef:default"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -42,8 +42,12 @@ pub trait Reviewer {
 pub enum Executed {
     /// The plan has nothing to do; nothing recorded.
     NoChanges { plan: String },
-    /// The apply ran (its outcome may be a failure) and was recorded.
-    Applied(Box<ApplyReport>),
+    /// The apply ran (its outcome may be a failure) and was recorded; the
+    /// audit trail's new head, for publishing.
+    Applied {
+        report: Box<ApplyReport>,
+        audit: audit::Head,
+    },
 }
 
 /// How many times a plan is made again because it needed locks it did not hold.
@@ -247,18 +251,21 @@ impl Workspace {
             };
             Ok::<_, ReviewError>(apply::apply(plan, &session.client, &journal, opts, emit).await)
         }))?;
-        session
-            .rt
-            .block_on(session.state.audit_append(audit::Entry {
+        let audit = session
+            .audit(audit::Entry {
                 command: command.into(),
                 tenants: changed_layers(plan),
                 reason: None,
                 plan: Some(report.plan.clone()),
                 outcome: report.outcome.into(),
                 details: serde_json::json!({"summary": report.summary, "makespan_ms": report.makespan_ms}),
-            }))
+                principal: None,
+            })
             .map_err(ReviewError::state("recording in the audit trail"))?;
-        Ok(Executed::Applied(Box::new(report)))
+        Ok(Executed::Applied {
+            report: Box::new(report),
+            audit,
+        })
     }
 }
 

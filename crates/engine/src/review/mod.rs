@@ -115,6 +115,15 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 impl Session {
+    /// Append to the audit trail as the authenticated caller (the access
+    /// token's principal, when the cloud issued one); returns the new head.
+    pub fn audit(&self, mut entry: state::audit::Entry) -> Result<state::audit::Head, StateError> {
+        if entry.principal.is_none() {
+            entry.principal = self.rt.block_on(self.client.credential().principal());
+        }
+        self.rt.block_on(self.state.audit_append(entry))
+    }
+
     /// Run `work` holding the locks for `scopes` in this session's state store
     /// (see [`locks::holding`]).
     pub async fn holding_locks<T, E: From<LockError>>(

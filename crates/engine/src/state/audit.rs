@@ -51,6 +51,69 @@ pub struct Entry {
     /// Command-specific figures (RTO, counts).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
+    /// Who the cloud knows the caller as (from the access token's claims:
+    /// user principal name or application id, and object id), when there is an
+    /// Entra ID token; `who` is only what the agent's environment says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+}
+
+/// The head of the trail: how many records it holds and the last one's hash.
+/// Published after every append (the command's output, the pipeline's log), so
+/// `audit verify --expect-head` can tell a trail that was cut short, deleted or
+/// rewritten and re-sealed from one that was only appended to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub records: u64,
+    pub hash: String,
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.records, self.hash)
+    }
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Head, String> {
+        let (n, hash) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: expected RECORDS:HASH (as `lifeboat` prints it)"))?;
+        let records = n
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("`{n}`: a number of records, 1 or more"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("`{hash}`: a record hash is 64 hex digits"));
+        }
+        Ok(Head {
+            records,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
+}
+
+impl Head {
+    /// Does the verified trail `records` still hold this head?
+    pub fn check(&self, records: &[Record]) -> Result<(), String> {
+        let n = records.len() as u64;
+        if n < self.records {
+            return Err(format!(
+                "the trail holds {n} record(s) but its published head says {}: records were removed (or the trail was replaced)",
+                self.records
+            ));
+        }
+        let r = &records[(self.records - 1) as usize];
+        if r.hash != self.hash {
+            return Err(format!(
+                "record {} is not the one its published head names: the trail was rewritten",
+                self.records
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One line of the log.
@@ -68,6 +131,9 @@ pub struct Record {
     pub entry: Entry,
     /// Hash of the previous record ([`GENESIS`] for the first).
     pub prev: String,
+    /// This record's own hash (its seal; filled in when the trail is read).
+    #[serde(skip)]
+    pub hash: String,
 }
 
 /// Serialise `r` and seal it: the line is the record's JSON with `"hash"` (the
@@ -124,7 +190,7 @@ pub fn next_record(
     path: &Path,
     last: Option<&str>,
     entry: Entry,
-) -> Result<(String, String), AuditError> {
+) -> Result<(String, Head), AuditError> {
     let (seq, prev) = match last {
         None => (0, GENESIS.to_string()),
         Some(l) => {
@@ -149,8 +215,16 @@ pub fn next_record(
         pipeline_run: std::env::var("BUILD_BUILDID").ok(),
         entry,
         prev,
+        hash: String::new(),
     };
-    Ok(seal(&record))
+    let (line, hash) = seal(&record);
+    Ok((
+        line,
+        Head {
+            records: seq + 1,
+            hash,
+        },
+    ))
 }
 
 pub struct AuditLog {
@@ -166,8 +240,8 @@ impl AuditLog {
         &self.path
     }
 
-    /// Append `entry` under an exclusive lock; returns the sealed record's hash.
-    pub fn append(&self, entry: Entry) -> Result<String, AuditError> {
+    /// Append `entry` under an exclusive lock; returns the trail's new head.
+    pub fn append(&self, entry: Entry) -> Result<Head, AuditError> {
         if let Some(d) = self.path.parent() {
             std::fs::create_dir_all(d).map_err(io(d))?;
         }
@@ -179,12 +253,12 @@ impl AuditLog {
             .map_err(io(&self.path))?;
         f.lock().map_err(io(&self.path))?;
         let last = last_line(&mut f, &self.path)?;
-        let (line, hash) = next_record(&self.path, last.as_deref(), entry)?;
+        let (line, head) = next_record(&self.path, last.as_deref(), entry)?;
         // One write per record: a crash leaves whole lines or a torn last one.
         f.write_all(format!("{line}\n").as_bytes())
             .map_err(io(&self.path))?;
         f.sync_data().map_err(io(&self.path))?;
-        Ok(hash)
+        Ok(head)
     }
 
     /// Every record, checking the chain; the first break is an error naming its line.
@@ -224,8 +298,9 @@ pub fn verify_text(path: &Path, text: &str) -> Result<Vec<Record>, AuditError> {
                 "the record was edited: its hash does not match its content".into(),
             ));
         }
-        let r: Record =
+        let mut r: Record =
             serde_json::from_str(&json).map_err(|e| broken(n, format!("does not parse: {e}")))?;
+        r.hash = claimed.to_string();
         if r.prev != prev {
             return Err(broken(
                 n,

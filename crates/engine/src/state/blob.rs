@@ -310,13 +310,13 @@ impl BlobState {
 
     /// Append one sealed record at the end of `audit.jsonl`, re-reading the tail
     /// and trying again whenever another writer appended first.
-    pub async fn audit_append(&self, entry: Entry) -> Result<String, StateError> {
+    pub async fn audit_append(&self, entry: Entry) -> Result<audit::Head, StateError> {
         let path = std::path::PathBuf::from(self.audit_location());
         let fail = |source| StateError::blob(self.audit_location(), source);
         let started = Instant::now();
         // Lines sent whose answer was a 412: one may be ours, landed by a retry
         // after a lost answer, and must not be appended twice.
-        let mut sent: Vec<(String, String)> = Vec::new();
+        let mut sent: Vec<(String, audit::Head)> = Vec::new();
         let mut lost = 0u32;
         // After a lost race the blob is longer than we knew: the next read of its
         // tail says by how much, so only the first attempt asks for its length.
@@ -336,7 +336,7 @@ impl BlobState {
             if let Some((_, hash)) = sent.iter().find(|(l, _)| window.contains(l.as_str())) {
                 return Ok(hash.clone());
             }
-            let (line, hash) = audit::next_record(&path, last.as_deref(), entry.clone())?;
+            let (line, head) = audit::next_record(&path, last.as_deref(), entry.clone())?;
             let cond = Conditions {
                 append_position: Some(len),
                 ..Default::default()
@@ -346,10 +346,10 @@ impl BlobState {
                 .append_block(AUDIT, Bytes::from(format!("{line}\n")), &cond, true)
                 .await
             {
-                Ok(_) => return Ok(hash),
+                Ok(_) => return Ok(head),
                 Err(e) if e.status() == Some(412) && started.elapsed() < APPEND_PATIENCE => {
                     known = Some(len);
-                    sent.push((line, hash));
+                    sent.push((line, head));
                     lost += 1;
                     // Contention: back off a little more each time, with jitter.
                     let ms = 2u64 << lost.min(6);

@@ -344,8 +344,8 @@ impl StateStore {
         }
     }
 
-    /// Append to the audit trail; returns the new record's hash.
-    pub async fn audit_append(&self, entry: audit::Entry) -> Result<String, StateError> {
+    /// Append to the audit trail; returns the trail's new head.
+    pub async fn audit_append(&self, entry: audit::Entry) -> Result<audit::Head, StateError> {
         match self {
             StateStore::Local(l) => Ok(l.audit().append(entry)?),
             StateStore::Blob(b) => b.audit_append(entry).await,
