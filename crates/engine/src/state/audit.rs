@@ -337,6 +337,7 @@ mod tests {
             plan: None,
             outcome: "succeeded".into(),
             details: serde_json::Value::Null,
+            principal: None,
         }
     }
 
