@@ -35,7 +35,7 @@ fn last_json(r: &Run) -> Value {
 }
 
 /// Provision the examples with their images and front-ends.
-fn provisioned(name: &str, faults: Option<&str>) -> Project {
+pub(crate) fn provisioned(name: &str, faults: Option<&str>) -> Project {
     let p = Project::example(name);
     for args in [
         &["apply", "--auto-approve"][..],

@@ -20,16 +20,7 @@ fn run(p: &Project, args: &[&str]) -> Run {
 
 /// The examples provisioned with their images and front-ends.
 fn provisioned(name: &str) -> Project {
-    let p = Project::example(name);
-    for args in [
-        &["apply", "--auto-approve"][..],
-        &["image", "build", "--all"],
-        &["apply", "--auto-approve"],
-    ] {
-        let r = run(&p, args);
-        assert_eq!(r.code, 0, "{args:?}: {}\n{}", r.stdout, r.stderr);
-    }
-    p
+    crate::dap::provisioned(name, None)
 }
 
 fn status_of(p: &Project, tenant: &str) -> Value {

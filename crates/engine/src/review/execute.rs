@@ -142,27 +142,28 @@ impl Workspace {
         for _ in 0..MAX_REPLANS {
             let plan = make()?;
             held.check()?;
-            let have = rt.block_on(held.scopes());
-            let missing: Vec<String> = lock_scopes(&plan)
-                .into_iter()
-                .filter(|s| !have.contains(s))
-                .collect();
+            let missing = self.unlocked(held, &plan);
             if missing.is_empty() {
                 return Ok(plan);
             }
             rt.block_on(held.extend(&missing))?;
         }
         let plan = make()?;
-        let have = rt.block_on(held.scopes());
-        let missing: Vec<String> = lock_scopes(&plan)
-            .into_iter()
-            .filter(|s| !have.contains(s))
-            .collect();
+        let missing = self.unlocked(held, &plan);
         if missing.is_empty() {
             Ok(plan)
         } else {
             Err(ReviewError::Unsettled { scopes: missing })
         }
+    }
+
+    /// The layers `plan` changes whose locks are not held.
+    fn unlocked(&self, held: &Held<'_>, plan: &Plan) -> Vec<String> {
+        let have = self.session.rt.block_on(held.scopes());
+        lock_scopes(plan)
+            .into_iter()
+            .filter(|s| !have.contains(s))
+            .collect()
     }
 
     fn review_and_execute(
@@ -208,11 +209,7 @@ impl Workspace {
             return Ok(Executed::NoChanges { plan: hash });
         }
         let session = &self.session;
-        let have = session.rt.block_on(held.scopes());
-        let unlocked: Vec<String> = lock_scopes(plan)
-            .into_iter()
-            .filter(|s| !have.contains(s))
-            .collect();
+        let unlocked = self.unlocked(held, plan);
         if !unlocked.is_empty() {
             return Err(ReviewError::Unsettled { scopes: unlocked });
         }
