@@ -4,18 +4,14 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use serde_json::json;
 
 use crate::args::{Cli, ImageCommand};
 use crate::ui::Ui;
-use lifeboat_core::graph::{Graph, Layer, ResourceId};
-use lifeboat_core::model::Project;
-use lifeboat_core::model::naming::{PlatformNames, TenantNames};
+use lifeboat_core::graph::{Graph, ResourceId};
 use lifeboat_engine::cloud::inventory::Refresh;
-use lifeboat_engine::ops::image::{self, BuildOutcome, BuildTarget, PruneStep, TenantImages};
+use lifeboat_engine::ops::image::{self, BuildOutcome, PruneStep, TenantImages};
 use lifeboat_engine::review::Workspace;
-use lifeboat_engine::review::scope_from;
 
 pub fn run(cli: &Cli, ui: &Ui, cmd: &ImageCommand) -> anyhow::Result<ExitCode> {
     let ws = match super::session::open(cli, ui)? {
@@ -38,30 +34,6 @@ pub fn run(cli: &Cli, ui: &Ui, cmd: &ImageCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The gallery image version a tenant's manifest declares.
-fn declared_image(project: &Project, tenant: &lifeboat_core::model::Tenant) -> ResourceId {
-    let p = &project.platform;
-    let shared = PlatformNames::derive(p);
-    let names = TenantNames::derive(p, tenant);
-    ResourceId::parse(&format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/galleries/{}/images/{}/versions/{}",
-        p.subscription_id, shared.rg, shared.gallery, names.image_definition, names.image_version
-    ))
-    .expect("derived names form an ARM id")
-}
-
-fn selected<'p>(
-    project: &'p Project,
-    tenants: &[String],
-) -> anyhow::Result<Vec<&'p lifeboat_core::model::Tenant>> {
-    scope_from(project, tenants, false)?;
-    Ok(project
-        .tenants
-        .iter()
-        .filter(|t| tenants.is_empty() || tenants.contains(&t.id.value))
-        .collect())
-}
-
 fn build(
     ui: &Ui,
     ws: &Workspace,
@@ -71,78 +43,27 @@ fn build(
 ) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(concurrency >= 1, "--concurrency must be at least 1");
     let lock_timeout = super::lock_timeout(lock_timeout)?;
-    let chosen = selected(&ws.project, tenants)?;
-    let ids: Vec<String> = chosen.iter().map(|t| t.id.value.clone()).collect();
-    let scope = scope_from(&ws.project, &ids, false)?;
-    let graph = lifeboat_core::graph::build(&ws.project, &ws.templates, &scope)
-        .context("rendering the resource graph")?;
-    let mut targets = Vec::new();
-    for t in &chosen {
-        let resources: Vec<_> = graph
-            .resources
-            .iter()
-            .filter(|r| r.layer == Layer::Image && r.tenant.as_deref() == Some(&t.id.value))
-            .cloned()
-            .collect();
-        let Some(template) = resources.iter().find(|r| {
-            r.resource_type
-                .eq_ignore_ascii_case("Microsoft.VirtualMachineImages/imageTemplates")
-        }) else {
-            bail!(
-                "tenant {}: the image templates render no Microsoft.VirtualMachineImages/imageTemplates resource",
-                t.id.value
-            );
-        };
-        targets.push(BuildTarget {
-            tenant: t.id.value.clone(),
-            template: template.id.clone(),
-            version: declared_image(&ws.project, t),
-            resources,
-            lifetime_days: ws.project.platform.gallery.image_lifetime_days,
-        });
+    let emit = |e: image::ImageEvent| ui.image_event(&e);
+    let summary = image::build_images(ws, tenants, concurrency, lock_timeout, &emit)?;
+    if let Some(head) = &summary.audit {
+        super::publish_head(head);
     }
-    let scopes: Vec<String> = ids.iter().map(|t| format!("image-{t}")).collect();
-    let session = &ws.session;
-    let started = std::time::Instant::now();
-    let results = session.rt.block_on(session.holding_locks(
-        &scopes,
-        "image build",
-        lock_timeout,
-        async {
-            let emit = |e: image::ImageEvent| ui.image_event(&e);
-            Ok::<_, anyhow::Error>(
-                image::build(&session.client, &targets, concurrency, &emit).await,
-            )
-        },
-    ))?;
-    let wall_ms = started.elapsed().as_millis() as u64;
-    let count = |o| results.iter().filter(|r| r.outcome == o).count();
-    let (built, exists, failed) = (
-        count(BuildOutcome::Built),
-        count(BuildOutcome::Exists),
-        count(BuildOutcome::Failed),
-    );
-    super::audit(
-        session,
-        lifeboat_engine::state::audit::Entry {
-            command: "image build".into(),
-            tenants: ids.clone(),
-            outcome: if failed == 0 { "succeeded" } else { "failed" }.into(),
-            details: json!({"built": built, "existing": exists, "failed": failed}),
-            ..Default::default()
-        },
-    )?;
+    let (built, exists, failed) = (summary.built, summary.existing, summary.failed);
     if ui.json() {
         ui.print(
-            &json!({"builds": results, "built": built, "existing": exists, "failed": failed, "wall_ms": wall_ms})
+            &json!({"builds": summary.builds, "built": built, "existing": exists, "failed": failed, "wall_ms": summary.wall_ms})
                 .to_string(),
         );
     } else {
         let mut s = format!(
             "\nImages: {built} built, {exists} already existed, {failed} failed in {:.1} s.\n",
-            wall_ms as f64 / 1000.0
+            summary.wall_ms as f64 / 1000.0
         );
-        for r in results.iter().filter(|r| r.outcome == BuildOutcome::Failed) {
+        for r in summary
+            .builds
+            .iter()
+            .filter(|r| r.outcome == BuildOutcome::Failed)
+        {
             let _ = writeln!(
                 s,
                 "  FAILED {} {}: {}\n    the front-ends stay on their current image.",
@@ -164,13 +85,18 @@ fn build(
 }
 
 fn inventory(ws: &Workspace, tenants: &[String]) -> anyhow::Result<Vec<TenantImages>> {
-    let chosen = selected(&ws.project, tenants)?;
+    let chosen = image::selected(&ws.project, tenants)?;
     let prior = ws
         .session
         .prior_state(&ws.project, &Graph::default(), Refresh::Graph)?;
     let declared: Vec<(String, ResourceId)> = chosen
         .iter()
-        .map(|t| (t.id.value.clone(), declared_image(&ws.project, t)))
+        .map(|t| {
+            (
+                t.id.value.clone(),
+                lifeboat_core::model::naming::declared_image(&ws.project.platform, t),
+            )
+        })
         .collect();
     Ok(image::inventory(&prior, &declared))
 }

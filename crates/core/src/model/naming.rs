@@ -459,6 +459,18 @@ pub fn tenant_names_to_check(t: &Tenant, n: &TenantNames) -> Vec<DerivedName> {
     out
 }
 
+/// The gallery image version a tenant's manifest declares (what its front-ends
+/// are built from, and what `image build` produces).
+pub fn declared_image(p: &Platform, t: &Tenant) -> crate::id::ResourceId {
+    let shared = PlatformNames::derive(p);
+    let names = TenantNames::derive(p, t);
+    crate::id::ResourceId::parse(&format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/galleries/{}/images/{}/versions/{}",
+        p.subscription_id, shared.rg, shared.gallery, names.image_definition, names.image_version
+    ))
+    .expect("derived names form an ARM id")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

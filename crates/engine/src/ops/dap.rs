@@ -55,7 +55,6 @@ pub struct Target {
 impl Target {
     pub fn derive(p: &Platform, t: &Tenant) -> Target {
         let n = TenantNames::derive(p, t);
-        let shared = lifeboat_core::model::naming::PlatformNames::derive(p);
         let rg = format!(
             "/subscriptions/{}/resourceGroups/{}",
             p.subscription_id, n.rg
@@ -82,10 +81,7 @@ impl Target {
                 "{rg}/providers/Microsoft.Network/networkSecurityGroups/{}",
                 n.nsg_frontend
             )),
-            declared_image: id(format!(
-                "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/galleries/{}/images/{}/versions/{}",
-                p.subscription_id, shared.rg, shared.gallery, n.image_definition, n.image_version
-            )),
+            declared_image: lifeboat_core::model::naming::declared_image(p, t),
             rpo_target_minutes: t.sql.rpo_target_minutes,
             idle_mode: match t.sql.restore_mode {
                 RestoreMode::Norecovery => "norecovery",

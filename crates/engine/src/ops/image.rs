@@ -374,6 +374,130 @@ pub async fn prune(client: &ArmClient, actions: &[PruneAction]) -> Vec<(Resource
     results.into_iter().flatten().collect()
 }
 
+/// What `image build` came to.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildSummary {
+    pub builds: Vec<BuildResult>,
+    pub built: usize,
+    pub existing: usize,
+    pub failed: usize,
+    pub wall_ms: u64,
+    /// The audit trail's head after the build was recorded.
+    #[serde(skip)]
+    pub audit: Option<crate::state::audit::Head>,
+}
+
+/// The build targets of `tenants` (every tenant when empty): each one's
+/// image-layer resources as rendered, its Image Builder template and the
+/// declared version.
+pub fn targets(
+    ws: &crate::review::Workspace,
+    tenants: &[String],
+) -> Result<Vec<BuildTarget>, crate::review::ReviewError> {
+    let project = &ws.project;
+    let chosen = selected(project, tenants)?;
+    let ids: Vec<String> = chosen.iter().map(|t| t.id.value.clone()).collect();
+    let scope = crate::review::scope_from(project, &ids, false)?;
+    let graph = lifeboat_core::graph::build(project, &ws.templates, &scope)
+        .map_err(crate::review::ReviewError::Render)?;
+    chosen
+        .iter()
+        .map(|t| {
+            let resources: Vec<Resource> = graph
+                .resources
+                .iter()
+                .filter(|r| {
+                    r.layer == lifeboat_core::graph::Layer::Image
+                        && r.tenant.as_deref() == Some(&t.id.value)
+                })
+                .cloned()
+                .collect();
+            let template = resources
+                .iter()
+                .find(|r| {
+                    r.resource_type
+                        .eq_ignore_ascii_case("Microsoft.VirtualMachineImages/imageTemplates")
+                })
+                .map(|r| r.id.clone())
+                .ok_or_else(|| crate::review::ReviewError::NoImageTemplate {
+                    tenant: t.id.value.clone(),
+                })?;
+            Ok(BuildTarget {
+                tenant: t.id.value.clone(),
+                template,
+                version: lifeboat_core::model::naming::declared_image(&project.platform, t),
+                resources,
+                lifetime_days: project.platform.gallery.image_lifetime_days,
+            })
+        })
+        .collect()
+}
+
+/// The tenants `tenants` names (every tenant when empty), each checked to exist.
+pub fn selected<'p>(
+    project: &'p lifeboat_core::model::Project,
+    tenants: &[String],
+) -> Result<Vec<&'p lifeboat_core::model::Tenant>, crate::review::ReviewError> {
+    crate::review::scope_from(project, tenants, false)?;
+    Ok(project
+        .tenants
+        .iter()
+        .filter(|t| tenants.is_empty() || tenants.contains(&t.id.value))
+        .collect())
+}
+
+/// `image build`: the targets, built `concurrency` at a time holding each
+/// tenant's image lock, recorded in the audit trail.
+pub fn build_images(
+    ws: &crate::review::Workspace,
+    tenants: &[String],
+    concurrency: usize,
+    lock_timeout: std::time::Duration,
+    emit: &(dyn Fn(ImageEvent) + Sync),
+) -> Result<BuildSummary, crate::review::ReviewError> {
+    let targets = targets(ws, tenants)?;
+    let ids: Vec<String> = targets.iter().map(|t| t.tenant.clone()).collect();
+    let scopes: Vec<String> = ids.iter().map(|t| format!("image-{t}")).collect();
+    let session = &ws.session;
+    let started = Instant::now();
+    let builds = session.rt.block_on(session.holding_locks(
+        &scopes,
+        "image build",
+        lock_timeout,
+        async {
+            Ok::<_, crate::review::ReviewError>(
+                build(&session.client, &targets, concurrency, emit).await,
+            )
+        },
+    ))?;
+    let count = |o| builds.iter().filter(|r| r.outcome == o).count();
+    let (built, existing, failed) = (
+        count(BuildOutcome::Built),
+        count(BuildOutcome::Exists),
+        count(BuildOutcome::Failed),
+    );
+    let audit = session
+        .audit(crate::state::audit::Entry {
+            command: "image build".into(),
+            tenants: ids,
+            outcome: if failed == 0 { "succeeded" } else { "failed" }.into(),
+            details: json!({"built": built, "existing": existing, "failed": failed}),
+            ..Default::default()
+        })
+        .map_err(|source| crate::review::ReviewError::State {
+            what: "recording in the audit trail",
+            source,
+        })?;
+    Ok(BuildSummary {
+        builds,
+        built,
+        existing,
+        failed,
+        wall_ms: started.elapsed().as_millis() as u64,
+        audit: Some(audit),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

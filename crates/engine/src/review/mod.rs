@@ -69,6 +69,10 @@ pub enum ReviewError {
     Refused(#[from] Refusals),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(
+        "tenant {tenant}: the image templates render no Microsoft.VirtualMachineImages/imageTemplates resource"
+    )]
+    NoImageTemplate { tenant: String },
     /// The reviewer did not approve (its own words).
     #[error("{0}")]
     NotApproved(String),
