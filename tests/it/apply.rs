@@ -35,7 +35,7 @@ fn stored_files(p: &Project) -> Vec<String> {
 
 /// Whether the cloud holds the resource (a finished delete leaves its file until
 /// the next read, so that counts as gone).
-fn has_resource(p: &Project, suffix: &str) -> bool {
+pub(crate) fn has_resource(p: &Project, suffix: &str) -> bool {
     stored_files(p).iter().any(|f| {
         let Ok(v) = serde_json::from_str::<Value>(f) else {
             return false;

@@ -35,6 +35,17 @@ fn as_returned(body: &Value) -> Value {
 fn seed_from_plan(p: &Project, plan_file: &str) {
     let plan: Value = serde_json::from_str(&p.read(plan_file)).unwrap();
     let store = Store::for_project(&p.dir);
+    // As if lifeboat had created them: its ledger records them (and which are
+    // protected), or it would never delete any of them.
+    let mut ledger = String::new();
+    for c in plan["changes"].as_array().unwrap() {
+        ledger.push_str(
+            &serde_json::json!({"id": c["id"], "protected": c["protected"].as_bool().unwrap_or(false) || c["lifecycle"]["preventDestroy"].as_bool().unwrap_or(false), "at": "2026-12-01T00:00:00Z"})
+                .to_string(),
+        );
+        ledger.push('\n');
+    }
+    p.write(".lifeboat/state/ledger.jsonl", ledger);
     for c in plan["changes"].as_array().unwrap() {
         let mut body = as_returned(&c["body"]);
         if let Some(props) = body.get_mut("properties").and_then(Value::as_object_mut) {

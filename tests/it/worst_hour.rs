@@ -690,3 +690,88 @@ fn a_published_head_catches_a_truncated_deleted_or_resealed_trail() {
     p.write(trail, &original);
     assert_eq!(verify(Some(&head)).code, 0);
 }
+
+/// #15 item 4: tags alone never make a resource lifeboat's to delete, and
+/// protection is not lost with a tag. A hospital's own NSG tagged
+/// `lifeboat-managed=true, lifeboat-layer=shared` in the shared resource group is
+/// kept (lifeboat never recorded creating it); rst's SQL data disk with its
+/// `lifeboat-protected` tag removed and rst's manifest deleted is still kept
+/// without `--allow-data-loss` (the ledger recorded it as protected).
+#[test]
+fn tags_alone_neither_hand_over_a_resource_nor_take_away_protection() {
+    use lifeboat_emulator::store::{Store, StoredResource};
+    let p = Project::example("ownership");
+    let r = run(&p, &["--no-progress", "apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let store = Store::for_project(&p.dir);
+    let resources = store.list().unwrap();
+    let rg = resources
+        .iter()
+        .find(|r| r.id.is_resource_group() && r.id.name() == "lb-shared-rg")
+        .unwrap();
+    let foreign_id = format!(
+        "{}/providers/Microsoft.Network/networkSecurityGroups/hospital-own-nsg",
+        rg.id
+    );
+    store
+        .put(&StoredResource {
+            id: lifeboat_core::id::ResourceId::parse(&foreign_id).unwrap(),
+            resource_type: "Microsoft.Network/networkSecurityGroups".into(),
+            api_version: "2024-05-01".into(),
+            body: serde_json::json!({"location": "westeurope", "tags": {"lifeboat-managed": "true", "lifeboat-layer": "shared"},
+                "properties": {"provisioningState": "Succeeded", "securityRules": []}}),
+            operation: None,
+            power: None,
+            sql_mode: None,
+            shipping: None,
+            visible_from_ms: None,
+            replicated_ms: None,
+        })
+        .unwrap();
+    let mut disk = resources
+        .into_iter()
+        .find(|r| r.id.name() == "lb-rst-sql-data01")
+        .unwrap();
+    disk.body["tags"]
+        .as_object_mut()
+        .unwrap()
+        .remove("lifeboat-protected");
+    store.put(&disk).unwrap();
+    p.remove("tenants/rst.yaml");
+
+    let r = run(&p, &["--output", "json", "plan"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan: Value = serde_json::from_str(&r.stdout).unwrap();
+    let deletes: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "delete")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        !deletes.iter().any(|d| d.ends_with("/hospital-own-nsg")),
+        "{deletes:?}"
+    );
+    assert!(
+        !deletes.iter().any(|d| d.ends_with("/lb-rst-sql-data01")),
+        "{deletes:?}"
+    );
+    assert!(!deletes.is_empty(), "rst's unprotected resources still go");
+    let r = run(
+        &p,
+        &[
+            "--no-progress",
+            "apply",
+            "--auto-approve",
+            "--outside-window",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(crate::apply::has_resource(&p, "/hospital-own-nsg"));
+    assert!(crate::apply::has_resource(&p, "/disks/lb-rst-sql-data01"));
+    assert!(!crate::apply::has_resource(
+        &p,
+        "/virtualMachines/lb-rst-sql"
+    ));
+}

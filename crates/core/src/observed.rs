@@ -104,3 +104,12 @@ impl PriorState {
         hex(&h.finalize())
     }
 }
+
+/// What lifeboat has recorded as its own (lower-cased ids): resources it wrote
+/// or found declared and present after an apply, and those ever protected. The
+/// engine's state store keeps it; `plan` only deletes what it records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    pub recorded: std::collections::HashSet<String>,
+    pub protected: std::collections::HashSet<String>,
+}

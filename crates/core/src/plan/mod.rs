@@ -230,6 +230,10 @@ pub struct PlanOptions<'a> {
     /// Ids (lower-cased) that manifests outside the scope declare: never orphans
     /// here (an untagged child such as a hub-side peering cannot say whose it is).
     pub declared_elsewhere: &'a std::collections::HashSet<String>,
+    /// What lifeboat recorded as its own. With it, only recorded resources (in
+    /// recorded resource groups) are ever deleted, and a resource once recorded
+    /// as protected stays protected. `None` for reads that plan no deletes.
+    pub ledger: Option<&'a crate::observed::Ledger>,
 }
 
 fn allowed(opts: &PlanOptions<'_>, tenant: Option<&str>) -> bool {
@@ -368,7 +372,11 @@ fn desired_changes(
                 }
             }
         }
-        let protected = r.lifecycle.prevent_destroy || observed.is_some_and(|o| o.is_protected());
+        let protected = r.lifecycle.prevent_destroy
+            || observed.is_some_and(|o| o.is_protected())
+            || opts
+                .ledger
+                .is_some_and(|l| l.protected.contains(r.id.key()));
         let (action, entries, reason) = match observed {
             None => (Action::Create, Vec::new(), None),
             Some(o) => compare(&r, o, prior, opts, protected, rollout.as_ref())?,
@@ -494,11 +502,43 @@ fn orphans(
         {
             continue;
         }
-        let Some(own) = prior.ownership(o) else {
+        let Some(mut own) = prior.ownership(o) else {
             continue;
         };
         if !opts.scope.includes(own.layer, own.tenant.as_deref()) {
             continue;
+        }
+        if let Some(ledger) = opts.ledger {
+            // Tags can be written by anyone: only what lifeboat recorded as its
+            // own, in a resource group it recorded, is lifeboat's to delete.
+            let group_recorded = o.id.resource_group().is_none_or(|rg| {
+                ledger.recorded.contains(&format!(
+                    "/subscriptions/{}/resourcegroups/{}",
+                    o.id.subscription().to_ascii_lowercase(),
+                    rg.to_ascii_lowercase()
+                ))
+            });
+            // A child inside a recorded resource (a generated Key Vault secret,
+            // a container) is lifeboat's with it; a resource group's other
+            // contents are not.
+            let mut mine = false;
+            let mut cur = Some(o.id.clone());
+            while let Some(id) = cur {
+                if ledger.recorded.contains(id.key()) {
+                    mine = true;
+                    break;
+                }
+                cur = id.parent().filter(|p| !p.is_resource_group());
+            }
+            if !mine || !group_recorded {
+                kept.push(Kept {
+                    id: o.id.clone(),
+                    tenant: own.tenant.clone(),
+                    reason: "tagged as lifeboat's but not in lifeboat's record of what it created: kept (a tag alone never makes a resource lifeboat's to delete)".into(),
+                });
+                continue;
+            }
+            own.protected |= ledger.protected.contains(o.id.key());
         }
         if own.protected && !allowed(opts, own.tenant.as_deref()) {
             kept.push(Kept {

@@ -205,10 +205,22 @@ impl Workspace {
             opts.guards,
             lifeboat_core::clock::now()?,
         )?;
+        let session = &self.session;
         if !has_work(plan) {
+            // Declared and present: recorded as lifeboat's (an estate from before
+            // the ledger is recorded by its first apply, changes or not).
+            let present: Vec<(lifeboat_core::id::ResourceId, bool)> = plan
+                .changes
+                .iter()
+                .filter(|c| c.action == Action::NoOp)
+                .map(|c| (c.id.clone(), c.protected || c.lifecycle.prevent_destroy))
+                .collect();
+            session
+                .rt
+                .block_on(session.state.ledger_record(&present))
+                .map_err(ReviewError::state("recording in the ledger"))?;
             return Ok(Executed::NoChanges { plan: hash });
         }
-        let session = &self.session;
         let unlocked = self.unlocked(held, plan);
         if !unlocked.is_empty() {
             return Err(ReviewError::Unsettled { scopes: unlocked });
@@ -248,6 +260,28 @@ impl Workspace {
             };
             Ok::<_, ReviewError>(apply::apply(plan, &session.client, &journal, opts, emit).await)
         }))?;
+        // What lifeboat wrote, and what it declared and found present, is its
+        // own from now on (and stays protected if it was).
+        let succeeded: std::collections::HashSet<&str> = report
+            .resources
+            .iter()
+            .filter(|r| r.outcome == crate::apply::Outcome::Succeeded)
+            .map(|r| r.id.as_str())
+            .collect();
+        let recorded: Vec<(lifeboat_core::id::ResourceId, bool)> = plan
+            .changes
+            .iter()
+            .filter(|c| match c.action {
+                Action::NoOp => true,
+                Action::Delete => false,
+                _ => succeeded.contains(c.id.as_str()),
+            })
+            .map(|c| (c.id.clone(), c.protected || c.lifecycle.prevent_destroy))
+            .collect();
+        session
+            .rt
+            .block_on(session.state.ledger_record(&recorded))
+            .map_err(ReviewError::state("recording in the ledger"))?;
         let audit = session
             .audit(audit::Entry {
                 command: command.into(),

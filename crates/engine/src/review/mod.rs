@@ -276,6 +276,16 @@ impl Workspace {
                 (graph, prior)
             }
         };
+        let ledger = if review {
+            Some(
+                self.session
+                    .rt
+                    .block_on(self.session.state.ledger())
+                    .map_err(ReviewError::state("reading the ledger"))?,
+            )
+        } else {
+            None
+        };
         let (inputs, elsewhere, findings, cost) = if review {
             (
                 inputs(project, templates, &prior),
@@ -300,6 +310,7 @@ impl Workspace {
                 allow_data_loss,
                 inputs,
                 declared_elsewhere: &elsewhere,
+                ledger: ledger.as_ref(),
             },
         )?;
         plan.attach_findings(findings);
@@ -346,6 +357,10 @@ impl Workspace {
         }
         let inputs = inputs(project, templates, &prior);
         let elsewhere = declared_elsewhere(project, templates, &scope, &known)?;
+        let ledger = session
+            .rt
+            .block_on(session.state.ledger())
+            .map_err(ReviewError::state("reading the ledger"))?;
         Ok(plan::plan(
             Graph::default(),
             &prior,
@@ -354,6 +369,7 @@ impl Workspace {
                 allow_data_loss,
                 inputs,
                 declared_elsewhere: &elsewhere,
+                ledger: Some(&ledger),
             },
         )?)
     }

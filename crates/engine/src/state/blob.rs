@@ -36,6 +36,7 @@ use crate::cloud::blob::{
 };
 
 const AUDIT: &str = "audit.jsonl";
+const LEDGER: &str = "ledger.jsonl";
 /// Roll to a new journal segment well before Azure's 50,000 blocks per append blob.
 const SEGMENT_BLOCKS: u64 = 40_000;
 /// Azure's limit for one Append Block (4 MiB in the API version used).
@@ -110,6 +111,40 @@ fn last_line(window: &[u8], from_start: bool) -> Option<String> {
 }
 
 impl BlobState {
+    /// The ledger (the `ledger.jsonl` append blob), empty when there is none.
+    pub async fn ledger(&self) -> Result<super::ledger::Ledger, StateError> {
+        let fail = |source| StateError::blob(self.client.location(LEDGER), source);
+        Ok(match self.client.get(LEDGER).await.map_err(fail)? {
+            Some((bytes, _)) => super::ledger::parse(&String::from_utf8_lossy(&bytes)),
+            None => Default::default(),
+        })
+    }
+
+    /// Append whole lines to the ledger (in blocks under Azure's 4 MiB limit;
+    /// a line is never split, so a reader sees whole lines or a torn last one).
+    pub async fn ledger_append(&self, lines: String) -> Result<(), StateError> {
+        let fail = |source| StateError::blob(self.client.location(LEDGER), source);
+        self.client.create_append_blob(LEDGER).await.map_err(fail)?;
+        let mut chunk = String::new();
+        for line in lines.split_inclusive('\n') {
+            if chunk.len() + line.len() > MAX_BLOCK {
+                let block = Bytes::from(std::mem::take(&mut chunk));
+                self.client
+                    .append_block(LEDGER, block, &Conditions::default(), true)
+                    .await
+                    .map_err(fail)?;
+            }
+            chunk.push_str(line);
+        }
+        if !chunk.is_empty() {
+            self.client
+                .append_block(LEDGER, Bytes::from(chunk), &Conditions::default(), true)
+                .await
+                .map_err(fail)?;
+        }
+        Ok(())
+    }
+
     /// Reach the account (creating the container when missing).
     pub async fn open(
         account: &str,

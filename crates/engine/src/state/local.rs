@@ -92,6 +92,30 @@ impl LocalState {
         }
     }
 
+    /// The ledger (`.lifeboat/state/ledger.jsonl`), empty when there is none.
+    pub fn ledger(&self) -> Result<super::ledger::Ledger, StateError> {
+        let path = self.dir.join("ledger.jsonl");
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(super::ledger::parse(&t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// Append whole lines to the ledger under an exclusive file lock.
+    pub fn ledger_append(&self, lines: &str) -> Result<(), StateError> {
+        self.ensure("")?;
+        let path = self.dir.join("ledger.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.lock().map_err(io(&path))?;
+        f.write_all(lines.as_bytes()).map_err(io(&path))?;
+        f.sync_data().map_err(io(&path))
+    }
+
     /// The audit trail (`.lifeboat/state/audit.jsonl`).
     pub fn audit(&self) -> audit::AuditLog {
         audit::AuditLog::at(self.dir.join("audit.jsonl"))

@@ -24,6 +24,7 @@ use lifeboat_core::id::ResourceId;
 
 pub mod audit;
 pub mod blob;
+pub mod ledger;
 pub mod local;
 
 pub use blob::BlobState;
@@ -341,6 +342,30 @@ impl StateStore {
         match self {
             StateStore::Local(l) => l.audit().path().display().to_string(),
             StateStore::Blob(b) => b.audit_location(),
+        }
+    }
+
+    /// What the ledger records (empty when there is none yet).
+    pub async fn ledger(&self) -> Result<ledger::Ledger, StateError> {
+        match self {
+            StateStore::Local(l) => l.ledger(),
+            StateStore::Blob(b) => b.ledger().await,
+        }
+    }
+
+    /// Record `entries` (id, protected) in the ledger where they add something.
+    pub async fn ledger_record(
+        &self,
+        entries: &[(lifeboat_core::id::ResourceId, bool)],
+    ) -> Result<(), StateError> {
+        let known = self.ledger().await?;
+        let lines = ledger::new_lines(&known, entries);
+        if lines.is_empty() {
+            return Ok(());
+        }
+        match self {
+            StateStore::Local(l) => l.ledger_append(&lines),
+            StateStore::Blob(b) => b.ledger_append(lines).await,
         }
     }
 
