@@ -794,8 +794,61 @@ mod tests {
                 scope,
                 allow_data_loss: allow,
                 inputs: Inputs::default(),
+                ledger: None,
             },
         )
+    }
+
+    /// With the ledger, a tag is not enough to delete, and recorded protection
+    /// outlives its tag.
+    #[test]
+    fn only_recorded_resources_are_deleted_and_recorded_protection_stays() {
+        let mut untagged = observed(&disk(64, "1"));
+        untagged.body["tags"]
+            .as_object_mut()
+            .unwrap()
+            .remove("lifeboat-protected");
+        let stranger = ObservedResource {
+            id: ResourceId::parse(&format!(
+                "{RG}/providers/Microsoft.Network/networkSecurityGroups/theirs"
+            ))
+            .unwrap(),
+            resource_type: "Microsoft.Network/networkSecurityGroups".into(),
+            body: json!({"tags": {"lifeboat-managed": "true", "lifeboat-layer": "tenant", "lifeboat-tenant": "cwz"}}),
+        };
+        let mut ledger = crate::observed::Ledger::default();
+        ledger.recorded.insert(RG.to_ascii_lowercase());
+        ledger.recorded.insert(untagged.id.key().to_string());
+        ledger.protected.insert(untagged.id.key().to_string());
+        let prior = PriorState::new(vec![untagged, stranger], Requests::default());
+        let plan_with = |ledger| {
+            plan(
+                Graph::default(),
+                &prior,
+                PlanOptions {
+                    declared_elsewhere: &Default::default(),
+                    scope: &Scope::everything(),
+                    allow_data_loss: &[],
+                    inputs: Inputs::default(),
+                    ledger,
+                },
+            )
+            .unwrap()
+        };
+        // Without a ledger, tags decide: both would be deleted.
+        let tags = plan_with(None);
+        assert_eq!(tags.summary.delete, 2);
+        let p = plan_with(Some(&ledger));
+        assert_eq!(p.summary.delete, 0, "{:?}", p.changes);
+        let reasons: Vec<&str> = p.kept.iter().map(|k| k.reason.as_str()).collect();
+        assert!(
+            reasons.iter().any(|r| r.starts_with("protected")),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.iter().any(|r| r.contains("a tag alone never")),
+            "{reasons:?}"
+        );
     }
 
     #[test]
