@@ -209,16 +209,7 @@ impl Workspace {
         if !has_work(plan) {
             // Declared and present: recorded as lifeboat's (an estate from before
             // the ledger is recorded by its first apply, changes or not).
-            let present: Vec<(lifeboat_core::id::ResourceId, bool)> = plan
-                .changes
-                .iter()
-                .filter(|c| c.action == Action::NoOp)
-                .map(|c| (c.id.clone(), c.protected || c.lifecycle.prevent_destroy))
-                .collect();
-            session
-                .rt
-                .block_on(session.state.ledger_record(&present))
-                .map_err(ReviewError::state("recording in the ledger"))?;
+            self.record(plan, |_| false)?;
             return Ok(Executed::NoChanges { plan: hash });
         }
         let unlocked = self.unlocked(held, plan);
@@ -268,20 +259,7 @@ impl Workspace {
             .filter(|r| r.outcome == crate::apply::Outcome::Succeeded)
             .map(|r| r.id.as_str())
             .collect();
-        let recorded: Vec<(lifeboat_core::id::ResourceId, bool)> = plan
-            .changes
-            .iter()
-            .filter(|c| match c.action {
-                Action::NoOp => true,
-                Action::Delete => false,
-                _ => succeeded.contains(c.id.as_str()),
-            })
-            .map(|c| (c.id.clone(), c.protected || c.lifecycle.prevent_destroy))
-            .collect();
-        session
-            .rt
-            .block_on(session.state.ledger_record(&recorded))
-            .map_err(ReviewError::state("recording in the ledger"))?;
+        self.record(plan, |c| succeeded.contains(c.id.as_str()))?;
         let audit = session
             .audit(audit::Entry {
                 command: command.into(),
@@ -297,6 +275,32 @@ impl Workspace {
             report: Box::new(report),
             audit,
         })
+    }
+}
+
+impl Workspace {
+    /// Record in the ledger the plan's resources that exist now: its no-ops
+    /// and the writes `written` says succeeded (never deletes).
+    fn record(
+        &self,
+        plan: &Plan,
+        written: impl Fn(&lifeboat_core::plan::Change) -> bool,
+    ) -> Result<(), ReviewError> {
+        let entries: Vec<(lifeboat_core::id::ResourceId, bool)> = plan
+            .changes
+            .iter()
+            .filter(|c| match c.action {
+                Action::NoOp => true,
+                Action::Delete => false,
+                _ => written(c),
+            })
+            .map(|c| (c.id.clone(), c.protected || c.lifecycle.prevent_destroy))
+            .collect();
+        let session = &self.session;
+        session
+            .rt
+            .block_on(session.state.ledger_record(&entries))
+            .map_err(ReviewError::state("recording in the ledger"))
     }
 }
 
