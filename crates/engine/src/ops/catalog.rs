@@ -420,8 +420,8 @@ pub fn verify(xml: &str, cert_pem: &str, now: jiff::Timestamp) -> Result<Verifie
         }
     }
     let signature = signature.ok_or_else(|| bad("no enveloped Signature"))?;
-    let signed_info = child(signature, "SignedInfo").ok_or_else(|| bad("no SignedInfo"))?;
-    let digest = child(signed_info, "Reference")
+    let signed_info_node = child(signature, "SignedInfo").ok_or_else(|| bad("no SignedInfo"))?;
+    let digest = child(signed_info_node, "Reference")
         .and_then(|r| child(r, "DigestValue"))
         .and_then(|d| d.text())
         .ok_or_else(|| bad("no DigestValue"))?
@@ -430,8 +430,8 @@ pub fn verify(xml: &str, cert_pem: &str, now: jiff::Timestamp) -> Result<Verifie
     // SignedInfo canonical, compared with the only one lifeboat signs: the
     // algorithms, the transforms and the reference to the whole document.
     let mut si = String::new();
-    exc_c14n(signed_info, None, &mut si);
-    if si != signed_info_for(&digest) {
+    exc_c14n(signed_info_node, None, &mut si);
+    if si != signed_info(&digest, true) {
         return Err(bad(
             "unexpected SignedInfo (algorithms, transforms or reference)",
         ));
@@ -523,11 +523,6 @@ fn child<'a, 'i>(parent: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltre
     parent
         .children()
         .find(|c| c.is_element() && c.tag_name().name() == name)
-}
-
-/// SignedInfo as it is signed (canonical, declaring its namespace).
-fn signed_info_for(digest_b64: &str) -> String {
-    signed_info(digest_b64, true)
 }
 
 #[cfg(test)]

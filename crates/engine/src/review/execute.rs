@@ -79,11 +79,7 @@ impl Workspace {
         reviewer: &dyn Reviewer,
         emit: &(dyn Fn(Event) + Sync),
     ) -> Result<Executed, ReviewError> {
-        let scopes = if tenant == "shared" {
-            vec!["shared".to_string()]
-        } else {
-            vec![format!("tenant-{tenant}")]
-        };
+        let scopes = scope_locks(&self.project, &destroy_scope(tenant));
         self.locked(&scopes, "destroy", opts, |held| {
             let plan = self.settled_plan(held, || self.destroy_plan(tenant, allow_data_loss))?;
             self.review_and_execute(held, &plan, opts, "destroy", reviewer, emit)
@@ -106,6 +102,7 @@ impl Workspace {
         scopes.dedup();
         self.locked(&scopes, "apply", opts, |held| {
             let plan = self.settled_plan(held, || self.check_saved(&saved, refresh))?;
+            self.guards(&plan, opts)?;
             self.execute_held(held, &plan, saved.hash.clone(), opts, "apply", emit)
         })
     }
@@ -138,23 +135,19 @@ impl Workspace {
         held: &Held<'_>,
         make: impl Fn() -> Result<Plan, ReviewError>,
     ) -> Result<Plan, ReviewError> {
-        let rt = &self.session.rt;
-        for _ in 0..MAX_REPLANS {
+        for attempt in 0..=MAX_REPLANS {
             let plan = make()?;
             held.check()?;
             let missing = self.unlocked(held, &plan);
             if missing.is_empty() {
                 return Ok(plan);
             }
-            rt.block_on(held.extend(&missing))?;
+            if attempt == MAX_REPLANS {
+                return Err(ReviewError::Unsettled { scopes: missing });
+            }
+            self.session.rt.block_on(held.extend(&missing))?;
         }
-        let plan = make()?;
-        let missing = self.unlocked(held, &plan);
-        if missing.is_empty() {
-            Ok(plan)
-        } else {
-            Err(ReviewError::Unsettled { scopes: missing })
-        }
+        unreachable!("the last attempt returns")
     }
 
     /// The layers `plan` changes whose locks are not held.
@@ -176,20 +169,27 @@ impl Workspace {
         emit: &(dyn Fn(Event) + Sync),
     ) -> Result<Executed, ReviewError> {
         reviewer.show(plan);
-        guards::check(
-            &self.project,
-            plan,
-            opts.guards,
-            lifeboat_core::clock::now()?,
-        )?;
+        self.guards(plan, opts)?;
         if has_work(plan) {
             reviewer.approve(plan).map_err(ReviewError::NotApproved)?;
         }
         self.execute_held(held, plan, plan.hash(), opts, command, emit)
     }
 
-    /// Check the guards, then apply `plan` (named `hash`) under `held`, which
-    /// must cover every layer it changes; record the run in the audit trail.
+    /// The guards on `plan`, judged now.
+    fn guards(&self, plan: &Plan, opts: ExecOptions) -> Result<(), ReviewError> {
+        guards::check(
+            &self.project,
+            plan,
+            opts.guards,
+            lifeboat_core::clock::now()?,
+        )?;
+        Ok(())
+    }
+
+    /// Apply `plan` (named `hash`, its guards passed) under `held`, which must
+    /// cover every layer it changes; record the run in the ledger and the audit
+    /// trail.
     fn execute_held(
         &self,
         held: &Held<'_>,
@@ -199,12 +199,6 @@ impl Workspace {
         command: &str,
         emit: &(dyn Fn(Event) + Sync),
     ) -> Result<Executed, ReviewError> {
-        guards::check(
-            &self.project,
-            plan,
-            opts.guards,
-            lifeboat_core::clock::now()?,
-        )?;
         let session = &self.session;
         if !has_work(plan) {
             // Declared and present: recorded as lifeboat's (an estate from before
