@@ -387,3 +387,40 @@ fn plan_shows_cost_and_pricing_refresh_reads_the_retail_prices_api() {
     let after = rows.iter().find(|r| r["tenant"] == "cwz").unwrap();
     assert!(after["declared"]["active_hourly"].as_f64().unwrap() > active);
 }
+
+/// The mismatch the shipped template once had: a customer-key disk under a
+/// double-encryption set. Azure refuses that PUT, so `check` does too, naming
+/// the line; the embedded cloud refuses it like Azure (see `emulator.rs`).
+#[test]
+fn a_disk_whose_encryption_type_differs_from_its_set_is_an_error() {
+    let p = Project::example("check-des-type");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sql = std::fs::read_to_string(root.join("templates/tenant/sql.yaml.tera")).unwrap();
+    assert!(sql.contains("type: EncryptionAtRestWithPlatformAndCustomerKeys"));
+    p.write(
+        "templates/tenant/sql.yaml.tera",
+        sql.replace(
+            "type: EncryptionAtRestWithPlatformAndCustomerKeys",
+            "type: EncryptionAtRestWithCustomerKey",
+        ),
+    );
+    let r = p.run(&["--output", "json", "check"]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
+    let fs = findings(&json(&r.stdout));
+    let hits = with_rule(&fs, "LB-DISK-DES-TYPE");
+    assert_eq!(hits.len(), 3, "one SQL data disk per tenant: {hits:#?}");
+    assert_eq!(
+        hits[0]["location"]["file"],
+        "templates/tenant/sql.yaml.tera"
+    );
+    assert_eq!(
+        hits[0]["location"]["line"],
+        line_of(&p.read("templates/tenant/sql.yaml.tera"), "    encryption:")
+    );
+    assert!(
+        hits[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("EncryptionAtRestWithPlatformAndCustomerKeys")
+    );
+}

@@ -556,3 +556,66 @@ async fn a_lost_put_response_waits_for_the_resource_to_settle_before_retrying() 
     c.put(&id(NSG), "2024-05-01", &json!({})).await.unwrap();
     assert_eq!(served(&p), vec![0, 1, 2, 3]);
 }
+
+/// Azure's time against any endpoint that does not announce itself: a client
+/// that may discover the scale keeps 1.0 against a recorded Azure session (and
+/// waits the recording's Retry-After in full), while the emulator's header is
+/// adopted and a broken one ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_scales_only_for_an_endpoint_that_announces_the_emulator() {
+    let entries =
+        python("azure-sdk-for-python/resources/test_mgmt_resource.test_resource_groups.yaml");
+    let p = peer(entries, false).await;
+    let mut cfg = ClientConfig::azure(&p.base);
+    cfg.discover_time_scale = true;
+    let c = ArmClient::new(
+        cfg,
+        Credential::Static {
+            token: "t".into(),
+            source: "test",
+        },
+    );
+    let rg = id(
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/test_mgmt_resource_test_resource_groups457f1050",
+    );
+    c.put(&rg, "2019-10-01", &json!({"location": "westus"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.time_scale(),
+        1.0,
+        "a recorded Azure session has no header"
+    );
+
+    let dir = std::env::temp_dir().join(format!("lifeboat-scale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let addr = lifeboat_emulator::start(
+        &dir,
+        "127.0.0.1:0",
+        lifeboat_emulator::Config {
+            time_scale: 0.01,
+            faults: Default::default(),
+            token: "scale-token".into(),
+            allow_remote: false,
+        },
+    )
+    .await
+    .unwrap();
+    let mut cfg = ClientConfig::azure(&format!("http://{addr}"));
+    cfg.discover_time_scale = true;
+    let c = ArmClient::new(cfg, Credential::emulator("scale-token", "scale"));
+    assert_eq!(c.time_scale(), 1.0);
+    let rg = id("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/scale");
+    c.put(&rg, "2024-03-01", &json!({"location": "westeurope"}))
+        .await
+        .unwrap();
+    assert_eq!(c.time_scale(), 0.01, "the emulator announces its clock");
+
+    // Without discovery (an explicit --time-scale), the configured scale stays.
+    let mut cfg = ClientConfig::azure(&format!("http://{addr}"));
+    cfg.time_scale = 0.5;
+    let c = ArmClient::new(cfg, Credential::emulator("scale-token", "scale"));
+    c.get(&rg, "2024-03-01").await.unwrap();
+    assert_eq!(c.time_scale(), 0.5);
+    let _ = std::fs::remove_dir_all(&dir);
+}

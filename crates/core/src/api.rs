@@ -53,3 +53,7 @@ pub fn for_type(resource_type: &str) -> &'static str {
         _ => RESOURCE_GROUPS,
     }
 }
+
+/// The response header by which the lifeboat emulator announces its time scale;
+/// a client scales its waits only for an endpoint that sends it (or when told).
+pub const TIME_SCALE_HEADER: &str = "x-lifeboat-time-scale";

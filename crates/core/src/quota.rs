@@ -41,6 +41,7 @@ impl Quota {
 
 #[derive(Debug)]
 struct State {
+    quota: Quota,
     tokens: f64,
     at: Instant,
     /// Nothing is granted before this instant (after a 429).
@@ -50,15 +51,14 @@ struct State {
 /// A token bucket. `try_take` never blocks; callers decide how to wait.
 #[derive(Debug)]
 pub struct TokenBucket {
-    quota: Quota,
     state: Mutex<State>,
 }
 
 impl TokenBucket {
     pub fn new(quota: Quota) -> TokenBucket {
         TokenBucket {
-            quota,
             state: Mutex::new(State {
+                quota,
                 tokens: quota.burst,
                 at: Instant::now(),
                 paused_until: None,
@@ -67,12 +67,21 @@ impl TokenBucket {
     }
 
     pub fn quota(&self) -> Quota {
-        self.quota
+        self.state.lock().expect("bucket lock").quota
     }
 
-    fn refill(&self, s: &mut State, now: Instant) {
+    /// Change the refill rate from now on (a client that learns the server's time
+    /// scale); tokens already held stay.
+    pub fn set_quota(&self, quota: Quota) {
+        let mut s = self.state.lock().expect("bucket lock");
+        Self::refill(&mut s, Instant::now());
+        s.quota = quota;
+        s.tokens = s.tokens.min(quota.burst);
+    }
+
+    fn refill(s: &mut State, now: Instant) {
         let dt = now.saturating_duration_since(s.at).as_secs_f64();
-        s.tokens = (s.tokens + dt * self.quota.per_second).min(self.quota.burst);
+        s.tokens = (s.tokens + dt * s.quota.per_second).min(s.quota.burst);
         s.at = now;
     }
 
@@ -85,12 +94,12 @@ impl TokenBucket {
             }
             s.paused_until = None;
         }
-        self.refill(&mut s, now);
+        Self::refill(&mut s, now);
         if s.tokens >= 1.0 {
             s.tokens -= 1.0;
             Ok(s.tokens as u64)
         } else {
-            let need = (1.0 - s.tokens) / self.quota.per_second.max(1e-9);
+            let need = (1.0 - s.tokens) / s.quota.per_second.max(1e-9);
             Err(Duration::from_secs_f64(need))
         }
     }
@@ -99,7 +108,7 @@ impl TokenBucket {
     pub fn observe_remaining(&self, remaining: u64) {
         let mut s = self.state.lock().expect("bucket lock");
         let now = Instant::now();
-        self.refill(&mut s, now);
+        Self::refill(&mut s, now);
         s.tokens = s.tokens.min(remaining as f64);
     }
 

@@ -50,7 +50,7 @@ async fn answer(
         .and_then(|v| v.to_str().ok());
     let identity = match emu.config().authenticate(authorization) {
         Ok(identity) => identity,
-        Err(refused) => return Ok(respond(refused)),
+        Err(refused) => return Ok(respond(&emu, refused)),
     };
     let declared = parts
         .headers
@@ -58,11 +58,14 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let too_large = || {
-        respond(Reply::error(
-            413,
-            "RequestEntityTooLarge",
-            "The request content size exceeds the maximum allowed size of 4 MB.",
-        ))
+        respond(
+            &emu,
+            Reply::error(
+                413,
+                "RequestEntityTooLarge",
+                "The request content size exceeds the maximum allowed size of 4 MB.",
+            ),
+        )
     };
     if declared.is_some_and(|n| n > MAX_BODY) {
         return Ok(too_large());
@@ -89,11 +92,16 @@ async fn answer(
     if reply.reset {
         return Err(Reset);
     }
-    Ok(respond(reply))
+    Ok(respond(&emu, reply))
 }
 
-fn respond(reply: Reply) -> HttpResponse<Full<Bytes>> {
-    let mut resp = HttpResponse::builder().status(reply.status);
+/// Every answer, refusals included, says this is the emulator and how fast its
+/// clock runs, so a client scales its waits for it and never for Azure.
+fn respond(emu: &Emulator, reply: Reply) -> HttpResponse<Full<Bytes>> {
+    let mut resp = HttpResponse::builder().status(reply.status).header(
+        lifeboat_core::api::TIME_SCALE_HEADER,
+        emu.config().time_scale.to_string(),
+    );
     for (k, v) in &reply.headers {
         resp = resp.header(k, v);
     }

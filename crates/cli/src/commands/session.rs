@@ -15,13 +15,16 @@ use lifeboat_engine::review::{Session, Workspace};
 use lifeboat_engine::state::StateStore;
 
 fn time_scale(cli: &Cli) -> anyhow::Result<f64> {
-    let s = cli
-        .time_scale
-        .unwrap_or(lifeboat_emulator::DEFAULT_TIME_SCALE);
-    if !(s > 0.0 && s <= 1.0) {
-        bail!("--time-scale {s}: must be greater than 0 and at most 1");
+    Ok(explicit_time_scale(cli)?.unwrap_or(lifeboat_emulator::DEFAULT_TIME_SCALE))
+}
+
+fn explicit_time_scale(cli: &Cli) -> anyhow::Result<Option<f64>> {
+    match cli.time_scale {
+        Some(s) if !(s > 0.0 && s <= 1.0) => {
+            bail!("--time-scale {s}: must be greater than 0 and at most 1")
+        }
+        s => Ok(s),
     }
-    Ok(s)
 }
 
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -81,7 +84,7 @@ pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
             (
                 format!("http://{addr}"),
                 Credential::emulator(&token, "default"),
-                scale,
+                Some(scale),
             )
         }
         (CloudKind::Local, Some(ep)) => {
@@ -95,24 +98,30 @@ pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
                 token,
                 source: "LIFEBOAT_ACCESS_TOKEN",
             };
-            (ep.trim_end_matches('/').to_string(), cred, time_scale(cli)?)
+            (
+                ep.trim_end_matches('/').to_string(),
+                cred,
+                explicit_time_scale(cli)?,
+            )
         }
         (CloudKind::Azure, ep) => {
             let ep = ep
                 .clone()
                 .unwrap_or_else(|| "https://management.azure.com".into());
             let cred = Credential::for_mode(cli.auth.into(), &ep)?;
-            let scale = if ep.starts_with("http://") {
-                time_scale(cli)?
-            } else {
-                1.0
-            };
-            (ep.trim_end_matches('/').to_string(), cred, scale)
+            (
+                ep.trim_end_matches('/').to_string(),
+                cred,
+                explicit_time_scale(cli)?,
+            )
         }
     };
     plain_http_only_on_loopback(&endpoint)?;
     let mut cfg = ClientConfig::azure(&endpoint);
-    cfg.time_scale = scale;
+    // Azure's time unless the scale is known (embedded cloud, `--time-scale`) or
+    // the endpoint announces itself as the emulator.
+    cfg.time_scale = scale.unwrap_or(1.0);
+    cfg.discover_time_scale = scale.is_none();
     let client = ArmClient::new(cfg, credential);
     Ok(Session {
         rt,

@@ -188,6 +188,12 @@ pub static RULES: &[Rule] = &[
         "set properties.networkAcls.defaultAction: Deny (with bypass: AzureServices)",
     ),
     rule(
+        "LB-DISK-DES-TYPE",
+        Error,
+        "A disk's encryption type equals the type of its disk encryption set",
+        "set the disk's properties.encryption.type to the encryptionType of the disk encryption set it names (Azure refuses the PUT otherwise)",
+    ),
+    rule(
         "LB-SQL-PUBLIC",
         Error,
         "The SQL back-end has no public endpoint",
@@ -197,7 +203,7 @@ pub static RULES: &[Rule] = &[
         "LB-SQL-CMK",
         Error,
         "The SQL database files are encrypted at rest with a customer-managed key",
-        "set encryption { type: EncryptionAtRestWithCustomerKey, diskEncryptionSetId } on the SQL data disk (SQL Server on a VM: the disk carries TDE's role of at-rest protection)",
+        "set encryption { type, diskEncryptionSetId } with a customer-managed key type on the SQL data disk (SQL Server on a VM: the disk carries TDE's role of at-rest protection)",
     ),
     rule(
         "LB-TAGS",
@@ -420,6 +426,7 @@ pub fn evaluate(project: &Project, graph: &Graph, locator: &mut Locator<'_>) -> 
             "microsoft.network/loadbalancers" => load_balancer(r, &mut out),
             "microsoft.compute/virtualmachines" => vm(r, &ctx, &mut out),
             "microsoft.compute/galleries/images" => image_definition(r, &mut out),
+            "microsoft.compute/disks" => disk_encryption_type(r, &ctx, &mut out),
             _ => {}
         }
         if DIAGNOSABLE.contains(&t.as_str()) {
@@ -811,6 +818,32 @@ fn load_balancer(r: &Resource, out: &mut Out) {
             r,
             "a Basic load balancer is not zone-redundant".into(),
             &["sku"],
+        );
+    }
+}
+
+/// Azure refuses a disk whose `encryption.type` differs from its disk encryption
+/// set's `encryptionType` (`InvalidParameter` at PUT); a set outside this plan is
+/// not judged.
+fn disk_encryption_type(r: &Resource, ctx: &Ctx, out: &mut Out) {
+    let Some(set_id) = s(&r.body, "/properties/encryption/diskEncryptionSetId") else {
+        return;
+    };
+    let Some(set) = ctx.by_key.get(&key(set_id)) else {
+        return;
+    };
+    let want =
+        s(&set.body, "/properties/encryptionType").unwrap_or("EncryptionAtRestWithCustomerKey");
+    let have =
+        s(&r.body, "/properties/encryption/type").unwrap_or("EncryptionAtRestWithPlatformKey");
+    if have != want {
+        out.hit(
+            "LB-DISK-DES-TYPE",
+            r,
+            format!(
+                "the disk's encryption type {have} differs from its disk encryption set's {want}"
+            ),
+            &["encryption", "type"],
         );
     }
 }

@@ -408,7 +408,7 @@ impl Run<'_> {
                 Err(StepError::Arm(e)) if e.is_transient() && attempt < 2 => {
                     attempt += 1;
                     let wait = self.client.config().retry.backoff(attempt);
-                    tokio::time::sleep(wait.mul_f64(self.client.config().time_scale)).await;
+                    tokio::time::sleep(wait.mul_f64(self.client.time_scale())).await;
                 }
                 other => return other,
             }
@@ -511,7 +511,7 @@ pub async fn apply(
     let mut done = 0usize;
     let mut max_in_flight = 0usize;
     let cap = opts.max_parallel.unwrap_or(usize::MAX).max(1);
-    let watchdog = watchdog(client.config().time_scale);
+    let watchdog = watchdog(client.time_scale());
     let mut last_progress = Instant::now();
     let mut stalled: Option<Duration> = None;
 

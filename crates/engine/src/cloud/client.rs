@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use lifeboat_core::api::TIME_SCALE_HEADER;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde::Serialize;
@@ -86,6 +87,11 @@ pub struct ClientConfig {
     /// Multiplies every wait (1.0 against Azure; the emulator's `--time-scale`
     /// against it, so waits are in the emulator's seconds).
     pub time_scale: f64,
+    /// Take the time scale from the server's `x-lifeboat-time-scale` header (an
+    /// endpoint that announces itself as the lifeboat emulator). Off when the
+    /// scale is known (the embedded cloud, an explicit `--time-scale`); an
+    /// endpoint that never sends the header keeps Azure's time.
+    pub discover_time_scale: bool,
     /// Poll interval when an operation response gives no Retry-After.
     pub default_poll: Duration,
     pub retry: RetryPolicy,
@@ -98,6 +104,7 @@ impl ClientConfig {
         ClientConfig {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             time_scale: 1.0,
+            discover_time_scale: false,
             default_poll: Duration::from_secs(60),
             retry: RetryPolicy::default(),
             record_waits: false,
@@ -212,6 +219,9 @@ pub struct ArmClient {
     cfg: ClientConfig,
     credential: Credential,
     limits: RateLimiter,
+    /// The time scale in force (`f64` bits): `cfg.time_scale` until a server
+    /// announces its own.
+    scale: AtomicU64,
     pub stats: Stats,
     /// One lock per resource id: a resource is never re-PUT (or deleted) while an
     /// operation this process started on it is still running.
@@ -239,11 +249,13 @@ impl ArmClient {
             .build()
             .expect("the HTTP client builds with a crypto provider installed");
         let limits = RateLimiter::arm(cfg.time_scale);
+        let scale = cfg.time_scale.to_bits();
         ArmClient {
             http,
             cfg,
             credential,
             limits,
+            scale: AtomicU64::new(scale),
             stats: Stats::default(),
             busy: Mutex::new(HashMap::new()),
             prepaid: Default::default(),
@@ -252,6 +264,30 @@ impl ArmClient {
 
     pub fn config(&self) -> &ClientConfig {
         &self.cfg
+    }
+
+    /// The factor every wait is multiplied by: 1.0 against Azure.
+    pub fn time_scale(&self) -> f64 {
+        f64::from_bits(self.scale.load(Ordering::Relaxed))
+    }
+
+    /// Adopt the scale an emulator announces; anything unparsable or outside
+    /// (0, 1] is ignored, so a hostile or broken header can only keep Azure time.
+    fn observe_time_scale(&self, headers: &reqwest::header::HeaderMap) {
+        if !self.cfg.discover_time_scale {
+            return;
+        }
+        let Some(f) = headers
+            .get(TIME_SCALE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|f| *f > 0.0 && *f <= 1.0)
+        else {
+            return;
+        };
+        if self.scale.swap(f.to_bits(), Ordering::Relaxed) != f.to_bits() {
+            self.limits.rescale(f);
+        }
     }
 
     pub fn credential(&self) -> &Credential {
@@ -271,7 +307,7 @@ impl ArmClient {
         if self.cfg.record_waits {
             self.stats.waits.lock().expect("waits").push(d);
         }
-        tokio::time::sleep(d.mul_f64(self.cfg.time_scale)).await;
+        tokio::time::sleep(d.mul_f64(self.time_scale())).await;
     }
 
     /// Wait for a request token now, on behalf of a request sent soon. A scheduler
@@ -366,6 +402,7 @@ impl ArmClient {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = resp.headers().clone();
+                    self.observe_time_scale(&headers);
                     match resp.bytes().await {
                         Ok(body) => Ok(Response {
                             status,
@@ -391,7 +428,7 @@ impl ArmClient {
                         let wait = retry_after.unwrap_or(Duration::from_secs(1));
                         self.limits
                             .bucket(verb.class())
-                            .throttled(wait.mul_f64(self.cfg.time_scale));
+                            .throttled(wait.mul_f64(self.time_scale()));
                     }
                     let f = Failure::Status {
                         status: r.status,

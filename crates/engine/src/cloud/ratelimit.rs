@@ -24,6 +24,13 @@ impl RateLimiter {
         }
     }
 
+    /// Re-pace for a server whose clock runs at `time_scale`.
+    pub fn rescale(&self, time_scale: f64) {
+        self.reads.set_quota(ARM_READS.scaled(time_scale));
+        self.writes.set_quota(ARM_WRITES.scaled(time_scale));
+        self.deletes.set_quota(ARM_DELETES.scaled(time_scale));
+    }
+
     pub fn bucket(&self, class: Class) -> &TokenBucket {
         match class {
             Class::Read => &self.reads,

@@ -365,7 +365,7 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
             tenant: tenant.to_string(),
             t0: Instant::now(),
             started_at: lifeboat_core::clock::now_or_real().to_string(),
-            scale: client.config().time_scale,
+            scale: client.time_scale(),
             steps: Vec::new(),
             emit,
         }

@@ -154,9 +154,8 @@ impl Session {
             .map_err(ReviewError::state("reading the apply journal"))?;
         // Resource Graph indexes ARM writes within minutes: what was written more
         // recently than that is read directly (in the cloud's own time).
-        let lag = jiff::SignedDuration::from_secs_f64(
-            RESOURCE_GRAPH_LAG_SECS * self.client.config().time_scale,
-        );
+        let lag =
+            jiff::SignedDuration::from_secs_f64(RESOURCE_GRAPH_LAG_SECS * self.client.time_scale());
         let since = jiff::Timestamp::now() - lag;
         let mut recent: Vec<Wanted> = journal
             .iter()
