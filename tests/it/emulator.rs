@@ -18,6 +18,8 @@ async fn local(name: &str, scale: f64) -> (ArmClient, std::path::PathBuf) {
             faults: Faults::default(),
             token: "emulator-test-token".into(),
             allow_remote: false,
+            graph_lag: 0.0,
+            vcpu_quota: Default::default(),
         },
     )
     .await
@@ -130,7 +132,11 @@ async fn resource_graph_pages_by_1000_with_skip_token() {
         3,
         "ceil(2150 / 1000) pages"
     );
-    assert_eq!(rows[0]["type"], "microsoft.resources/resourcegroups");
+    // Resource Graph's own type for a group (never `microsoft.resources/resourcegroups`).
+    assert_eq!(
+        rows[0]["type"],
+        "microsoft.resources/subscriptions/resourcegroups"
+    );
     let e = c
         .query(&[], "resources | summarize count()")
         .await

@@ -6,6 +6,8 @@
 
 mod apply;
 mod arm_bodies;
+mod azure_sdk;
+mod capacity;
 mod check;
 mod common;
 mod dap;

@@ -597,6 +597,8 @@ async fn time_scales_only_for_an_endpoint_that_announces_the_emulator() {
             faults: Default::default(),
             token: "scale-token".into(),
             allow_remote: false,
+            graph_lag: 0.0,
+            vcpu_quota: Default::default(),
         },
     )
     .await

@@ -10,16 +10,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Project, Run};
+use common::{Project, Run, free_port, wait_for};
 use lifeboat_engine::cloud::blob::{BlobAuth, BlobClient, ConnectionString};
 
 const KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 /// One Azurite blob service with its own data folder; stopped when dropped.
 struct Azurite {
@@ -147,14 +142,6 @@ fn lease_state(c: &BlobClient, name: &str) -> String {
         .unwrap()
         .map(|p| p.lease_state)
         .unwrap_or_default()
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Bytes in the journal blobs (all runs).

@@ -40,15 +40,15 @@ fn access_rule(p: &Project, tenant: &str) -> String {
         let Ok(v) = serde_json::from_str::<Value>(&text) else {
             continue;
         };
+        // Rules PUT inline in their NSG are stored as the child resources they are.
         let id = v["id"].as_str().unwrap_or("").to_ascii_lowercase();
-        if !id.contains(&format!("-{tenant}-")) || !id.contains("/networksecuritygroups/") {
-            continue;
-        }
-        let rules = v["body"]["properties"]["securityRules"].as_array().cloned();
-        for r in rules.unwrap_or_default() {
-            if r["name"] == "allow-hdx-from-gateway" {
-                return r["properties"]["access"].as_str().unwrap().to_string();
-            }
+        if id.contains(&format!("-{tenant}-"))
+            && id.ends_with("/securityrules/allow-hdx-from-gateway")
+        {
+            return v["body"]["properties"]["access"]
+                .as_str()
+                .unwrap()
+                .to_string();
         }
     }
     panic!("no emergency access rule for {tenant} in {}", dir.display());
@@ -714,19 +714,13 @@ fn tags_alone_neither_hand_over_a_resource_nor_take_away_protection() {
         rg.id
     );
     store
-        .put(&StoredResource {
-            id: lifeboat_core::id::ResourceId::parse(&foreign_id).unwrap(),
-            resource_type: "Microsoft.Network/networkSecurityGroups".into(),
-            api_version: "2024-05-01".into(),
-            body: serde_json::json!({"location": "westeurope", "tags": {"lifeboat-managed": "true", "lifeboat-layer": "shared"},
+        .put(&StoredResource::new(
+            lifeboat_core::id::ResourceId::parse(&foreign_id).unwrap(),
+            "Microsoft.Network/networkSecurityGroups".into(),
+            "2024-05-01".into(),
+            serde_json::json!({"location": "westeurope", "tags": {"lifeboat-managed": "true", "lifeboat-layer": "shared"},
                 "properties": {"provisioningState": "Succeeded", "securityRules": []}}),
-            operation: None,
-            power: None,
-            sql_mode: None,
-            shipping: None,
-            visible_from_ms: None,
-            replicated_ms: None,
-        })
+        ))
         .unwrap();
     let mut disk = resources
         .into_iter()

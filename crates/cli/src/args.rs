@@ -52,6 +52,22 @@ pub struct Cli {
         env = "LIFEBOAT_EMULATOR_FAULTS"
     )]
     pub faults: Option<String>,
+    /// Embedded cloud: seconds (Azure time) before Resource Graph shows a write.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        env = "LIFEBOAT_EMULATOR_GRAPH_LAG"
+    )]
+    pub graph_lag: Option<f64>,
+    /// Embedded cloud: per-region vCPU limits, e.g. `standardDSv5Family=100,total=350`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SPEC",
+        env = "LIFEBOAT_EMULATOR_VCPU_QUOTA"
+    )]
+    pub vcpu_quota: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

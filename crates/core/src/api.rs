@@ -25,6 +25,9 @@ pub const KEY_VAULT: &str = "2023-07-01";
 pub const AUTHORIZATION: &str = "2022-04-01";
 /// Log Analytics workspaces.
 pub const OPERATIONAL_INSIGHTS: &str = "2023-09-01";
+/// Diagnostic settings (the version the templates use).
+pub const INSIGHTS: &str = "2021-05-01-preview";
+pub const MANAGED_IDENTITY: &str = "2023-01-31";
 
 /// Azure Resource Graph queries (`Microsoft.ResourceGraph/resources`).
 pub const RESOURCE_GRAPH: &str = "2022-10-01";
@@ -50,6 +53,8 @@ pub fn for_type(resource_type: &str) -> &'static str {
         _ if t.starts_with("microsoft.authorization/") => AUTHORIZATION,
         _ if t.starts_with("microsoft.operationalinsights/") => OPERATIONAL_INSIGHTS,
         _ if t.starts_with("microsoft.virtualmachineimages/") => IMAGE_BUILDER,
+        _ if t.starts_with("microsoft.insights/") => INSIGHTS,
+        _ if t.starts_with("microsoft.managedidentity/") => MANAGED_IDENTITY,
         _ => RESOURCE_GROUPS,
     }
 }
@@ -57,3 +62,45 @@ pub fn for_type(resource_type: &str) -> &'static str {
 /// The response header by which the lifeboat emulator announces its time scale;
 /// a client scales its waits only for an endpoint that sends it (or when told).
 pub const TIME_SCALE_HEADER: &str = "x-lifeboat-time-scale";
+
+/// A child type that ARM also shows as an array in its parent's body (and that
+/// Resource Graph indexes only there).
+#[derive(Debug)]
+pub struct InlineChildren {
+    /// The parent's type, lower-cased.
+    pub parent: &'static str,
+    /// The property of the parent's `properties`, and the child's type segment.
+    pub key: &'static str,
+    pub child: &'static str,
+    /// A parent PUT replaces the whole set (absent means none); otherwise a
+    /// parent PUT without the array leaves the children alone (peerings).
+    pub replaced_by_parent: bool,
+}
+
+pub const INLINE_CHILDREN: &[InlineChildren] = &[
+    InlineChildren {
+        parent: "microsoft.network/virtualnetworks",
+        key: "subnets",
+        child: "Microsoft.Network/virtualNetworks/subnets",
+        replaced_by_parent: true,
+    },
+    InlineChildren {
+        parent: "microsoft.network/virtualnetworks",
+        key: "virtualNetworkPeerings",
+        child: "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
+        replaced_by_parent: false,
+    },
+    InlineChildren {
+        parent: "microsoft.network/networksecuritygroups",
+        key: "securityRules",
+        child: "Microsoft.Network/networkSecurityGroups/securityRules",
+        replaced_by_parent: true,
+    },
+];
+
+/// The inline child kinds of `resource_type`.
+pub fn inline_children(resource_type: &str) -> impl Iterator<Item = &'static InlineChildren> + '_ {
+    INLINE_CHILDREN
+        .iter()
+        .filter(move |k| k.parent.eq_ignore_ascii_case(resource_type))
+}

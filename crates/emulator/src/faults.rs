@@ -23,6 +23,9 @@ pub struct Faults {
     pub server_error: f64,
     pub reset: f64,
     pub lro_fail: f64,
+    /// A VM start fails `AllocationFailed` (the region has no capacity for the
+    /// size): `alloc-fail=0.3`.
+    pub alloc_fail: f64,
     /// Log backups stop arriving this many Azure seconds after log shipping
     /// began (the hospital's data centre is gone): `shipping-stop=600`.
     pub shipping_stop_s: Option<u64>,
@@ -66,9 +69,10 @@ impl Faults {
                 "500" => f.server_error = p,
                 "reset" => f.reset = p,
                 "lro-fail" => f.lro_fail = p,
+                "alloc-fail" => f.alloc_fail = p,
                 other => {
                     return Err(err(format!(
-                        "unknown fault `{other}` (429, 500, reset, lro-fail, shipping-stop)"
+                        "unknown fault `{other}` (429, 500, reset, lro-fail, alloc-fail, shipping-stop)"
                     )));
                 }
             }
@@ -85,8 +89,8 @@ impl fmt::Display for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "429={},500={},reset={},lro-fail={}",
-            self.throttle, self.server_error, self.reset, self.lro_fail
+            "429={},500={},reset={},lro-fail={},alloc-fail={}",
+            self.throttle, self.server_error, self.reset, self.lro_fail, self.alloc_fail
         )?;
         match self.shipping_stop_s {
             Some(s) => write!(f, ",shipping-stop={s}"),

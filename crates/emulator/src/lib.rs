@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use arm::{Config, Emulator};
+pub use arm::{Config, DEFAULT_GRAPH_LAG_SECS, Emulator};
 pub use faults::Faults;
 
 /// Default time scale of the embedded cloud: a hundred times faster than Azure.

@@ -1,12 +1,16 @@
 //! The subset of Azure Resource Graph's query language (KQL) that lifeboat sends,
-//! and the row shape ARG returns. Tables `resources`, `resourcecontainers` and
-//! their `union` all read the emulator's whole store (on Azure, child resources
-//! such as subnets live inside their parents' rows; the emulator indexes them as
-//! rows of their own). Supported: `| where` with `and`, `or`, parentheses, `==`,
-//! `=~`, `!=`, `in~ (...)`, `startswith`, on `id`, `name`, `type`, `location`,
-//! `resourceGroup`, `subscriptionId` and `tags['k']` / `tags.k`; `| project` and
-//! `| order by id` are accepted and do not change the rows. Anything else is an
-//! error, as a real ARG would give for a typo.
+//! and the tables and row shape ARG has (`shared/azure/resource-graph-coverage.md`):
+//! `resources` holds top-level resources and a few indexed children (gallery
+//! images and versions, VM extensions); `resourcecontainers` holds resource
+//! groups, typed `microsoft.resources/subscriptions/resourcegroups`;
+//! `authorizationresources` holds role assignments and cannot be unioned with the
+//! other two. Subnets, NSG rules and peerings appear only inside their parent's
+//! row; Key Vault keys and secrets, blob services, containers and diagnostic
+//! settings are not indexed at all. Supported: `| where` with `and`, `or`,
+//! parentheses, `==`, `=~`, `!=`, `in~ (...)`, `startswith`, on `id`, `name`,
+//! `type`, `location`, `resourceGroup`, `subscriptionId` and `tags['k']` /
+//! `tags.k`; `| project` of columns; `| order by id`. Anything else is an error,
+//! as a real ARG would give for a typo.
 
 use serde_json::{Value, json};
 
@@ -36,6 +40,54 @@ enum Op {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
     filter: Expr,
+    pub tables: Vec<Table>,
+    /// The columns `project` keeps (all when absent).
+    pub project: Option<Vec<String>>,
+}
+
+/// A Resource Graph table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Resources,
+    ResourceContainers,
+    AuthorizationResources,
+}
+
+impl Table {
+    fn parse(name: &str) -> Result<Table, String> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "resources" => Ok(Table::Resources),
+            "resourcecontainers" => Ok(Table::ResourceContainers),
+            "authorizationresources" => Ok(Table::AuthorizationResources),
+            t => Err(format!("unknown table `{t}`")),
+        }
+    }
+
+    /// The table ARG indexes a type in, by its ARM type; `None`: not indexed
+    /// (or only inside its parent's row).
+    pub fn of(resource_type: &str) -> Option<Table> {
+        let t = resource_type.to_ascii_lowercase();
+        match t.as_str() {
+            "microsoft.resources/resourcegroups" => Some(Table::ResourceContainers),
+            "microsoft.authorization/roleassignments" => Some(Table::AuthorizationResources),
+            "microsoft.compute/galleries/images"
+            | "microsoft.compute/galleries/images/versions"
+            | "microsoft.compute/virtualmachines/extensions" => Some(Table::Resources),
+            "microsoft.insights/diagnosticsettings" => None,
+            _ if t.matches('/').count() == 1 => Some(Table::Resources),
+            _ => None,
+        }
+    }
+
+    /// The `type` column: ARG's own name for a resource group.
+    pub fn row_type(resource_type: &str) -> String {
+        let t = resource_type.to_ascii_lowercase();
+        if t == "microsoft.resources/resourcegroups" {
+            "microsoft.resources/subscriptions/resourcegroups".into()
+        } else {
+            t
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -206,6 +258,8 @@ impl Parser {
 impl Query {
     pub fn parse(text: &str) -> Result<Query, String> {
         let mut filter = Expr::True;
+        let mut tables = Vec::new();
+        let mut project = None;
         for (i, stage) in text.split('|').enumerate() {
             let stage = stage.trim();
             let first = stage
@@ -214,14 +268,25 @@ impl Query {
                 .unwrap_or("")
                 .to_ascii_lowercase();
             match (i, first.as_str()) {
-                (0, "resources" | "resourcecontainers") => {}
+                (0, _) if !stage.contains(' ') => tables.push(Table::parse(stage)?),
                 (_, "union") => {
-                    let t = stage[5..].trim().to_ascii_lowercase();
-                    if t != "resources" && t != "resourcecontainers" {
-                        return Err(format!("unknown table `{t}`"));
+                    for t in stage[5..].split(',') {
+                        tables.push(Table::parse(t)?);
                     }
                 }
-                (_, "project") | (_, "order") | (_, "sort") => {}
+                (_, "project") => {
+                    let cols: Vec<String> = stage[7..]
+                        .split(',')
+                        .map(|c| c.trim().to_string())
+                        .collect();
+                    if let Some(bad) = cols.iter().find(|c| {
+                        c.is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                    }) {
+                        return Err(format!("unsupported projection `{bad}`"));
+                    }
+                    project = Some(cols);
+                }
+                (_, "order") | (_, "sort") => {}
                 (_, "where") => {
                     let mut p = Parser {
                         toks: lex(&stage[5..])?,
@@ -239,7 +304,33 @@ impl Query {
                 _ => return Err(format!("unsupported query stage `{stage}`")),
             }
         }
-        Ok(Query { filter })
+        if tables.is_empty() {
+            tables.push(Table::Resources);
+        }
+        tables.dedup();
+        if tables.contains(&Table::AuthorizationResources) && tables.len() > 1 {
+            return Err(
+                "union is only supported within one table or between Resources and ResourceContainers"
+                    .into(),
+            );
+        }
+        Ok(Query {
+            filter,
+            tables,
+            project,
+        })
+    }
+
+    /// Keep only the projected columns of `row`.
+    pub fn projected(&self, row: Value) -> Value {
+        match (&self.project, row) {
+            (Some(cols), Value::Object(mut o)) => Value::Object(
+                cols.iter()
+                    .map(|c| (c.clone(), o.remove(c).unwrap_or(Value::Null)))
+                    .collect(),
+            ),
+            (_, row) => row,
+        }
     }
 
     pub fn matches(&self, row: &Value) -> bool {
@@ -277,9 +368,9 @@ fn eval(e: &Expr, row: &Value) -> bool {
 /// and `resourceGroup`.
 pub fn row(r: &StoredResource, view: Value) -> Value {
     let mut row = json!({
-        "id": r.id.as_str(),
+        "id": view.get("id").and_then(Value::as_str).unwrap_or(r.id.as_str()),
         "name": r.id.name(),
-        "type": r.resource_type.to_ascii_lowercase(),
+        "type": Table::row_type(&r.resource_type),
         "subscriptionId": r.id.subscription(),
         "resourceGroup": r.id.resource_group().unwrap_or("").to_ascii_lowercase(),
     });
@@ -303,6 +394,11 @@ mod tests {
             "resources | union resourcecontainers | where tags['lifeboat-managed'] =~ 'true' or resourceGroup in~ ('lb-cwz-rg', 'x') | project id, type",
         )
         .unwrap();
+        assert_eq!(q.tables, vec![Table::Resources, Table::ResourceContainers]);
+        assert_eq!(
+            q.projected(json!({"id": "a", "type": "t", "name": "n"})),
+            json!({"id": "a", "type": "t"})
+        );
         assert!(q.matches(&json!({"tags": {"lifeboat-managed": "True"}})));
         assert!(q.matches(&json!({"resourceGroup": "LB-CWZ-RG"})));
         assert!(!q.matches(&json!({"resourceGroup": "other", "tags": {}})));
@@ -324,6 +420,27 @@ mod tests {
             Query::parse("resources | where id == 'x")
                 .unwrap_err()
                 .contains("unterminated")
+        );
+        assert!(Query::parse("authorizationresources | union resources").is_err());
+        assert!(Query::parse("resources | project id, n = name").is_err());
+    }
+
+    #[test]
+    fn tables_follow_microsofts_coverage() {
+        assert_eq!(
+            Table::of("Microsoft.Network/virtualNetworks"),
+            Some(Table::Resources)
+        );
+        assert_eq!(Table::of("Microsoft.Network/virtualNetworks/subnets"), None);
+        assert_eq!(Table::of("Microsoft.KeyVault/vaults/keys"), None);
+        assert_eq!(Table::of("Microsoft.Insights/diagnosticSettings"), None);
+        assert_eq!(
+            Table::of("Microsoft.Authorization/roleAssignments"),
+            Some(Table::AuthorizationResources)
+        );
+        assert_eq!(
+            Table::row_type("Microsoft.Resources/resourceGroups"),
+            "microsoft.resources/subscriptions/resourcegroups"
         );
     }
 }

@@ -192,6 +192,7 @@ mod tests {
             }),
             visible_from_ms: None,
             replicated_ms: None,
+            indexing: None,
         }
     }
 

@@ -64,6 +64,39 @@ pub struct StoredResource {
     /// When replication to every target region completes (image versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicated_ms: Option<u64>,
+    /// Resource Graph's view of this resource while its latest write is not yet
+    /// indexed: absent means indexed as it is now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexing: Option<Indexing>,
+}
+
+/// A write Resource Graph has not indexed yet: until `at_ms` its row is
+/// `previous` (the resource as it was before the write; `None`: no row).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Indexing {
+    pub at_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Value>,
+}
+
+impl StoredResource {
+    /// A new resource of `resource_type` at `id` with `body`, nothing running.
+    pub fn new(id: ResourceId, resource_type: String, api_version: String, body: Value) -> Self {
+        StoredResource {
+            id,
+            resource_type,
+            api_version,
+            body,
+            operation: None,
+            power: None,
+            sql_mode: None,
+            shipping: None,
+            visible_from_ms: None,
+            replicated_ms: None,
+            indexing: None,
+        }
+    }
 }
 
 /// What the operation does when it completes.
@@ -129,6 +162,44 @@ impl Store {
 
     fn vault_dir(&self) -> PathBuf {
         self.dir.join("vault")
+    }
+
+    /// `<dir>/children/<parent digest>/`: one marker per child resource, so a
+    /// parent's GET finds its children without scanning the store.
+    fn children_dir(&self, parent: &ResourceId) -> PathBuf {
+        let digest = Sha256::digest(parent.key().as_bytes());
+        self.dir
+            .join("children")
+            .join(lifeboat_core::id::hex(&digest[..16]))
+    }
+
+    /// Children are indexed under resources, not under groups or subscriptions.
+    fn indexed_parent(id: &ResourceId) -> Option<ResourceId> {
+        id.parent().filter(|p| p.as_str().matches('/').count() > 4)
+    }
+
+    /// The stored children of `parent` (direct ones), sorted by id.
+    pub fn children(&self, parent: &ResourceId) -> Result<Vec<StoredResource>, StoreError> {
+        let dir = self.children_dir(parent);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Self::io(&dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(Self::io(&dir))?.path();
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue; // removed meanwhile
+            };
+            if let Ok(id) = ResourceId::parse(text.trim())
+                && let Some(r) = self.get(&id)?
+            {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
     }
 
     /// `<dir>/<sha-256 prefix of the id>.json`.
@@ -221,7 +292,14 @@ impl Store {
         let bytes = serde_json::to_vec(r).expect("a JSON value serializes");
         let done = Self::write_atomic(&self.file_for(&r.id), &bytes);
         self.forget_scan();
-        done
+        done?;
+        if let Some(parent) = Self::indexed_parent(&r.id) {
+            let marker = Self::file_in(&self.children_dir(&parent), &r.id);
+            if !marker.exists() {
+                Self::write_atomic(&marker, r.id.as_str().as_bytes())?;
+            }
+        }
+        Ok(())
     }
 
     /// Key Vault's data plane: a secret's value, kept apart from the ARM resource
@@ -244,6 +322,9 @@ impl Store {
     pub fn delete(&self, id: &ResourceId) -> Result<bool, StoreError> {
         let path = self.file_for(id);
         self.forget_scan();
+        if let Some(parent) = Self::indexed_parent(id) {
+            let _ = std::fs::remove_file(Self::file_in(&self.children_dir(&parent), id));
+        }
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -262,21 +343,34 @@ mod tests {
         let store = Store::at(dir.clone());
         assert!(store.list().unwrap().is_empty());
         let id = ResourceId::parse("/subscriptions/s/resourceGroups/rg").unwrap();
-        let r = StoredResource {
-            id: id.clone(),
-            resource_type: "Microsoft.Resources/resourceGroups".into(),
-            api_version: "2021-04-01".into(),
-            body: serde_json::json!({"location": "westeurope"}),
-            operation: None,
-            power: None,
-            sql_mode: None,
-            shipping: None,
-            visible_from_ms: None,
-            replicated_ms: None,
-        };
+        let r = StoredResource::new(
+            id.clone(),
+            "Microsoft.Resources/resourceGroups".into(),
+            "2021-04-01".into(),
+            serde_json::json!({"location": "westeurope"}),
+        );
         store.put(&r).unwrap();
         assert_eq!(store.get(&id).unwrap(), Some(r.clone()));
-        assert_eq!(store.list().unwrap(), vec![r]);
+        assert_eq!(store.list().unwrap(), vec![r.clone()]);
+        let vnet = ResourceId::parse(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v",
+        )
+        .unwrap();
+        let subnet = ResourceId::parse(&format!("{}/subnets/a", vnet.as_str())).unwrap();
+        let child = StoredResource::new(
+            subnet.clone(),
+            "Microsoft.Network/virtualNetworks/subnets".into(),
+            "2024-05-01".into(),
+            serde_json::json!({}),
+        );
+        store.put(&child).unwrap();
+        assert_eq!(store.children(&vnet).unwrap(), vec![child]);
+        assert!(
+            store.children(&id).unwrap().is_empty(),
+            "groups index nothing"
+        );
+        assert!(store.delete(&subnet).unwrap());
+        assert!(store.children(&vnet).unwrap().is_empty());
         assert!(store.delete(&id).unwrap());
         assert!(store.get(&id).unwrap().is_none());
         std::fs::remove_dir_all(dir).ok();

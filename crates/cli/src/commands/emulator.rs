@@ -39,6 +39,8 @@ pub fn serve(
             faults: faults.clone(),
             token: token.clone(),
             allow_remote,
+            graph_lag: super::session::graph_lag(cli)?,
+            vcpu_quota: super::session::vcpu_quota(cli)?,
         };
         let addr = lifeboat_emulator::start(data, listen, cfg)
             .await

@@ -27,6 +27,25 @@ fn explicit_time_scale(cli: &Cli) -> anyhow::Result<Option<f64>> {
     }
 }
 
+/// `--graph-lag` in Azure seconds (default 10).
+pub fn graph_lag(cli: &Cli) -> anyhow::Result<f64> {
+    match cli.graph_lag {
+        Some(l) if !(0.0..=3600.0).contains(&l) => {
+            bail!("--graph-lag {l}: must be between 0 and 3600 seconds")
+        }
+        l => Ok(l.unwrap_or(lifeboat_emulator::DEFAULT_GRAPH_LAG_SECS)),
+    }
+}
+
+/// `--vcpu-quota` (Azure-like defaults when absent).
+pub fn vcpu_quota(cli: &Cli) -> anyhow::Result<lifeboat_emulator::arm::VcpuQuota> {
+    match &cli.vcpu_quota {
+        Some(spec) => lifeboat_emulator::arm::VcpuQuota::parse(spec)
+            .map_err(|e| anyhow::anyhow!("--vcpu-quota {e}")),
+        None => Ok(Default::default()),
+    }
+}
+
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     lifeboat_engine::review::runtime().context("starting the async runtime")
 }
@@ -78,6 +97,8 @@ pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
                         faults,
                         token: token.clone(),
                         allow_remote: false,
+                        graph_lag: graph_lag(cli)?,
+                        vcpu_quota: vcpu_quota(cli)?,
                     },
                 ))
                 .context("starting the embedded local cloud on 127.0.0.1")?;

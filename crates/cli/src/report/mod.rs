@@ -37,6 +37,7 @@ pub fn plan_json(plan: &Plan) -> Value {
         "kept": plan.kept,
         "deferred": plan.deferred,
         "capacity_reductions": plan.capacity_reductions,
+        "quota": plan.quota,
         "disruptions": plan.disruptions,
         "activated": plan.activated,
         "shared_dependents": plan.shared_dependents,
@@ -214,6 +215,15 @@ pub fn plan_human(plan: &Plan) -> String {
             c.describe()
         );
     }
+    for q in &plan.quota {
+        let mark = if q.fits() { " " } else { "!" };
+        let verdict = if q.fits() {
+            ""
+        } else {
+            "; does not fit: apply refuses it"
+        };
+        let _ = writeln!(out, "  {mark} vCPU quota {}{verdict}", q.describe());
+    }
     let mut disruptive: BTreeMap<&str, usize> = BTreeMap::new();
     for d in &plan.disruptions {
         *disruptive
@@ -339,6 +349,18 @@ pub fn plan_markdown(plan: &Plan) -> String {
         out.push_str("**Capacity reductions** (apply needs `--allow-capacity-reduction`):\n\n");
         for c in &plan.capacity_reductions {
             let _ = writeln!(out, "- {}", md_text(&c.describe()));
+        }
+        out.push('\n');
+    }
+    if !plan.quota.is_empty() {
+        out.push_str("**vCPU quota** (Azure counts deallocated VMs too):\n\n");
+        for q in &plan.quota {
+            let verdict = if q.fits() {
+                ""
+            } else {
+                " **does not fit: apply refuses it**"
+            };
+            let _ = writeln!(out, "- {}{verdict}", md_text(&q.describe()));
         }
         out.push('\n');
     }

@@ -19,11 +19,21 @@ fn power_text(t: &TenantStatus) -> String {
     if t.power.is_empty() {
         return format!("0/{} built", t.frontends_declared);
     }
-    t.power
+    let text = t
+        .power
         .iter()
         .map(|(k, v)| format!("{v} {k}"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if t.shortfall.is_empty() {
+        text
+    } else {
+        format!(
+            "{text}; short {}/{}",
+            t.shortfall.len(),
+            t.frontends_declared
+        )
+    }
 }
 
 fn image_text(t: &TenantStatus) -> String {

@@ -52,6 +52,48 @@ pub fn lookup(name: &str) -> Option<&'static VmSize> {
     VM_SIZES.iter().find(|s| s.name == name)
 }
 
+/// The vCPUs of a size: the table's figure, else the number in its name (Azure
+/// names sizes after their vCPUs, e.g. `Standard_E8ds_v6`).
+pub fn vcpus(size: &str) -> u64 {
+    if let Some(s) = lookup(size) {
+        return u64::from(s.vcpus);
+    }
+    let digits: String = size
+        .trim_start_matches("Standard_")
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().unwrap_or(1)
+}
+
+/// The quota family Azure counts a size's vCPUs in, as
+/// `Microsoft.Compute/locations/{region}/usages` names it: `Standard_D4s_v5` ->
+/// `standardDSv5Family`, `Standard_E8ds_v5` -> `standardEDSv5Family`,
+/// `Standard_B2ms` -> `standardBSFamily` (series letters, then the `a`, `d`, `s`
+/// feature letters upper-cased, then the version).
+pub fn quota_family(size: &str) -> Option<String> {
+    let rest = size.strip_prefix("Standard_")?;
+    let (base, version) = match rest.split_once('_') {
+        Some((b, v)) => (b, v),
+        None => (rest, ""),
+    };
+    let series: String = base
+        .chars()
+        .take_while(|c| c.is_ascii_uppercase())
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    let after_digits = base[series.len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+    let features: String = after_digits
+        .chars()
+        .filter(|c| matches!(c, 'a' | 'd' | 's'))
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    Some(format!("standard{series}{features}{version}Family"))
+}
+
 /// `Ok` for a known size, else the reason with a suggestion.
 pub fn check(name: &str) -> Result<(), String> {
     if lookup(name).is_some() {
@@ -67,6 +109,24 @@ pub fn check(name: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quota_families_as_azure_names_them() {
+        use super::quota_family as f;
+        assert_eq!(f("Standard_D4s_v5").as_deref(), Some("standardDSv5Family"));
+        assert_eq!(
+            f("Standard_E8ds_v5").as_deref(),
+            Some("standardEDSv5Family")
+        );
+        assert_eq!(
+            f("Standard_D4as_v5").as_deref(),
+            Some("standardDASv5Family")
+        );
+        assert_eq!(f("Standard_B2ms").as_deref(), Some("standardBSFamily"));
+        assert_eq!(f("Basic_A1"), None);
+        assert_eq!(super::vcpus("Standard_D4s_v5"), 4);
+        assert_eq!(super::vcpus("Standard_E8ds_v6"), 8);
+    }
+
     #[test]
     fn suggests_sizes() {
         assert!(super::check("Standard_D4s_v5").is_ok());

@@ -8,6 +8,7 @@
 
 pub mod capacity;
 pub mod diff;
+pub mod quota;
 pub mod window;
 
 use std::collections::{BTreeMap, HashSet};
@@ -159,6 +160,10 @@ pub struct Plan {
     /// Idle and activated cost per layer in scope, declared vs. current.
     #[serde(default)]
     pub cost: Option<crate::cost::CostEstimate>,
+    /// vCPUs the plan adds per region and VM family, against Azure's quota;
+    /// `apply` refuses a plan that does not fit.
+    #[serde(default)]
+    pub quota: Vec<quota::QuotaNeed>,
 }
 
 impl Plan {
@@ -253,10 +258,12 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         .collect();
     // Key Vault secrets that apply generates for `$secret` references belong to
     // the resources that reference them; they are not orphans.
+    // Children a parent declares inline (a VNet's subnets, an NSG's rules) are
+    // the parent's: its diff shows them added or removed.
     let generated: HashSet<String> = graph
         .resources
         .iter()
-        .flat_map(|r| r.secrets.iter().cloned())
+        .flat_map(|r| r.secrets.iter().cloned().chain(inline_declared(r)))
         .collect();
     let activated = activated_tenants(prior);
     let Desired {
@@ -290,9 +297,11 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         .into_iter()
         .filter(|(id, _)| changed.contains(id.to_ascii_lowercase().as_str()))
         .collect();
+    let quota = quota::needs(&changes, prior);
     Ok(Plan {
         format_version: FORMAT_VERSION.into(),
         summary,
+        quota,
         changes,
         requests: Requests {
             read: prior.requests.read,
@@ -483,6 +492,23 @@ fn compare(
     })
 }
 
+/// The ids of the children `r` declares inline, lower-cased.
+fn inline_declared(r: &crate::graph::Resource) -> Vec<String> {
+    crate::api::inline_children(&r.resource_type)
+        .filter_map(|k| {
+            r.body
+                .pointer(&format!("/properties/{}", k.key))?
+                .as_array()
+                .map(|a| (k, a))
+        })
+        .flat_map(|(k, a)| {
+            a.iter()
+                .filter_map(|e| e.get("name")?.as_str())
+                .map(move |n| r.id.child(k.key, n).key().to_string())
+        })
+        .collect()
+}
+
 /// Phase 2: managed resources in scope that no template declares any more:
 /// deleted, or kept when protected (without `--allow-data-loss`).
 fn orphans(
@@ -494,7 +520,15 @@ fn orphans(
 ) -> (Vec<Change>, Vec<Kept>) {
     let (mut deletes, mut kept) = (Vec::new(), Vec::new());
     for o in &prior.resources {
-        if desired_keys.contains(o.id.key())
+        // A subnet, NSG rule or peering goes with its parent when the parent
+        // goes (or stays, protected): never on its own.
+        let with_parent = o.id.parent().is_some_and(|p| {
+            !desired_keys.contains(p.key())
+                && crate::api::inline_children(&p.resource_type())
+                    .any(|k| k.child.eq_ignore_ascii_case(&o.resource_type))
+        });
+        if with_parent
+            || desired_keys.contains(o.id.key())
             || generated.contains(o.id.key())
             // Image versions come from `image build` and go with `image prune`.
             || o.resource_type.eq_ignore_ascii_case(IMAGE_VERSION)

@@ -8,24 +8,39 @@ impl Emulator {
     pub(super) fn instance_view(&self, id: &ResourceId) -> Reply {
         let now = now_ms();
         match self.load(id, now) {
-            Ok(Some(r)) => {
-                let v = self.view(&r, now).unwrap_or(Value::Null);
-                let state = v
-                    .pointer("/properties/provisioningState")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Succeeded")
-                    .to_ascii_lowercase();
-                let power = self.power(&r, now).unwrap_or_else(|| "running".into());
-                Reply::json(
-                    200,
-                    &json!({"statuses": [
-                    {"code": format!("ProvisioningState/{state}"), "level": "Info"},
-                    {"code": format!("PowerState/{power}"), "level": "Info"}]}),
-                )
-            }
+            Ok(Some(r)) => match self.view(&r, now) {
+                Some(v) => Reply::json(200, &self.instance_view_of(&r, &v, now)),
+                None => Self::not_found(id),
+            },
             Ok(None) => Self::not_found(id),
             Err(r) => r,
         }
+    }
+
+    /// A VM's instance view, as `GET …/instanceView` and `$expand=instanceView`
+    /// return it.
+    pub(super) fn instance_view_of(&self, r: &StoredResource, view: &Value, now: u64) -> Value {
+        let state = view
+            .pointer("/properties/provisioningState")
+            .and_then(Value::as_str)
+            .unwrap_or("Succeeded");
+        let power = self.power(r, now).unwrap_or_else(|| "running".into());
+        let display = match power.as_str() {
+            "running" => "VM running",
+            "deallocated" => "VM deallocated",
+            "deallocating" => "VM deallocating",
+            "starting" => "VM starting",
+            "stopped" => "VM stopped",
+            _ => "VM updating",
+        };
+        json!({
+            "computerName": view.pointer("/properties/osProfile/computerName").cloned().unwrap_or(json!(r.id.name())),
+            "statuses": [
+                {"code": format!("ProvisioningState/{}", state.to_ascii_lowercase()), "level": "Info",
+                 "displayStatus": format!("Provisioning {}", state.to_ascii_lowercase())},
+                {"code": format!("PowerState/{power}"), "level": "Info", "displayStatus": display},
+            ]
+        })
     }
 
     /// The resource, if it exists and no operation runs on it (the caller holds
@@ -87,7 +102,7 @@ impl Emulator {
                 );
             }
         };
-        let op = self.new_operation(
+        let mut op = self.new_operation(
             id,
             OpKind::Action {
                 name: action.to_string(),
@@ -98,6 +113,17 @@ impl Emulator {
             fail_op,
             now,
         );
+        // No capacity for the size in the region: the start is accepted and its
+        // operation fails, as Azure reports it.
+        if action == "start"
+            && op.failure.is_none()
+            && capacity::allocation_fails(self.seed, id, self.cfg.faults.alloc_fail)
+        {
+            op.failure = Some((
+                "AllocationFailed".into(),
+                "Allocation failed. We do not have sufficient capacity for the requested VM size in this region. Read more about improving likelihood of allocation success at http://aka.ms/allocation-guidance".into(),
+            ));
+        }
         r.operation = Some(op.clone());
         if let Err(reply) = self.save(&r) {
             return reply;
@@ -197,6 +223,10 @@ impl Emulator {
                 shipping: None,
                 visible_from_ms: Some(op.done_ms),
                 replicated_ms: Some(op.done_ms + self.scaled_ms(REPLICATION_SECS)),
+                indexing: Some(Indexing {
+                    at_ms: op.done_ms + self.graph_lag_ms(),
+                    previous: None,
+                }),
             };
             if let Err(reply) = self.save(&v) {
                 return reply;

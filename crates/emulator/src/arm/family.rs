@@ -35,12 +35,51 @@ pub(super) fn family(resource_type: &str) -> Family {
         | "microsoft.storage/storageaccounts/blobservices/containers/immutabilitypolicies" => {
             Family::Sync
         }
-        "microsoft.compute/disks" => Family::Disk,
+        // The disk resource provider: 202 with both headers (DiskEncryptionSets
+        // answer 200 or 202 like disks, never 201).
+        "microsoft.compute/disks" | "microsoft.compute/diskencryptionsets" => Family::Disk,
         "microsoft.storage/storageaccounts" => Family::Storage,
         _ if t.starts_with("microsoft.network/") => Family::Network,
         _ if t.starts_with("microsoft.compute/") => Family::Compute,
         _ => Family::Generic,
     }
+}
+
+/// How a PUT answers, where the REST spec makes it synchronous although the
+/// type's family is long-running (identities, diagnostic settings).
+pub(super) fn put_family(resource_type: &str) -> Family {
+    let t = resource_type.to_ascii_lowercase();
+    match t.as_str() {
+        "microsoft.managedidentity/userassignedidentities"
+        | "microsoft.insights/diagnosticsettings" => Family::Sync,
+        _ => family(&t),
+    }
+}
+
+/// The one status a synchronous PUT answers with whether it created or updated,
+/// where the spec lists only one (Key Vault keys and diagnostic settings: 200).
+pub(super) fn sync_put_status(resource_type: &str) -> Option<u16> {
+    let t = resource_type.to_ascii_lowercase();
+    matches!(
+        t.as_str(),
+        "microsoft.keyvault/vaults/keys"
+            | "microsoft.insights/diagnosticsettings"
+            | "microsoft.storage/storageaccounts/blobservices"
+    )
+    .then_some(200)
+}
+
+/// DELETEs the REST spec makes synchronous (200, or 204 when absent): storage
+/// accounts, vaults, identities, diagnostic settings and the synchronous family.
+pub(super) fn delete_is_sync(resource_type: &str) -> bool {
+    let t = resource_type.to_ascii_lowercase();
+    matches!(
+        t.as_str(),
+        "microsoft.storage/storageaccounts"
+            | "microsoft.keyvault/vaults"
+            | "microsoft.managedidentity/userassignedidentities"
+            | "microsoft.insights/diagnosticsettings"
+    ) || family(&t) == Family::Sync
 }
 
 /// Realistic durations, in Azure seconds (DESIGN.md: VM create ~120 s, start and
@@ -58,7 +97,7 @@ pub(super) fn put_seconds(resource_type: &str) -> f64 {
         "microsoft.compute/diskencryptionsets" | "microsoft.compute/galleries" => 10.0,
         "microsoft.operationalinsights/workspaces" => 12.0,
         "microsoft.network/networkinterfaces" => 3.0,
-        _ if family(&t) == Family::Sync => 0.0,
+        _ if put_family(&t) == Family::Sync => 0.0,
         _ => 5.0,
     }
 }
@@ -68,7 +107,7 @@ pub(super) fn delete_seconds(resource_type: &str) -> f64 {
     match t.as_str() {
         "microsoft.resources/resourcegroups" => 30.0,
         "microsoft.compute/virtualmachines" => 60.0,
-        _ if family(&t) == Family::Sync => 0.0,
+        _ if delete_is_sync(&t) => 0.0,
         _ => 10.0,
     }
 }

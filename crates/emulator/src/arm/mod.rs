@@ -23,15 +23,22 @@ use serde_json::{Value, json};
 
 use family::*;
 
+mod capacity;
+mod collections;
 mod compute;
 mod family;
 mod operations;
 mod queries;
 mod resources;
+mod rules;
+mod shape;
+
+pub use capacity::{VcpuQuota, allocation_fails};
+pub use shape::put_as_applied;
 
 use crate::faults::{Fault, Faults};
 use crate::query::{self, Query};
-use crate::store::{OpKind, Operation, Store, StoredResource};
+use crate::store::{Indexing, OpKind, Operation, Store, StoredResource};
 use lifeboat_core::id::ResourceId;
 use lifeboat_core::model::naming::stable_guid;
 use lifeboat_core::quota::{ARM_DELETES, ARM_READS, ARM_WRITES, Class, TokenBucket};
@@ -47,7 +54,16 @@ pub struct Config {
     pub token: String,
     /// Listen on a non-loopback address (`emulator serve --allow-remote`).
     pub allow_remote: bool,
+    /// How long, in Azure seconds, Resource Graph takes to index a write
+    /// (`--graph-lag`).
+    pub graph_lag: f64,
+    /// Per-region vCPU limits (`--vcpu-quota`).
+    pub vcpu_quota: VcpuQuota,
 }
+
+/// Resource Graph's indexing lag by default, in Azure seconds: Microsoft
+/// documents "typically under a minute"; recorded sessions show seconds.
+pub const DEFAULT_GRAPH_LAG_SECS: f64 = 10.0;
 
 impl Config {
     /// The caller's throttling identity when its `Authorization` header carries
@@ -151,6 +167,10 @@ pub struct Emulator {
     /// Resource Graph result sets being paged, by `$skipToken`.
     pages: Mutex<HashMap<String, (Instant, Vec<Value>)>>,
     rng: Mutex<fastrand::Rng>,
+    /// The fault seed (`LIFEBOAT_EMULATOR_SEED`, else random).
+    seed: u64,
+    /// vCPUs held per VM (see `capacity`).
+    cores: capacity::Cores,
 }
 
 fn now_ms() -> u64 {
@@ -201,6 +221,8 @@ impl Emulator {
             locks: Mutex::new(HashMap::new()),
             pages: Mutex::new(HashMap::new()),
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+            seed,
+            cores: Mutex::new(None),
         }
     }
 
@@ -211,6 +233,11 @@ impl Emulator {
     /// Azure seconds -> wall milliseconds.
     fn scaled_ms(&self, secs: f64) -> u64 {
         (secs * 1000.0 * self.cfg.time_scale).round() as u64
+    }
+
+    /// Resource Graph's indexing lag in wall milliseconds.
+    fn graph_lag_ms(&self) -> u64 {
+        self.scaled_ms(self.cfg.graph_lag.max(0.0))
     }
 
     /// Wall milliseconds -> Azure seconds for a Retry-After header (at least 1).
@@ -362,6 +389,16 @@ impl Emulator {
             }
         }
         let segs: Vec<&str> = path.split('/').collect();
+        if req.method == "GET"
+            && segs.len() == 8
+            && lower.starts_with("/subscriptions/")
+            && segs[3].eq_ignore_ascii_case("providers")
+            && segs[4].eq_ignore_ascii_case("Microsoft.Compute")
+            && segs[5].eq_ignore_ascii_case("locations")
+            && segs[7].eq_ignore_ascii_case("usages")
+        {
+            return self.usages(segs[2], segs[6]);
+        }
         if segs.len() == 3 && segs[1].eq_ignore_ascii_case("subscriptions") && req.method == "GET" {
             let s = segs[2];
             return Reply::json(
@@ -405,11 +442,37 @@ impl Emulator {
         }
         let id = match ResourceId::parse(path) {
             Ok(id) => id,
+            // `…/resourcegroups`, `…/providers/NS/TYPE`, `<resource>/CHILDTYPE`.
+            Err(_) if req.method == "GET" => return self.collection(req, path, api_version),
             Err(e) => return Reply::error(400, "InvalidResourceId", &e.to_string()),
         };
+        if let Err(refused) = rules::check_api_version(&id, api_version) {
+            return refused;
+        }
+        if !id.is_resource_group()
+            && let Some(rg) = id.resource_group()
+            && matches!(req.method.as_str(), "GET" | "HEAD" | "DELETE" | "PATCH")
+            && let Some(missing) = self.group_missing(&id, rg)
+        {
+            return missing;
+        }
         match req.method.as_str() {
+            "GET"
+                if query_param(&req.query, "$expand")
+                    .is_some_and(|e| e.eq_ignore_ascii_case("instanceView"))
+                    && id
+                        .resource_type()
+                        .eq_ignore_ascii_case("Microsoft.Compute/virtualMachines") =>
+            {
+                self.get_expanded(&id)
+            }
             "GET" => self.get(&id),
+            "HEAD" => match self.get(&id).status {
+                200 => Reply::empty(204),
+                _ => Reply::empty(404),
+            },
             "PUT" => self.put(req, &id, api_version, fail_op),
+            "PATCH" => self.patch(req, &id),
             "DELETE" => self.delete(req, &id, fail_op),
             m => Reply::error(
                 405,
@@ -419,8 +482,35 @@ impl Emulator {
         }
     }
 
+    /// `ResourceGroupNotFound` when the group of `id` does not exist, as ARM
+    /// answers before asking the resource provider.
+    fn group_missing(&self, id: &ResourceId, rg: &str) -> Option<Reply> {
+        let group = ResourceId::parse(&format!(
+            "/subscriptions/{}/resourceGroups/{rg}",
+            id.subscription()
+        ))
+        .ok()?;
+        let now = now_ms();
+        match self.load(&group, now) {
+            Ok(Some(g)) if self.view(&g, now).is_some() => None,
+            Ok(_) => Some(Self::not_found(&group)),
+            Err(r) => Some(r),
+        }
+    }
+
     /// The resource as a GET returns it now, or `None` when it is gone.
     fn view(&self, r: &StoredResource, now: u64) -> Option<Value> {
+        let kids = if shape::inline_kinds(&r.resource_type).next().is_some() {
+            self.store.children(&r.id).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        self.view_with(r, now, &kids)
+    }
+
+    /// [`Self::view`] with the resource's children given (Resource Graph reads
+    /// them from one scan of the store).
+    fn view_with(&self, r: &StoredResource, now: u64, kids: &[StoredResource]) -> Option<Value> {
         let mut body = r.body.clone();
         let state = match &r.operation {
             Some(op) if now < op.done_ms => match &op.kind {
@@ -440,7 +530,7 @@ impl Emulator {
             return None;
         }
         let obj = body.as_object_mut()?;
-        obj.insert("id".into(), json!(r.id.as_str()));
+        obj.insert("id".into(), json!(shape::canonical_id(r.id.as_str())));
         obj.insert("name".into(), json!(r.id.name()));
         obj.insert("type".into(), json!(r.resource_type));
         let props = obj
@@ -476,6 +566,7 @@ impl Emulator {
                 json!({"instanceView": {"powerState": {"code": format!("PowerState/{power}")}}}),
             );
         }
+        self.read_fields(r, &mut body, kids, now);
         Some(body)
     }
 
@@ -511,7 +602,10 @@ impl Emulator {
             && now >= op.done_ms
         {
             if op.kind == OpKind::Delete && op.failure.is_none() {
-                let _ = self.store.delete(id);
+                // Resource Graph still shows it until the deletion is indexed.
+                if r.indexing.as_ref().is_none_or(|i| now >= i.at_ms) {
+                    let _ = self.store.delete(id);
+                }
                 return Ok(None);
             }
             r.power = self.power(&r, now);
@@ -536,6 +630,23 @@ impl Emulator {
             code,
             &format!("{what} '{}' could not be found.", id.as_str()),
         )
+    }
+
+    /// A VM with `properties.instanceView` (`$expand=instanceView`).
+    fn get_expanded(&self, id: &ResourceId) -> Reply {
+        let now = now_ms();
+        match self.load(id, now) {
+            Err(r) => r,
+            Ok(Some(r)) => match self.view(&r, now) {
+                Some(mut v) => {
+                    let iv = self.instance_view_of(&r, &v, now);
+                    v["properties"]["instanceView"] = iv;
+                    Reply::json(200, &v)
+                }
+                None => Self::not_found(id),
+            },
+            Ok(None) => Self::not_found(id),
+        }
     }
 
     fn get(&self, id: &ResourceId) -> Reply {
@@ -590,6 +701,8 @@ mod tests {
                     faults,
                     token: "t".into(),
                     allow_remote: false,
+                    graph_lag: 0.0,
+                    vcpu_quota: Default::default(),
                 },
             ),
             dir,

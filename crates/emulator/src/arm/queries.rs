@@ -1,7 +1,10 @@
-//! The read-only query endpoints: Azure Resource Graph (`resources` with paging
-//! by `$skipToken`) and the Log Analytics query API (`api/query`).
+//! The read-only query endpoints: Azure Resource Graph (its tables as Microsoft
+//! documents them, inline children, `project`, paging by `$skipToken`, and an
+//! indexing lag: a write shows in its row only `--graph-lag` Azure-seconds after
+//! it completed) and the Log Analytics query API (`api/query`).
 
 use super::*;
+use crate::query::Table;
 
 impl Emulator {
     /// A Log Analytics query through ARM (`<workspace>/api/query`). The emulated
@@ -116,13 +119,39 @@ impl Emulator {
                 Ok(a) => a,
                 Err(e) => return Reply::error(500, "InternalServerError", &e.to_string()),
             };
+            // Children shown inside their parents' rows, from the same scan.
+            let mut kids: HashMap<&str, Vec<StoredResource>> = HashMap::new();
+            for r in all.iter() {
+                if let Some(parent) = r.id.parent()
+                    && shape::inline_kinds(&parent.resource_type())
+                        .any(|k| k.child.eq_ignore_ascii_case(&r.resource_type))
+                {
+                    let key = r.id.key();
+                    let parent_key = &key[..parent.key().len()];
+                    kids.entry(parent_key).or_default().push(r.clone());
+                }
+            }
             let mut rows: Vec<Value> = all
                 .iter()
                 .filter(|r| {
                     subs.is_empty() || subs.contains(&r.id.subscription().to_ascii_lowercase())
                 })
-                .filter_map(|r| self.view(r, now).map(|v| query::row(r, v)))
+                .filter(|r| Table::of(&r.resource_type).is_some_and(|t| q.tables.contains(&t)))
+                .filter_map(|r| {
+                    // What ARG has indexed: the resource as it was before a write
+                    // younger than the lag.
+                    let shown = match &r.indexing {
+                        Some(i) if now < i.at_ms => i.previous.clone(),
+                        _ => self.view_with(
+                            r,
+                            now,
+                            kids.get(r.id.key()).map(Vec::as_slice).unwrap_or(&[]),
+                        ),
+                    };
+                    shown.map(|v| query::row(r, v))
+                })
                 .filter(|row| q.matches(row))
+                .map(|row| q.projected(row))
                 .collect();
             rows.reverse(); // pop() from the end below keeps id order
             rows

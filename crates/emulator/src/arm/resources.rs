@@ -91,6 +91,11 @@ impl Emulator {
         if let Some(props) = body.get_mut("properties").and_then(Value::as_object_mut) {
             props.remove("provisioningState");
         }
+        if let Err(refusal) = self.refuse(id, &body, now) {
+            return refusal;
+        }
+        let declared = shape::take_inline(id, &mut body);
+        self.server_fields(id, &mut body, existing.as_ref(), now);
         let resource_type = id.resource_type();
         if resource_type.eq_ignore_ascii_case("Microsoft.ManagedIdentity/userAssignedIdentities") {
             body["properties"] = json!({
@@ -118,7 +123,12 @@ impl Emulator {
                 );
             }
         }
-        let fam = family(&resource_type);
+        if resource_type.eq_ignore_ascii_case("Microsoft.Compute/virtualMachines")
+            && let Err(refused) = self.admit_vm(id, &body)
+        {
+            return refused;
+        }
+        let fam = put_family(&resource_type);
         let creating = existing.is_none();
         let secs = if creating {
             put_seconds(&resource_type)
@@ -160,11 +170,32 @@ impl Emulator {
             },
             visible_from_ms: existing.as_ref().and_then(|e| e.visible_from_ms),
             replicated_ms: existing.as_ref().and_then(|e| e.replicated_ms),
+            // Resource Graph shows the resource as it was until this write is indexed.
+            indexing: Some(Indexing {
+                at_ms: op.done_ms.max(now) + self.graph_lag_ms(),
+                previous: existing.as_ref().and_then(|e| {
+                    let shown = e.indexing.as_ref().filter(|i| now < i.at_ms);
+                    match shown {
+                        Some(i) => i.previous.clone(),
+                        None => self.view(e, now),
+                    }
+                }),
+            }),
         };
         if let Err(r) = self.save(&stored) {
             return r;
         }
-        let status = if creating { 201 } else { 200 };
+        if let Err(r) = self.write_inline(id, declared, api) {
+            return r;
+        }
+        if is_vm {
+            self.attach_disks(&stored);
+        }
+        let status = match (creating, sync_put_status(&resource_type)) {
+            (_, Some(fixed)) => fixed,
+            (true, None) => 201,
+            (false, None) => 200,
+        };
         let loc = Self::location_of(&stored.body);
         let view = self.view(&stored, now).unwrap_or(Value::Null);
         let first = match fam {
@@ -211,20 +242,47 @@ impl Emulator {
             .unwrap_or(&existing.api_version)
             .to_string();
         let fam = family(&existing.resource_type);
-        let op = self.new_operation(
+        let mut op = self.new_operation(
             id,
             OpKind::Delete,
             delete_seconds(&existing.resource_type),
             fail_op,
             now,
         );
-        if fam == Family::Sync && !id.is_resource_group() && !fail_op {
+        if existing
+            .resource_type
+            .eq_ignore_ascii_case("Microsoft.Compute/virtualMachines")
+            && op.failure.is_none()
+        {
+            self.release_vm(id);
+        }
+        let shown = existing
+            .indexing
+            .as_ref()
+            .filter(|i| now < i.at_ms)
+            .map_or_else(|| self.view(&existing, now), |i| i.previous.clone());
+        if delete_is_sync(&existing.resource_type) && !id.is_resource_group() {
+            // Synchronous: gone when answered (faults only hit long-running ones).
+            op.done_ms = now;
+            op.failure = None;
             self.delete_children(id, &op);
-            let _ = self.store.delete(id);
+            let mut r = existing.clone();
+            r.operation = Some(op);
+            r.indexing = Some(Indexing {
+                at_ms: now + self.graph_lag_ms(),
+                previous: shown,
+            });
+            if let Err(reply) = self.save(&r) {
+                return reply;
+            }
             return Reply::empty(200);
         }
         let mut r = existing.clone();
         r.operation = Some(op.clone());
+        r.indexing = Some(Indexing {
+            at_ms: op.done_ms + self.graph_lag_ms(),
+            previous: shown,
+        });
         if let Err(reply) = self.save(&r) {
             return reply;
         }
@@ -245,6 +303,33 @@ impl Emulator {
             );
         }
         self.op_headers(req, id, fam, &loc, &op, &api, Reply::empty(202), true)
+    }
+
+    /// A VM's attached data disks are `managedBy` it, as ARM records.
+    fn attach_disks(&self, vm: &StoredResource) {
+        let disks = vm
+            .body
+            .pointer("/properties/storageProfile/dataDisks")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for d in disks {
+            let Some(disk) = d
+                .pointer("/managedDisk/id")
+                .and_then(Value::as_str)
+                .and_then(|s| ResourceId::parse(s).ok())
+            else {
+                continue;
+            };
+            let lock = self.lock(&disk);
+            let _g = lock.lock().expect("disk lock");
+            if let Ok(Some(mut r)) = self.store.get(&disk)
+                && r.body.get("managedBy").and_then(Value::as_str) != Some(vm.id.as_str())
+            {
+                r.body["managedBy"] = json!(shape::canonical_id(vm.id.as_str()));
+                let _ = self.store.put(&r);
+            }
+        }
     }
 
     /// Deleting a resource deletes what lives under it, when it completes.

@@ -656,16 +656,7 @@ pub async fn apply(
         })
         .collect();
     let after = client.stats.snapshot();
-    let requests = StatsSnapshot {
-        get: after.get - stats_before.get,
-        put: after.put - stats_before.put,
-        delete: after.delete - stats_before.delete,
-        post: after.post - stats_before.post,
-        poll: after.poll - stats_before.poll,
-        query: after.query - stats_before.query,
-        throttled: after.throttled - stats_before.throttled,
-        retries: after.retries - stats_before.retries,
-    };
+    let requests = after.since(&stats_before);
     ApplyReport {
         format_version: "1".into(),
         plan: run.plan_hash.clone(),

@@ -116,6 +116,7 @@ impl ClientConfig {
 #[derive(Debug, Default)]
 pub struct Stats {
     pub get: AtomicU64,
+    pub list: AtomicU64,
     pub put: AtomicU64,
     pub delete: AtomicU64,
     pub post: AtomicU64,
@@ -129,6 +130,7 @@ pub struct Stats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StatsSnapshot {
     pub get: u64,
+    pub list: u64,
     pub put: u64,
     pub delete: u64,
     pub post: u64,
@@ -139,8 +141,23 @@ pub struct StatsSnapshot {
 }
 
 impl StatsSnapshot {
+    /// What was sent between `before` and this snapshot.
+    pub fn since(&self, before: &StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            get: self.get - before.get,
+            list: self.list - before.list,
+            put: self.put - before.put,
+            delete: self.delete - before.delete,
+            post: self.post - before.post,
+            poll: self.poll - before.poll,
+            query: self.query - before.query,
+            throttled: self.throttled - before.throttled,
+            retries: self.retries - before.retries,
+        }
+    }
+
     pub fn reads(&self) -> u64 {
-        self.get + self.poll + self.query
+        self.get + self.list + self.poll + self.query
     }
     pub fn writes(&self) -> u64 {
         self.put + self.delete + self.post
@@ -152,6 +169,7 @@ impl Stats {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StatsSnapshot {
             get: l(&self.get),
+            list: l(&self.list),
             put: l(&self.put),
             delete: l(&self.delete),
             post: l(&self.post),
@@ -181,6 +199,8 @@ impl Response {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verb {
     Get,
+    /// A page of a collection.
+    List,
     Put,
     Delete,
     Post,
@@ -191,7 +211,7 @@ enum Verb {
 impl Verb {
     fn method(self) -> Method {
         match self {
-            Verb::Get | Verb::Poll => Method::GET,
+            Verb::Get | Verb::List | Verb::Poll => Method::GET,
             Verb::Put => Method::PUT,
             Verb::Delete => Method::DELETE,
             Verb::Post | Verb::Query => Method::POST,
@@ -199,7 +219,7 @@ impl Verb {
     }
     fn class(self) -> Class {
         match self {
-            Verb::Get | Verb::Poll | Verb::Query => Class::Read,
+            Verb::Get | Verb::List | Verb::Poll | Verb::Query => Class::Read,
             Verb::Put | Verb::Post => Class::Write,
             Verb::Delete => Class::Delete,
         }
@@ -340,6 +360,7 @@ impl ArmClient {
     fn count(&self, verb: Verb) {
         let c = match verb {
             Verb::Get => &self.stats.get,
+            Verb::List => &self.stats.list,
             Verb::Put => &self.stats.put,
             Verb::Delete => &self.stats.delete,
             Verb::Post => &self.stats.post,
@@ -480,6 +501,41 @@ impl ArmClient {
                 Box::pin(self.wait_settled(s.id, s.api_version)).await?;
             }
             attempt += 1;
+        }
+    }
+
+    /// Every item of the collection at `path` (an id path such as
+    /// `<vault>/keys`), following `nextLink`; empty when the collection's parent
+    /// does not exist.
+    pub async fn list(&self, path: &str, api_version: &str) -> Result<Vec<Value>, ArmError> {
+        let mut url = format!("{}{path}?api-version={api_version}", self.cfg.endpoint);
+        let mut items = Vec::new();
+        loop {
+            let mut page = match self.send(Verb::List, &url, None, path, None).await {
+                Ok(r) => r.json(),
+                Err(ArmError::Api { status: 404, .. }) => return Ok(items),
+                Err(e) => return Err(e),
+            };
+            match page.get_mut("value").map(Value::take) {
+                Some(Value::Array(v)) => items.extend(v),
+                _ => {
+                    return Err(ArmError::Protocol {
+                        target: path.to_string(),
+                        message: "the collection response has no `value` array".into(),
+                    });
+                }
+            }
+            match page.get("nextLink").and_then(Value::as_str) {
+                // Only follow links to the same endpoint: a token never leaves it.
+                Some(next) if next.starts_with(&self.cfg.endpoint) => url = next.to_string(),
+                Some(next) => {
+                    return Err(ArmError::Protocol {
+                        target: path.to_string(),
+                        message: format!("nextLink {next} leaves {}", self.cfg.endpoint),
+                    });
+                }
+                None => return Ok(items),
+            }
         }
     }
 

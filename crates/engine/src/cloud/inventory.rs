@@ -1,8 +1,19 @@
-//! The prior state `plan` compares against, read in bulk: one Resource Graph query
-//! (paged by 1000) over the subscription, filtered on the lifeboat tags and the
-//! managed resource groups; resources the latest apply wrote are then re-read
-//! directly, because Resource Graph lags ARM writes. `--refresh direct` does a GET
-//! per desired resource instead (it cannot find orphans whose manifest is gone).
+//! The prior state `plan` compares against, read in bulk the way Azure Resource
+//! Graph allows (`shared/azure/resource-graph-coverage.md`):
+//! - one paged query of `resources | union resourcecontainers` for tagged
+//!   resources and everything in the platform's resource groups, and one of
+//!   `authorizationresources` for role assignments (it cannot be unioned);
+//! - subnets, NSG rules and VNet peerings from their parent's row, where Resource
+//!   Graph keeps them;
+//! - the child types Resource Graph does not index at all (Key Vault keys, blob
+//!   services, containers, diagnostic settings) with one list call per parent
+//!   that can hold them. This is the correct and the costly part (one read per
+//!   parent on every plan); see the README, "How plan reads Azure";
+//! - what the latest apply wrote, re-read directly only when its row is missing
+//!   or does not yet show what was written (Resource Graph lags ARM writes).
+//!
+//! `--refresh direct` does a GET per desired resource instead (it cannot find
+//! orphans whose manifest is gone).
 //!
 //! Reads only; never decides what should change.
 
@@ -10,6 +21,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::client::{ArmClient, ArmError};
+use lifeboat_core::api;
 use lifeboat_core::id::ResourceId;
 use lifeboat_core::observed::{ObservedResource, PriorState, Requests};
 
@@ -31,9 +43,47 @@ pub struct Wanted {
 /// platform prefix (child types such as peerings and containers cannot be tagged).
 pub fn managed_query(prefix: &str) -> String {
     format!(
-        "resources | union resourcecontainers | where tags['lifeboat-managed'] =~ 'true' or resourceGroup startswith '{prefix}-' | project id, name, type, location, resourceGroup, tags, properties, sku, kind, zones, identity"
+        "resources | union resourcecontainers | where tags['lifeboat-managed'] =~ 'true' or resourceGroup startswith '{prefix}-' | project id, name, type, location, resourceGroup, tags, properties, sku, kind, zones, identity, plan, managedBy"
     )
 }
+
+/// Role assignments in the platform's resource groups (their own table).
+pub fn role_assignment_query(prefix: &str) -> String {
+    format!(
+        "authorizationresources | where type =~ 'microsoft.authorization/roleassignments' and resourceGroup startswith '{prefix}-' | project id, name, type, resourceGroup, properties"
+    )
+}
+
+/// A child type Resource Graph does not index: the parent type that holds it and
+/// the collection to list under a parent.
+struct Unindexed {
+    parent: &'static str,
+    /// Appended to the parent id.
+    collection: &'static str,
+    api_version: &'static str,
+}
+
+const UNINDEXED: &[Unindexed] = &[
+    Unindexed {
+        parent: "microsoft.keyvault/vaults",
+        collection: "/keys",
+        api_version: api::KEY_VAULT,
+    },
+    Unindexed {
+        parent: "microsoft.storage/storageaccounts",
+        collection: "/blobServices",
+        api_version: api::STORAGE,
+    },
+    Unindexed {
+        parent: "microsoft.storage/storageaccounts",
+        collection: "/blobServices/default/containers",
+        api_version: api::STORAGE,
+    },
+];
+
+/// Diagnostic settings: an extension collection under any resource.
+const DIAGNOSTIC_SETTINGS: &str = "/providers/Microsoft.Insights/diagnosticSettings";
+pub const DIAGNOSTIC_SETTINGS_TYPE: &str = "microsoft.insights/diagnosticsettings";
 
 fn observed(id: ResourceId, mut body: Value) -> ObservedResource {
     if let Some(o) = body.as_object_mut() {
@@ -55,42 +105,138 @@ fn observed(id: ResourceId, mut body: Value) -> ObservedResource {
     }
 }
 
-/// Read the prior state. `desired` is what the manifests declare (read one by one
-/// with `--refresh direct`); `recent` is what the latest apply wrote.
-pub async fn read(
+fn id_of(row: &Value) -> Option<ResourceId> {
+    row.get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| ResourceId::parse(s).ok())
+}
+
+/// What the Resource Graph queries returned, with the inline children taken out
+/// of their parents' rows.
+#[derive(Debug, Default)]
+pub struct Indexed {
+    pub found: Vec<ObservedResource>,
+}
+
+/// Run the two Resource Graph queries (concurrently).
+pub async fn indexed(
     client: &ArmClient,
     subscription: &str,
-    refresh: Refresh,
     prefix: &str,
-    desired: &[Wanted],
-    recent: &[Wanted],
-) -> Result<PriorState, ArmError> {
-    let before = client.stats.snapshot();
-    let mut found: Vec<ObservedResource> = Vec::new();
-    let direct: Vec<&Wanted> = match refresh {
-        Refresh::Graph => {
-            let rows = client
-                .query(&[subscription.to_string()], &managed_query(prefix))
-                .await?;
-            for row in rows {
-                let Some(id) = row
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .and_then(|s| ResourceId::parse(s).ok())
-                else {
-                    continue;
-                };
-                found.push(observed(id, row));
+) -> Result<Indexed, ArmError> {
+    let subs = [subscription.to_string()];
+    let (main_q, roles_q) = (managed_query(prefix), role_assignment_query(prefix));
+    let (main, roles) = futures::join!(client.query(&subs, &main_q), client.query(&subs, &roles_q));
+    let mut found = Vec::new();
+    for row in main?.into_iter().chain(roles?) {
+        let Some(id) = id_of(&row) else { continue };
+        for kind in api::inline_children(&id.resource_type()) {
+            for child in row
+                .pointer(&format!("/properties/{}", kind.key))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(cid) = id_of(child) {
+                    found.push(observed(cid, child.clone()));
+                }
             }
-            recent.iter().collect()
         }
-        Refresh::Direct => desired.iter().chain(recent).collect(),
-    };
-    let reads = futures::stream::iter(direct)
+        found.push(observed(id, row));
+    }
+    Ok(Indexed { found })
+}
+
+/// What else `complete` reads: the parent types whose diagnostic settings the
+/// manifests declare, what the latest apply wrote, and which of those rows
+/// already show what was written.
+pub struct Completion<'a> {
+    pub diagnosed_types: &'a std::collections::HashSet<String>,
+    pub diagnostics_api: &'a str,
+    pub recent: &'a [Wanted],
+    pub fresh: &'a (dyn Fn(&ObservedResource, &PriorState) -> bool + Sync),
+}
+
+/// Add the non-indexed children (one list call per parent that can hold them)
+/// and re-read what the latest apply wrote where Resource Graph does not show
+/// it yet.
+pub async fn complete(
+    client: &ArmClient,
+    indexed: Indexed,
+    how: Completion<'_>,
+) -> Result<Vec<ObservedResource>, ArmError> {
+    let mut found = indexed.found;
+    // Keys, blob services and containers first: a blob service can carry
+    // diagnostic settings of its own.
+    let mut lists: Vec<(String, &str)> = Vec::new();
+    for r in &found {
+        let t = r.resource_type.to_ascii_lowercase();
+        for u in UNINDEXED.iter().filter(|u| u.parent == t) {
+            lists.push((format!("{}{}", r.id.as_str(), u.collection), u.api_version));
+        }
+    }
+    found.extend(list_all(client, lists).await?);
+    let lists: Vec<(String, &str)> = found
+        .iter()
+        .filter(|r| {
+            how.diagnosed_types
+                .contains(&r.resource_type.to_ascii_lowercase())
+        })
+        .map(|r| {
+            (
+                format!("{}{DIAGNOSTIC_SETTINGS}", r.id.as_str()),
+                how.diagnostics_api,
+            )
+        })
+        .collect();
+    found.extend(list_all(client, lists).await?);
+    // A row that already shows what was written is fresh; anything else the
+    // latest apply touched is read directly.
+    let so_far = PriorState::new(found, Requests::default());
+    let stale: Vec<&Wanted> = how
+        .recent
+        .iter()
+        .filter(|w| match so_far.get(&w.id) {
+            Some(row) => !(how.fresh)(row, &so_far),
+            None => true,
+        })
+        .collect();
+    let mut found = so_far.resources;
+    let reads = futures::stream::iter(stale)
         .map(|w| async move { (w.id.clone(), client.get(&w.id, &w.api_version).await) })
         .buffer_unordered(32)
         .collect::<Vec<_>>()
         .await;
+    merge(&mut found, reads)?;
+    Ok(found)
+}
+
+/// Every item of the collections `lists` (path, api-version), 32 at a time.
+async fn list_all(
+    client: &ArmClient,
+    lists: Vec<(String, &str)>,
+) -> Result<Vec<ObservedResource>, ArmError> {
+    let listed = futures::stream::iter(lists)
+        .map(|(path, api)| async move { client.list(&path, api).await })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let mut out = Vec::new();
+    for items in listed {
+        for item in items? {
+            if let Some(id) = id_of(&item) {
+                out.push(observed(id, item));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Replace or add what was read directly; drop what turned out to be gone.
+fn merge(
+    found: &mut Vec<ObservedResource>,
+    reads: Vec<(ResourceId, Result<Option<Value>, ArmError>)>,
+) -> Result<(), ArmError> {
     let mut by_key: std::collections::HashMap<String, usize> = found
         .iter()
         .enumerate()
@@ -115,14 +261,29 @@ pub async fn read(
         }
     }
     found.retain(|r| !gone.contains(r.id.key()));
+    Ok(())
+}
+
+/// One GET per desired resource (`--refresh direct`).
+pub async fn direct(
+    client: &ArmClient,
+    wanted: &[Wanted],
+) -> Result<Vec<ObservedResource>, ArmError> {
+    let reads = futures::stream::iter(wanted)
+        .map(|w| async move { (w.id.clone(), client.get(&w.id, &w.api_version).await) })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let mut found = Vec::new();
+    merge(&mut found, reads)?;
+    Ok(found)
+}
+
+/// Keep what lifeboat manages (untagged child types count when an ancestor is
+/// managed), sorted, with the requests it took.
+pub fn managed(mut found: Vec<ObservedResource>, requests: Requests) -> PriorState {
     found.sort_by(|a, b| a.id.cmp(&b.id));
     found.dedup_by(|a, b| a.id == b.id);
-    let after = client.stats.snapshot();
-    let requests = Requests {
-        read: after.reads() - before.reads(),
-        write: after.writes() - before.writes(),
-    };
-    // Untagged child types (peerings, containers) count when an ancestor is managed.
     let all = PriorState::new(found, requests);
     let keep: Vec<bool> = all
         .resources
@@ -130,18 +291,25 @@ pub async fn read(
         .map(|r| all.ownership(r).is_some())
         .collect();
     // Moved, not cloned: a fleet's state is tens of megabytes.
-    let managed: Vec<ObservedResource> = all
+    let kept: Vec<ObservedResource> = all
         .resources
         .into_iter()
         .zip(keep)
         .filter_map(|(r, k)| k.then_some(r))
         .collect();
-    Ok(PriorState::new(managed, requests))
+    PriorState::new(kept, requests)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_assignments_are_read_from_their_own_table() {
+        let q = role_assignment_query("lb");
+        assert!(q.starts_with("authorizationresources"));
+        assert!(!q.contains("union"));
+    }
 
     #[test]
     fn query_names_the_tag_and_groups() {

@@ -337,6 +337,10 @@ pub struct Run {
     /// `rto_ms` in Azure time (the emulator runs `1 / time_scale` times faster).
     pub modelled_rto_seconds: f64,
     pub sql: Option<SqlState>,
+    /// Front-ends an activation could not start (no capacity), while the others
+    /// serve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shortfall: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -356,6 +360,7 @@ struct Runner<'a, E: Fn(DapEvent)> {
     /// The cloud's time scale (1 on Azure), for the modelled RTO.
     scale: f64,
     steps: Vec<Step>,
+    shortfall: Vec<String>,
     emit: &'a E,
 }
 
@@ -367,6 +372,7 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
             started_at: lifeboat_core::clock::now_or_real().to_string(),
             scale: client.time_scale(),
             steps: Vec::new(),
+            shortfall: Vec::new(),
             emit,
         }
     }
@@ -640,42 +646,88 @@ pub async fn power_state(client: &ArmClient, vm: &ResourceId) -> Result<String, 
         .to_string())
 }
 
+/// Starts that hit `AllocationFailed` (the region has no capacity for the size
+/// right now) are tried this many times in all, this far apart (Azure seconds).
+const ALLOCATION_ATTEMPTS: u32 = 3;
+const ALLOCATION_RETRY_SECS: f64 = 30.0;
+
+fn allocation_failed(e: &crate::cloud::client::ArmError) -> bool {
+    matches!(e, crate::cloud::client::ArmError::Operation { code, .. }
+        | crate::cloud::client::ArmError::Api { code, .. } if code == "AllocationFailed")
+}
+
 /// Run `action` (`start`/`deallocate`) on every VM at once (the client paces
-/// them); `slowest` receives the longest single operation (ms).
+/// them); `slowest` receives the longest single operation (ms). A start that
+/// hits `AllocationFailed` is retried; front-ends that still cannot start are
+/// named in `short` and the others keep serving (the step fails only when none
+/// started, or on any other error).
 async fn power_all(
     client: &ArmClient,
     vms: &[ResourceId],
     action: &str,
     slowest: &std::sync::atomic::AtomicU64,
+    short: &std::sync::Mutex<Vec<String>>,
 ) -> Result<String, StepError> {
     let results = join_all(vms.iter().map(|vm| async move {
-        let t = Instant::now();
-        let r = client.action(vm, action, COMPUTE_API, None, true).await;
-        slowest.fetch_max(
-            t.elapsed().as_millis() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        r
+        let mut attempt = 1;
+        loop {
+            let t = Instant::now();
+            let r = client.action(vm, action, COMPUTE_API, None, true).await;
+            slowest.fetch_max(
+                t.elapsed().as_millis() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            match r {
+                Err(e)
+                    if action == "start"
+                        && allocation_failed(&e)
+                        && attempt < ALLOCATION_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_secs_f64(
+                        ALLOCATION_RETRY_SECS * client.time_scale(),
+                    ))
+                    .await;
+                }
+                r => return (r, attempt),
+            }
+        }
     }))
     .await;
-    let failed: Vec<String> = vms
-        .iter()
-        .zip(&results)
-        .filter_map(|(vm, r)| {
-            r.as_ref()
-                .err()
-                .map(|e| format!("{}: {e}", vm.display_name()))
-        })
-        .collect();
-    if failed.is_empty() {
-        Ok(format!("{} front-end(s) {action}ed", vms.len()).replace("deallocateed", "deallocated"))
-    } else {
-        Err(StepError::Power {
+    let mut failed = Vec::new();
+    let mut unallocated = Vec::new();
+    for (vm, (r, attempts)) in vms.iter().zip(&results) {
+        match r {
+            Ok(_) => {}
+            Err(e) if allocation_failed(e) => unallocated.push(format!(
+                "{} (AllocationFailed after {attempts} attempts)",
+                vm.display_name()
+            )),
+            Err(e) => failed.push(format!("{}: {e}", vm.display_name())),
+        }
+    }
+    let started = vms.len() - failed.len() - unallocated.len();
+    let all_short = !unallocated.is_empty() && started == 0;
+    if !failed.is_empty() || all_short {
+        failed.extend(unallocated);
+        return Err(StepError::Power {
             action: action.to_string(),
             total: vms.len(),
             failed,
-        })
+        });
     }
+    if unallocated.is_empty() {
+        return Ok(
+            format!("{} front-end(s) {action}ed", vms.len()).replace("deallocateed", "deallocated")
+        );
+    }
+    let done = format!("{started} of {} front-end(s) {action}ed", vms.len());
+    let detail = format!(
+        "{done}; serving without {} (no capacity for their size in the region: retry `lifeboat activate` later, or resize them)",
+        unallocated.join(", ")
+    );
+    short.lock().expect("shortfall").extend(unallocated);
+    Ok(detail)
 }
 
 /// Every VM in `want` state (a probe).
@@ -732,6 +784,7 @@ fn finish_run(
         rto_ms,
         modelled_rto_seconds: rto_ms as f64 / 1000.0 / r.scale.max(1e-9),
         sql,
+        shortfall: r.shortfall,
     }
 }
 
@@ -843,6 +896,7 @@ async fn activate_steps(
         "standby"
     };
     let slowest = std::sync::atomic::AtomicU64::new(0);
+    let short = std::sync::Mutex::new(Vec::new());
     let (sql_res, fe_res) = r
         .pair(
             ("sql-standby", async {
@@ -852,11 +906,23 @@ async fn activate_steps(
             }),
             (
                 "start-frontends",
-                power_all(client, &target.frontends, "start", &slowest),
+                power_all(client, &target.frontends, "start", &slowest, &short),
             ),
         )
         .await;
     r.operation_time("start-frontends", slowest.into_inner());
+    let short = short.into_inner().expect("shortfall");
+    // The probe checks the front-ends that started; the others are named.
+    let serving: Vec<ResourceId> = target
+        .frontends
+        .iter()
+        .filter(|fe| {
+            let name = fe.display_name();
+            !short.iter().any(|s| s.starts_with(&format!("{name} ")))
+        })
+        .cloned()
+        .collect();
+    r.shortfall = short;
     sql_res?;
     fe_res?;
     r.step(
@@ -883,7 +949,7 @@ async fn activate_steps(
     .await?;
     let probe = r
         .step("health-probe", async {
-            all_in(client, &target.frontends, "running").await?;
+            all_in(client, &serving, "running").await?;
             let s = sql_state(client, &target.sql_vm).await?;
             if s.state != "ONLINE" {
                 return Err(StepError::Database {
@@ -898,7 +964,7 @@ async fn activate_steps(
             }
             Ok(format!(
                 "{} front-end(s) running, database ONLINE ({}), access open",
-                target.frontends.len(),
+                serving.len(),
                 s.mode
             ))
         })
@@ -973,7 +1039,13 @@ pub async fn deactivate(
             }),
             (
                 "deallocate-frontends",
-                power_all(client, &target.frontends, "deallocate", &slowest),
+                power_all(
+                    client,
+                    &target.frontends,
+                    "deallocate",
+                    &slowest,
+                    &Default::default(),
+                ),
             ),
         )
         .await;

@@ -97,6 +97,10 @@ pub struct TenantStatus {
     pub frontends_declared: usize,
     /// Front-ends per power state (`running`, `deallocated`, ...).
     pub power: BTreeMap<String, usize>,
+    /// While ACTIVE: the front-ends that are not running (an activation that
+    /// could not allocate them, or one stopped since), with their state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shortfall: Vec<String>,
     /// Existing resources whose declared properties differ (updates and replaces
     /// the plan would make).
     pub drift: usize,
@@ -158,8 +162,14 @@ pub fn build(
             let target_s = i64::from(t.sql.rpo_target_minutes) * 60;
             let mut images: BTreeMap<String, usize> = BTreeMap::new();
             let mut power: BTreeMap<String, usize> = BTreeMap::new();
+            let mut shortfall = Vec::new();
             for fe in &target.frontends {
-                let Some(o) = prior.get(fe) else { continue };
+                let Some(o) = prior.get(fe) else {
+                    if state == "ACTIVE" {
+                        shortfall.push(format!("{} (not built)", fe.name()));
+                    }
+                    continue;
+                };
                 let version = o
                     .body
                     .pointer("/properties/storageProfile/imageReference/id")
@@ -175,6 +185,9 @@ pub fn build(
                     .and_then(|c| c.strip_prefix("PowerState/"))
                     .unwrap_or("unknown")
                     .to_string();
+                if state == "ACTIVE" && ps != "running" {
+                    shortfall.push(format!("{} ({ps})", fe.name()));
+                }
                 *power.entry(ps).or_default() += 1;
             }
             let last_drill = rg_tag(LAST_DRILL_TAG);
@@ -192,6 +205,7 @@ pub fn build(
                 images,
                 frontends_declared: target.frontends.len(),
                 power,
+                shortfall,
                 drift: drift.get(t.id.value.as_str()).copied().unwrap_or(0),
                 last_drill_rto_seconds: last_drill.as_deref().and_then(drill_rto),
                 last_drill_passed: last_drill.as_deref().map(|d| d.ends_with(" ok")),

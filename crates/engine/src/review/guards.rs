@@ -59,6 +59,8 @@ pub enum Refusal {
     },
     /// The tenant's window cannot be evaluated (unknown zone, bad day).
     BadWindow { tenant: String, reason: String },
+    /// The plan adds more vCPUs to a VM family than its regional quota has free.
+    Quota { description: String },
 }
 
 /// Every refusal of one plan.
@@ -93,6 +95,14 @@ pub fn check(
                 }),
         );
     }
+    refusals.extend(
+        plan.quota
+            .iter()
+            .filter(|q| !q.fits())
+            .map(|q| Refusal::Quota {
+                description: q.describe(),
+            }),
+    );
     let mut by_tenant: BTreeMap<&str, Vec<&Kept>> = BTreeMap::new();
     for d in &plan.disruptions {
         by_tenant
@@ -196,6 +206,10 @@ impl fmt::Display for Refusal {
             Refusal::BadWindow { tenant, reason } => {
                 write!(f, "tenant {tenant}: its maintenance window: {reason}")
             }
+            Refusal::Quota { description } => write!(
+                f,
+                "not enough vCPU quota: {description}; request a quota increase (Azure portal, Quotas) or plan fewer or smaller VMs"
+            ),
         }
     }
 }

@@ -140,20 +140,15 @@ impl Session {
         locks::holding(&self.state, scopes, command, timeout, work).await
     }
 
-    /// Read the prior state for `graph`: one Resource Graph query (plus direct
-    /// re-reads of what the last apply wrote), or a GET per resource.
-    pub fn prior_state(
-        &self,
-        project: &Project,
-        graph: &Graph,
-        refresh: Refresh,
-    ) -> Result<PriorState, ReviewError> {
+    /// What the journal says the latest applies wrote (or may have written):
+    /// re-read where Resource Graph may not show it yet.
+    fn recent(&self) -> Result<Vec<Wanted>, ReviewError> {
         let journal = self
             .rt
             .block_on(self.state.journal())
             .map_err(ReviewError::state("reading the apply journal"))?;
         // Resource Graph indexes ARM writes within minutes: what was written more
-        // recently than that is read directly (in the cloud's own time).
+        // recently than that is checked (in the cloud's own time).
         let lag =
             jiff::SignedDuration::from_secs_f64(RESOURCE_GRAPH_LAG_SECS * self.client.time_scale());
         let since = jiff::Timestamp::now() - lag;
@@ -171,27 +166,179 @@ impl Session {
         }));
         recent.sort_by(|a, b| a.id.cmp(&b.id));
         recent.dedup_by(|a, b| a.id == b.id);
-        let desired: Vec<Wanted> = graph
-            .resources
-            .iter()
-            .map(|r| Wanted {
-                id: r.id.clone(),
-                api_version: r.api_version.clone(),
-            })
-            .collect();
+        Ok(recent)
+    }
+
+    fn read_error(&self) -> impl FnOnce(crate::cloud::client::ArmError) -> ReviewError + '_ {
+        move |source| ReviewError::Read {
+            endpoint: self.endpoint.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Resource Graph's two queries (they need nothing from the manifests, so
+    /// they run while the templates render).
+    fn indexed(&self, project: &Project) -> Result<inventory::Indexed, ReviewError> {
         self.rt
-            .block_on(inventory::read(
+            .block_on(inventory::indexed(
                 &self.client,
                 &project.platform.subscription_id,
-                refresh,
                 &project.platform.prefix.value,
-                &desired,
-                &recent,
             ))
-            .map_err(|source| ReviewError::Read {
-                endpoint: self.endpoint.clone(),
-                source: Box::new(source),
+            .map_err(self.read_error())
+    }
+
+    /// Complete what Resource Graph returned for `graph`: non-indexed children
+    /// and stale rows of what the latest apply wrote.
+    fn completed(
+        &self,
+        graph: &Graph,
+        indexed: inventory::Indexed,
+        before: crate::cloud::client::StatsSnapshot,
+    ) -> Result<PriorState, ReviewError> {
+        let recent = self.recent()?;
+        let mut diagnosed = std::collections::HashSet::new();
+        let mut diagnostics_api = "2021-05-01-preview";
+        let desired: std::collections::HashMap<&str, &lifeboat_core::graph::Resource> =
+            graph.resources.iter().map(|r| (r.id.key(), r)).collect();
+        for r in &graph.resources {
+            if r.resource_type
+                .eq_ignore_ascii_case(inventory::DIAGNOSTIC_SETTINGS_TYPE)
+                && let Some(target) = r.id.parent()
+            {
+                diagnosed.insert(target.resource_type().to_ascii_lowercase());
+                diagnostics_api = &r.api_version;
+            }
+        }
+        let fresh = |row: &lifeboat_core::observed::ObservedResource, prior: &PriorState| {
+            desired.get(row.id.key()).is_some_and(|r| {
+                lifeboat_core::plan::diff::diff(
+                    &r.body,
+                    &row.body,
+                    &lifeboat_core::plan::diff::DiffOptions {
+                        ignore: &r.lifecycle.ignore,
+                        replace_on: &r.lifecycle.replace_on,
+                        prior,
+                    },
+                )
+                .is_empty()
             })
+        };
+        let found = self
+            .rt
+            .block_on(inventory::complete(
+                &self.client,
+                indexed,
+                inventory::Completion {
+                    diagnosed_types: &diagnosed,
+                    diagnostics_api,
+                    recent: &recent,
+                    fresh: &fresh,
+                },
+            ))
+            .map_err(self.read_error())?;
+        Ok(inventory::managed(found, self.requests_since(before)))
+    }
+
+    fn requests_since(
+        &self,
+        before: crate::cloud::client::StatsSnapshot,
+    ) -> lifeboat_core::observed::Requests {
+        let after = self.client.stats.snapshot();
+        lifeboat_core::observed::Requests {
+            read: after.reads() - before.reads(),
+            write: after.writes() - before.writes(),
+        }
+    }
+
+    /// Fill in what Azure's `usages` say each family uses and allows, for the
+    /// regions where the plan adds vCPUs (one read per region; none for a plan
+    /// that adds none).
+    pub fn read_quota(
+        &self,
+        subscription: &str,
+        needs: &mut [lifeboat_core::plan::quota::QuotaNeed],
+    ) -> Result<(), ReviewError> {
+        let mut regions: Vec<String> = needs.iter().map(|n| n.region.clone()).collect();
+        regions.sort();
+        regions.dedup();
+        for region in regions {
+            let path = format!(
+                "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{region}/usages"
+            );
+            let rows = self
+                .rt
+                .block_on(self.client.list(&path, lifeboat_core::api::COMPUTE))
+                .map_err(self.read_error())?;
+            let row = |name: &str| {
+                rows.iter().find(|r| {
+                    r.pointer("/name/value")
+                        .and_then(serde_json::Value::as_str)
+                        .is_some_and(|v| v.eq_ignore_ascii_case(name))
+                })
+            };
+            let total = row("cores");
+            for n in needs.iter_mut().filter(|n| n.region == region) {
+                let figures = |r: Option<&serde_json::Value>| {
+                    let r = r?;
+                    Some((r.get("currentValue")?.as_u64()?, r.get("limit")?.as_u64()?))
+                };
+                // A family Azure does not list yet has its default limit; the
+                // regional total still binds.
+                let family = figures(row(&n.family));
+                let total = figures(total);
+                let tightest = match (family, total) {
+                    (Some(f), Some(t)) => {
+                        Some(if f.1.saturating_sub(f.0) <= t.1.saturating_sub(t.0) {
+                            f
+                        } else {
+                            t
+                        })
+                    }
+                    (f, t) => f.or(t),
+                };
+                if let Some((used, limit)) = tightest {
+                    n.used = Some(used);
+                    n.limit = Some(limit);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the prior state for `graph`: Resource Graph plus what it does not
+    /// index (see [`inventory`]), or a GET per resource.
+    pub fn prior_state(
+        &self,
+        project: &Project,
+        graph: &Graph,
+        refresh: Refresh,
+    ) -> Result<PriorState, ReviewError> {
+        let before = self.client.stats.snapshot();
+        match refresh {
+            Refresh::Graph => {
+                let indexed = self.indexed(project)?;
+                self.completed(graph, indexed, before)
+            }
+            Refresh::Direct => {
+                let mut wanted: Vec<Wanted> = graph
+                    .resources
+                    .iter()
+                    .map(|r| Wanted {
+                        id: r.id.clone(),
+                        api_version: r.api_version.clone(),
+                    })
+                    .collect();
+                wanted.extend(self.recent()?);
+                wanted.sort_by(|a, b| a.id.cmp(&b.id));
+                wanted.dedup_by(|a, b| a.id == b.id);
+                let found = self
+                    .rt
+                    .block_on(inventory::direct(&self.client, &wanted))
+                    .map_err(self.read_error())?;
+                Ok(inventory::managed(found, self.requests_since(before)))
+            }
+        }
     }
 }
 
@@ -259,16 +406,19 @@ impl Workspace {
         let (project, templates) = (&self.project, &self.templates);
         let render = || graph::build(project, templates, scope).map_err(ReviewError::Render);
         let (graph, prior) = match refresh {
-            // One Resource Graph query needs nothing from the graph: read the cloud
-            // while the templates render.
-            Refresh::Graph => std::thread::scope(|s| {
-                let rendering = s.spawn(render);
-                let prior = self
-                    .session
-                    .prior_state(project, &Graph::default(), refresh);
-                let graph = rendering.join().expect("rendering does not panic");
-                Ok::<_, ReviewError>((graph?, prior?))
-            })?,
+            // Resource Graph's queries need nothing from the graph: read the cloud
+            // while the templates render, then what the graph tells to read.
+            Refresh::Graph => {
+                let before = self.session.client.stats.snapshot();
+                let (graph, indexed) = std::thread::scope(|s| {
+                    let rendering = s.spawn(render);
+                    let indexed = self.session.indexed(project);
+                    let graph = rendering.join().expect("rendering does not panic");
+                    Ok::<_, ReviewError>((graph?, indexed?))
+                })?;
+                let prior = self.session.completed(&graph, indexed, before)?;
+                (graph, prior)
+            }
             Refresh::Direct => {
                 let graph = render()?;
                 let prior = self.session.prior_state(project, &graph, refresh)?;
@@ -314,6 +464,8 @@ impl Workspace {
         )?;
         plan.attach_findings(findings);
         plan.cost = cost;
+        self.session
+            .read_quota(&project.platform.subscription_id, &mut plan.quota)?;
         Ok((plan, prior))
     }
 

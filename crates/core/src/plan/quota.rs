@@ -1,0 +1,136 @@
+//! The vCPUs a plan needs per region and VM family: what its VM creates and
+//! resizes add (Azure counts deallocated VMs against the quota, so a front-end
+//! that waits deallocated needs its vCPUs as much as a running one). The engine
+//! fills in what Azure's `usages` say is used and allowed; `apply` refuses a plan
+//! that does not fit, before it writes anything.
+//!
+//! Pure arithmetic on the plan; never reads the cloud.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Action, Change};
+use crate::model::sizes;
+use crate::observed::PriorState;
+
+/// What a plan needs of one family's quota in one region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaNeed {
+    pub region: String,
+    pub family: String,
+    /// vCPUs the plan adds.
+    pub need: u64,
+    /// vCPUs in use now, and the limit (from `usages`; absent until read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+impl QuotaNeed {
+    pub fn free(&self) -> Option<u64> {
+        Some(self.limit?.saturating_sub(self.used?))
+    }
+
+    /// False only when the usages say it does not fit.
+    pub fn fits(&self) -> bool {
+        self.free().is_none_or(|f| self.need <= f)
+    }
+
+    pub fn describe(&self) -> String {
+        match (self.free(), self.limit) {
+            (Some(free), Some(limit)) => format!(
+                "{} in {}: needs {} vCPUs, {free} free of {limit}",
+                self.family, self.region, self.need
+            ),
+            _ => format!(
+                "{} in {}: needs {} vCPUs",
+                self.family, self.region, self.need
+            ),
+        }
+    }
+}
+
+fn vm_size(body: &Value) -> Option<&str> {
+    body.pointer("/properties/hardwareProfile/vmSize")?.as_str()
+}
+
+fn region(body: &Value) -> String {
+    body.get("location")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .replace(' ', "")
+        .to_ascii_lowercase()
+}
+
+/// The vCPUs `changes` add per (region, family); families that only shrink or
+/// stay are left out.
+pub fn needs(changes: &[Change], prior: &PriorState) -> Vec<QuotaNeed> {
+    let mut by: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for c in changes {
+        if !c
+            .resource_type
+            .eq_ignore_ascii_case("Microsoft.Compute/virtualMachines")
+        {
+            continue;
+        }
+        let Some(body) = c.body.as_ref() else {
+            continue;
+        };
+        let Some(size) = vm_size(body) else { continue };
+        let before = prior.get(&c.id).and_then(|o| vm_size(&o.body));
+        let add = match (c.action, before) {
+            (Action::Create, _) => sizes::vcpus(size),
+            (Action::Update | Action::Replace, Some(old)) => {
+                let same_family = sizes::quota_family(old) == sizes::quota_family(size);
+                if same_family {
+                    sizes::vcpus(size).saturating_sub(sizes::vcpus(old))
+                } else {
+                    sizes::vcpus(size)
+                }
+            }
+            _ => 0,
+        };
+        if add == 0 {
+            continue;
+        }
+        let family = sizes::quota_family(size).unwrap_or_else(|| "standardFamily".into());
+        *by.entry((region(body), family)).or_insert(0) += add;
+    }
+    by.into_iter()
+        .map(|((region, family), need)| QuotaNeed {
+            region,
+            family,
+            need,
+            used: None,
+            limit: None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_and_fit() {
+        let mut n = QuotaNeed {
+            region: "westeurope".into(),
+            family: "standardDSv5Family".into(),
+            need: 8,
+            used: None,
+            limit: None,
+        };
+        assert!(n.fits(), "unknown usage never refuses");
+        n.used = Some(95);
+        n.limit = Some(100);
+        assert_eq!(n.free(), Some(5));
+        assert!(!n.fits());
+        assert_eq!(
+            n.describe(),
+            "standardDSv5Family in westeurope: needs 8 vCPUs, 5 free of 100"
+        );
+    }
+}
