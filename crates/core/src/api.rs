@@ -47,6 +47,8 @@ pub fn for_type(resource_type: &str) -> &'static str {
         _ if t.starts_with("microsoft.network/") => NETWORK,
         _ if t.starts_with("microsoft.compute/galleries") => GALLERY,
         _ if t.starts_with("microsoft.compute/disks") => DISKS,
+        // The disk resource provider versions disk encryption sets like disks.
+        "microsoft.compute/diskencryptionsets" => DISKS,
         _ if t.starts_with("microsoft.compute/") => COMPUTE,
         _ if t.starts_with("microsoft.storage/") => STORAGE,
         _ if t.starts_with("microsoft.keyvault/") => KEY_VAULT,

@@ -39,6 +39,14 @@ impl ObservedResource {
 pub struct Requests {
     pub read: u64,
     pub write: u64,
+    /// Of the reads: Resource Graph pages, collection pages (non-indexed
+    /// children, quota usages) and single-resource GETs.
+    #[serde(default)]
+    pub graph_pages: u64,
+    #[serde(default)]
+    pub lists: u64,
+    #[serde(default)]
+    pub gets: u64,
 }
 
 /// Everything lifeboat manages in the cloud right now, indexed by id.

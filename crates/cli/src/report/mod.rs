@@ -280,8 +280,12 @@ pub fn plan_human(plan: &Plan) -> String {
     let _ = writeln!(out, "{}", summary_line(plan));
     let _ = writeln!(
         out,
-        "Requests: {} read to plan, about {} writes to apply.",
-        plan.requests.read, plan.requests.write
+        "Requests: {} read to plan ({} Resource Graph page(s), {} list(s), {} GET(s)), about {} writes to apply.",
+        plan.requests.read,
+        plan.requests.graph_pages,
+        plan.requests.lists,
+        plan.requests.gets,
+        plan.requests.write
     );
     out
 }

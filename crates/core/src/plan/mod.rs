@@ -304,8 +304,8 @@ pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<P
         quota,
         changes,
         requests: Requests {
-            read: prior.requests.read,
             write: writes,
+            ..prior.requests
         },
         scope: opts.scope.clone(),
         allow_data_loss: opts.allow_data_loss.to_vec(),
@@ -819,7 +819,10 @@ mod tests {
         scope: &Scope,
     ) -> Result<Plan, PlanError> {
         let g = connect(desired, scope).unwrap();
-        let prior = PriorState::new(prior, Requests { read: 1, write: 0 });
+        let prior = PriorState::new(prior, Requests {
+                read: 1,
+                ..Default::default()
+            });
         plan(
             g,
             &prior,

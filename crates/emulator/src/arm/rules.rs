@@ -367,6 +367,45 @@ mod tests {
         assert!(String::from_utf8_lossy(&r.body).contains("InvalidApiVersionParameter"));
     }
 
+    /// Every type lifeboat manages is read, listed and deleted with an
+    /// api-version Azure publishes for it (orphans are deleted with
+    /// `api::for_type`, not a template's version).
+    #[test]
+    fn lifeboats_default_api_versions_are_published() {
+        for t in [
+            "Microsoft.Authorization/roleAssignments",
+            "Microsoft.Compute/diskEncryptionSets",
+            "Microsoft.Compute/disks",
+            "Microsoft.Compute/galleries",
+            "Microsoft.Compute/galleries/images",
+            "Microsoft.Compute/galleries/images/versions",
+            "Microsoft.Compute/virtualMachines",
+            "Microsoft.Insights/diagnosticSettings",
+            "Microsoft.KeyVault/vaults",
+            "Microsoft.KeyVault/vaults/keys",
+            "Microsoft.KeyVault/vaults/secrets",
+            "Microsoft.ManagedIdentity/userAssignedIdentities",
+            "Microsoft.Network/loadBalancers",
+            "Microsoft.Network/networkInterfaces",
+            "Microsoft.Network/networkSecurityGroups",
+            "Microsoft.Network/networkSecurityGroups/securityRules",
+            "Microsoft.Network/publicIPAddresses",
+            "Microsoft.Network/virtualNetworks",
+            "Microsoft.Network/virtualNetworks/subnets",
+            "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
+            "Microsoft.OperationalInsights/workspaces",
+            "Microsoft.Resources/resourceGroups",
+            "Microsoft.Storage/storageAccounts",
+            "Microsoft.Storage/storageAccounts/blobServices",
+            "Microsoft.Storage/storageAccounts/blobServices/containers",
+            "Microsoft.VirtualMachineImages/imageTemplates",
+        ] {
+            let api = lifeboat_core::api::for_type(t);
+            let versions = published().get(t.to_ascii_lowercase().as_str()).unwrap();
+            assert!(versions.contains(&api), "{t}: {api} is not published");
+        }
+    }
+
     #[test]
     fn address_ranges_and_priorities() {
         assert!(within("10.1.2.0/24", "10.1.0.0/16"));

@@ -244,10 +244,13 @@ impl Session {
         &self,
         before: crate::cloud::client::StatsSnapshot,
     ) -> lifeboat_core::observed::Requests {
-        let after = self.client.stats.snapshot();
+        let d = self.client.stats.snapshot().since(&before);
         lifeboat_core::observed::Requests {
-            read: after.reads() - before.reads(),
-            write: after.writes() - before.writes(),
+            read: d.reads(),
+            write: d.writes(),
+            graph_pages: d.query,
+            lists: d.list,
+            gets: d.get,
         }
     }
 
@@ -258,10 +261,11 @@ impl Session {
         &self,
         subscription: &str,
         needs: &mut [lifeboat_core::plan::quota::QuotaNeed],
-    ) -> Result<(), ReviewError> {
+    ) -> Result<u64, ReviewError> {
         let mut regions: Vec<String> = needs.iter().map(|n| n.region.clone()).collect();
         regions.sort();
         regions.dedup();
+        let reads = regions.len() as u64;
         for region in regions {
             let path = format!(
                 "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{region}/usages"
@@ -303,7 +307,7 @@ impl Session {
                 }
             }
         }
-        Ok(())
+        Ok(reads)
     }
 
     /// Read the prior state for `graph`: Resource Graph plus what it does not
@@ -464,8 +468,11 @@ impl Workspace {
         )?;
         plan.attach_findings(findings);
         plan.cost = cost;
-        self.session
+        let usages = self
+            .session
             .read_quota(&project.platform.subscription_id, &mut plan.quota)?;
+        plan.requests.read += usages;
+        plan.requests.lists += usages;
         Ok((plan, prior))
     }
 
