@@ -13,23 +13,11 @@ const SUB: &str = "/subscriptions/00000000-0000-0000-0000-0000000000c4";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cloud_counts_vcpus_by_family_and_refuses_what_does_not_fit() {
-    let dir = std::env::temp_dir().join(format!("lifeboat-quota-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let addr = lifeboat_emulator::start(
-        &dir,
-        "127.0.0.1:0",
-        lifeboat_emulator::Config {
-            time_scale: 0.001,
-            faults: Default::default(),
-            token: "quota".into(),
-            allow_remote: false,
-            graph_lag: 0.0,
-            vcpu_quota: VcpuQuota::parse("standardDSv5Family=8").unwrap(),
-        },
-    )
-    .await
-    .unwrap();
-    let mut cfg = lifeboat_engine::cloud::client::ClientConfig::azure(&format!("http://{addr}"));
+    let (base, dir) = crate::common::emulator("quota", "quota", 0.001, |c| {
+        c.vcpu_quota = VcpuQuota::parse("standardDSv5Family=8").unwrap();
+    })
+    .await;
+    let mut cfg = lifeboat_engine::cloud::client::ClientConfig::azure(&base);
     cfg.time_scale = 0.001;
     let c = lifeboat_engine::cloud::client::ArmClient::new(
         cfg,
@@ -180,16 +168,7 @@ fn activation_retries_allocation_failures_and_serves_with_the_front_ends_it_star
         &env,
     );
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    let run: Value = r
-        .stdout
-        .lines()
-        .rev()
-        .find_map(|l| {
-            serde_json::from_str::<Value>(l)
-                .ok()
-                .filter(|v| v.get("event").is_none())
-        })
-        .unwrap();
+    let run = crate::dap::last_json(&r);
     assert_eq!(run["outcome"], "succeeded", "{run}");
     let named: Vec<String> = run["shortfall"]
         .as_array()

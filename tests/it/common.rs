@@ -175,3 +175,29 @@ pub fn wait_for(what: &str, limit: std::time::Duration, mut ok: impl FnMut() -> 
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// An emulator in this process over a fresh store under the temp dir (removed
+/// first), with `token`, the time `scale`, no graph lag and default quotas;
+/// `adjust` changes the rest. Returns its base URL and the store's directory.
+pub async fn emulator(
+    name: &str,
+    token: &str,
+    scale: f64,
+    adjust: impl FnOnce(&mut lifeboat_emulator::Config),
+) -> (String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("lifeboat-emu-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = lifeboat_emulator::Config {
+        time_scale: scale,
+        faults: Default::default(),
+        token: token.into(),
+        allow_remote: false,
+        graph_lag: 0.0,
+        vcpu_quota: Default::default(),
+    };
+    adjust(&mut cfg);
+    let addr = lifeboat_emulator::start(&dir, "127.0.0.1:0", cfg)
+        .await
+        .unwrap();
+    (format!("http://{addr}"), dir)
+}

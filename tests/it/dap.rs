@@ -22,7 +22,7 @@ fn run(p: &Project, args: &[&str], faults: Option<&str>) -> Run {
 }
 
 /// The last JSON object on stdout (events come first as JSON lines).
-fn last_json(r: &Run) -> Value {
+pub(crate) fn last_json(r: &Run) -> Value {
     r.stdout
         .lines()
         .rev()

@@ -2,29 +2,13 @@
 //! restore mode), Resource Graph paging with `$skipToken`, and throttling.
 
 use lifeboat_core::id::ResourceId;
-use lifeboat_emulator::Faults;
 use lifeboat_engine::cloud::auth::Credential;
 use lifeboat_engine::cloud::client::{ArmClient, ClientConfig};
 use serde_json::json;
 
 async fn local(name: &str, scale: f64) -> (ArmClient, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("lifeboat-emu-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let addr = lifeboat_emulator::start(
-        &dir,
-        "127.0.0.1:0",
-        lifeboat_emulator::Config {
-            time_scale: scale,
-            faults: Faults::default(),
-            token: "emulator-test-token".into(),
-            allow_remote: false,
-            graph_lag: 0.0,
-            vcpu_quota: Default::default(),
-        },
-    )
-    .await
-    .unwrap();
-    let mut cfg = ClientConfig::azure(&format!("http://{addr}"));
+    let (base, dir) = crate::common::emulator(name, "emulator-test-token", scale, |_| {}).await;
+    let mut cfg = ClientConfig::azure(&base);
     cfg.time_scale = scale;
     (
         ArmClient::new(cfg, Credential::emulator("emulator-test-token", name)),

@@ -587,23 +587,8 @@ async fn time_scales_only_for_an_endpoint_that_announces_the_emulator() {
         "a recorded Azure session has no header"
     );
 
-    let dir = std::env::temp_dir().join(format!("lifeboat-scale-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let addr = lifeboat_emulator::start(
-        &dir,
-        "127.0.0.1:0",
-        lifeboat_emulator::Config {
-            time_scale: 0.01,
-            faults: Default::default(),
-            token: "scale-token".into(),
-            allow_remote: false,
-            graph_lag: 0.0,
-            vcpu_quota: Default::default(),
-        },
-    )
-    .await
-    .unwrap();
-    let mut cfg = ClientConfig::azure(&format!("http://{addr}"));
+    let (base, dir) = crate::common::emulator("scale", "scale-token", 0.01, |_| {}).await;
+    let mut cfg = ClientConfig::azure(&base);
     cfg.discover_time_scale = true;
     let c = ArmClient::new(cfg, Credential::emulator("scale-token", "scale"));
     assert_eq!(c.time_scale(), 1.0);
@@ -614,7 +599,7 @@ async fn time_scales_only_for_an_endpoint_that_announces_the_emulator() {
     assert_eq!(c.time_scale(), 0.01, "the emulator announces its clock");
 
     // Without discovery (an explicit --time-scale), the configured scale stays.
-    let mut cfg = ClientConfig::azure(&format!("http://{addr}"));
+    let mut cfg = ClientConfig::azure(&base);
     cfg.time_scale = 0.5;
     let c = ArmClient::new(cfg, Credential::emulator("scale-token", "scale"));
     c.get(&rg, "2024-03-01").await.unwrap();

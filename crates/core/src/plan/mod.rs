@@ -819,10 +819,13 @@ mod tests {
         scope: &Scope,
     ) -> Result<Plan, PlanError> {
         let g = connect(desired, scope).unwrap();
-        let prior = PriorState::new(prior, Requests {
+        let prior = PriorState::new(
+            prior,
+            Requests {
                 read: 1,
                 ..Default::default()
-            });
+            },
+        );
         plan(
             g,
             &prior,

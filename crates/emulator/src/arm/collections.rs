@@ -211,15 +211,9 @@ impl Emulator {
 
     /// `PATCH` with `{"tags": {…}}`: the tags are replaced, nothing else changes.
     pub(super) fn patch(&self, req: &Request, id: &ResourceId) -> Reply {
-        let patch: Value = match serde_json::from_slice(&req.body) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                return Reply::error(
-                    400,
-                    "InvalidRequestContent",
-                    "The request content was invalid and could not be deserialized.",
-                );
-            }
+        let patch = match Self::object_body(req) {
+            Ok(v) => v,
+            Err(refused) => return refused,
         };
         let lock = self.lock(id);
         let _g = lock.lock().expect("resource lock");

@@ -514,6 +514,11 @@ impl Emulator {
         let mut body = r.body.clone();
         let state = match &r.operation {
             Some(op) if now < op.done_ms => match &op.kind {
+                // Microsoft.Network says `Updating` while it creates (see the
+                // recorded virtual network create); the others say `Creating`.
+                OpKind::Put { creating: true } if family(&r.resource_type) == Family::Network => {
+                    "Updating"
+                }
                 OpKind::Put { creating: true } => "Creating",
                 OpKind::Put { creating: false } => "Updating",
                 OpKind::Delete => "Deleting",
@@ -617,6 +622,18 @@ impl Emulator {
         self.store
             .put(r)
             .map_err(|e| Reply::error(500, "InternalServerError", &format!("emulator store: {e}")))
+    }
+
+    /// The request's JSON object body, or ARM's refusal of it.
+    fn object_body(req: &Request) -> Result<Value, Reply> {
+        match serde_json::from_slice(&req.body) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            _ => Err(Reply::error(
+                400,
+                "InvalidRequestContent",
+                "The request content was invalid and could not be deserialized.",
+            )),
+        }
     }
 
     fn not_found(id: &ResourceId) -> Reply {
@@ -836,9 +853,9 @@ mod tests {
             .expect("async header")
             .to_string();
         assert!(header(&r, "Retry-After").is_some());
-        // In flight until the operation completes (the VNet recording says
-        // `Updating`; the emulator says `Creating` for a new resource).
-        assert_ne!(body(&r)["properties"]["provisioningState"], "Succeeded");
+        // In flight until the operation completes: `Updating`, as the recorded
+        // VNet create says.
+        assert_eq!(body(&r)["properties"]["provisioningState"], "Updating");
         let (path, query) = op
             .strip_prefix("http://127.0.0.1:1")
             .unwrap()

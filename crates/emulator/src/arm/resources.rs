@@ -30,15 +30,9 @@ impl Emulator {
     }
 
     pub(super) fn put(&self, req: &Request, id: &ResourceId, api: &str, fail_op: bool) -> Reply {
-        let mut body: Value = match serde_json::from_slice(&req.body) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => {
-                return Reply::error(
-                    400,
-                    "InvalidRequestContent",
-                    "The request content was invalid and could not be deserialized.",
-                );
-            }
+        let mut body = match Self::object_body(req) {
+            Ok(v) => v,
+            Err(refused) => return refused,
         };
         let lock = self.lock(id);
         let _g = lock.lock().expect("resource lock");

@@ -154,6 +154,10 @@ pub struct Completion<'a> {
     pub diagnosed_types: &'a std::collections::HashSet<String>,
     pub diagnostics_api: &'a str,
     pub recent: &'a [Wanted],
+    /// Resources the desired ones reference and that must exist first (HiX image
+    /// versions): read directly when Resource Graph has no row for them yet, so
+    /// a version built a moment ago is not mistaken for a missing one.
+    pub referenced: &'a [Wanted],
     pub fresh: &'a (dyn Fn(&ObservedResource, &PriorState) -> bool + Sync),
 }
 
@@ -193,7 +197,7 @@ pub async fn complete(
     // A row that already shows what was written is fresh; anything else the
     // latest apply touched is read directly.
     let so_far = PriorState::new(found, Requests::default());
-    let stale: Vec<&Wanted> = how
+    let mut stale: Vec<&Wanted> = how
         .recent
         .iter()
         .filter(|w| match so_far.get(&w.id) {
@@ -201,6 +205,13 @@ pub async fn complete(
             None => true,
         })
         .collect();
+    stale.extend(
+        how.referenced
+            .iter()
+            .filter(|w| so_far.get(&w.id).is_none()),
+    );
+    stale.sort_by(|a, b| a.id.cmp(&b.id));
+    stale.dedup_by(|a, b| a.id == b.id);
     let mut found = so_far.resources;
     let reads = futures::stream::iter(stale)
         .map(|w| async move { (w.id.clone(), client.get(&w.id, &w.api_version).await) })

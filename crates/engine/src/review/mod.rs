@@ -210,6 +210,26 @@ impl Session {
                 diagnostics_api = &r.api_version;
             }
         }
+        let mut referenced: Vec<Wanted> = graph
+            .resources
+            .iter()
+            .filter_map(|r| {
+                r.body
+                    .pointer("/properties/storageProfile/imageReference/id")?
+                    .as_str()
+                    .and_then(|s| lifeboat_core::id::ResourceId::parse(s).ok())
+            })
+            .filter(|id| {
+                id.resource_type()
+                    .eq_ignore_ascii_case(lifeboat_core::api::IMAGE_VERSION_TYPE)
+            })
+            .map(|id| Wanted {
+                id,
+                api_version: lifeboat_core::api::GALLERY.to_string(),
+            })
+            .collect();
+        referenced.sort_by(|a, b| a.id.cmp(&b.id));
+        referenced.dedup_by(|a, b| a.id == b.id);
         let fresh = |row: &lifeboat_core::observed::ObservedResource, prior: &PriorState| {
             desired.get(row.id.key()).is_some_and(|r| {
                 lifeboat_core::plan::diff::diff(
@@ -233,6 +253,7 @@ impl Session {
                     diagnosed_types: &diagnosed,
                     diagnostics_api,
                     recent: &recent,
+                    referenced: &referenced,
                     fresh: &fresh,
                 },
             ))
