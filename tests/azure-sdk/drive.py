@@ -344,6 +344,14 @@ def _():
     )
 
 
+@check("compute usages: vCPUs by family, deallocated VMs counted")
+def _():
+    usage = {u.name.value: u for u in cmp.usage.list(LOC)}
+    assert usage["cores"].current_value >= 2, usage["cores"].current_value
+    ds = usage["standardDSv5Family"]
+    assert ds.current_value == 2 and ds.limit >= 2 and ds.unit == "Count", (ds.current_value, ds.limit, ds.unit)
+
+
 @check("Resource Graph: tables, types, inline children, project")
 def _():
     time.sleep(0.5)  # the emulator's indexing lag, in its time
