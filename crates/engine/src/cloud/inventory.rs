@@ -151,6 +151,13 @@ pub async fn indexed(
 /// manifests declare, what the latest apply wrote, and which of those rows
 /// already show what was written.
 pub struct Completion<'a> {
+    /// The resource groups (lower-cased ids) the plan covers: only journal
+    /// entries in them are re-read (a tenant's plan reads that tenant, not the
+    /// fleet).
+    pub groups: &'a std::collections::HashSet<String>,
+    /// The desired resources (lower-cased ids): only their non-indexed children
+    /// are listed (a parent that is not desired goes with its children).
+    pub desired: &'a std::collections::HashSet<String>,
     pub diagnosed_types: &'a std::collections::HashSet<String>,
     pub diagnostics_api: &'a str,
     pub recent: &'a [Wanted],
@@ -173,7 +180,15 @@ pub async fn complete(
     // Keys, blob services and containers first: a blob service can carry
     // diagnostic settings of its own.
     let mut lists: Vec<(String, &str)> = Vec::new();
-    for r in &found {
+    let in_scope = |id: &ResourceId| match id.resource_group() {
+        Some(rg) => how.groups.contains(&format!(
+            "/subscriptions/{}/resourcegroups/{}",
+            id.subscription().to_ascii_lowercase(),
+            rg.to_ascii_lowercase()
+        )),
+        None => true,
+    };
+    for r in found.iter().filter(|r| how.desired.contains(r.id.key())) {
         let t = r.resource_type.to_ascii_lowercase();
         for u in UNINDEXED.iter().filter(|u| u.parent == t) {
             lists.push((format!("{}{}", r.id.as_str(), u.collection), u.api_version));
@@ -200,6 +215,7 @@ pub async fn complete(
     let mut stale: Vec<&Wanted> = how
         .recent
         .iter()
+        .filter(|w| in_scope(&w.id))
         .filter(|w| match so_far.get(&w.id) {
             Some(row) => !(how.fresh)(row, &so_far),
             None => true,

@@ -197,6 +197,22 @@ impl Session {
         before: crate::cloud::client::StatsSnapshot,
     ) -> Result<PriorState, ReviewError> {
         let recent = self.recent()?;
+        let groups: std::collections::HashSet<String> = graph
+            .resources
+            .iter()
+            .filter_map(|r| {
+                Some(format!(
+                    "/subscriptions/{}/resourcegroups/{}",
+                    r.id.subscription().to_ascii_lowercase(),
+                    r.id.resource_group()?.to_ascii_lowercase()
+                ))
+            })
+            .collect();
+        let desired_keys: std::collections::HashSet<String> = graph
+            .resources
+            .iter()
+            .map(|r| r.id.key().to_string())
+            .collect();
         let mut diagnosed = std::collections::HashSet::new();
         let mut diagnostics_api = "2021-05-01-preview";
         let desired: std::collections::HashMap<&str, &lifeboat_core::graph::Resource> =
@@ -250,6 +266,8 @@ impl Session {
                 &self.client,
                 indexed,
                 inventory::Completion {
+                    groups: &groups,
+                    desired: &desired_keys,
                     diagnosed_types: &diagnosed,
                     diagnostics_api,
                     recent: &recent,
