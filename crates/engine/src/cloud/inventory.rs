@@ -155,9 +155,13 @@ pub struct Completion<'a> {
     /// entries in them are re-read (a tenant's plan reads that tenant, not the
     /// fleet).
     pub groups: &'a std::collections::HashSet<String>,
-    /// The desired resources (lower-cased ids): only their non-indexed children
-    /// are listed (a parent that is not desired goes with its children).
+    /// The desired resources (lower-cased ids): their non-indexed children are
+    /// listed.
     pub desired: &'a std::collections::HashSet<String>,
+    /// Which other parents to list: managed ones in the plan's scope that it
+    /// would delete or keep (a removed manifest's protected Key Vault key and
+    /// backup containers are named as kept).
+    pub orphan_in_scope: &'a (dyn Fn(&ObservedResource, &PriorState) -> bool + Sync),
     pub diagnosed_types: &'a std::collections::HashSet<String>,
     pub diagnostics_api: &'a str,
     pub recent: &'a [Wanted],
@@ -176,7 +180,14 @@ pub async fn complete(
     indexed: Indexed,
     how: Completion<'_>,
 ) -> Result<Vec<ObservedResource>, ArmError> {
-    let mut found = indexed.found;
+    let state = PriorState::new(indexed.found, Requests::default());
+    let listable: std::collections::HashSet<String> = state
+        .resources
+        .iter()
+        .filter(|r| how.desired.contains(r.id.key()) || (how.orphan_in_scope)(r, &state))
+        .map(|r| r.id.key().to_string())
+        .collect();
+    let mut found = state.resources;
     // Keys, blob services and containers first: a blob service can carry
     // diagnostic settings of its own.
     let mut lists: Vec<(String, &str)> = Vec::new();
@@ -188,7 +199,7 @@ pub async fn complete(
         )),
         None => true,
     };
-    for r in found.iter().filter(|r| how.desired.contains(r.id.key())) {
+    for r in found.iter().filter(|r| listable.contains(r.id.key())) {
         let t = r.resource_type.to_ascii_lowercase();
         for u in UNINDEXED.iter().filter(|u| u.parent == t) {
             lists.push((format!("{}{}", r.id.as_str(), u.collection), u.api_version));

@@ -193,6 +193,7 @@ impl Session {
     fn completed(
         &self,
         graph: &Graph,
+        scope: Option<&Scope>,
         indexed: inventory::Indexed,
         before: crate::cloud::client::StatsSnapshot,
     ) -> Result<PriorState, ReviewError> {
@@ -246,6 +247,14 @@ impl Session {
             .collect();
         referenced.sort_by(|a, b| a.id.cmp(&b.id));
         referenced.dedup_by(|a, b| a.id == b.id);
+        let orphan_in_scope = |r: &lifeboat_core::observed::ObservedResource,
+                               prior: &PriorState| {
+            scope.is_some_and(|s| {
+                prior
+                    .ownership(r)
+                    .is_some_and(|o| s.includes(o.layer, o.tenant.as_deref()))
+            })
+        };
         let fresh = |row: &lifeboat_core::observed::ObservedResource, prior: &PriorState| {
             desired.get(row.id.key()).is_some_and(|r| {
                 lifeboat_core::plan::diff::diff(
@@ -268,6 +277,7 @@ impl Session {
                 inventory::Completion {
                     groups: &groups,
                     desired: &desired_keys,
+                    orphan_in_scope: &orphan_in_scope,
                     diagnosed_types: &diagnosed,
                     diagnostics_api,
                     recent: &recent,
@@ -361,7 +371,7 @@ impl Session {
         match refresh {
             Refresh::Graph => {
                 let indexed = self.indexed(project)?;
-                self.completed(graph, indexed, before)
+                self.completed(graph, None, indexed, before)
             }
             Refresh::Direct => {
                 let mut wanted: Vec<Wanted> = graph
@@ -459,7 +469,9 @@ impl Workspace {
                     let graph = rendering.join().expect("rendering does not panic");
                     Ok::<_, ReviewError>((graph?, indexed?))
                 })?;
-                let prior = self.session.completed(&graph, indexed, before)?;
+                let prior = self
+                    .session
+                    .completed(&graph, Some(scope), indexed, before)?;
                 (graph, prior)
             }
             Refresh::Direct => {
