@@ -13,6 +13,7 @@ mod common;
 mod dap;
 mod emulator;
 mod image;
+mod pipelines;
 mod plan;
 mod recordings;
 mod state_blob;

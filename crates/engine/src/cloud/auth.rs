@@ -58,6 +58,30 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// What `--auth pipelines` lacks, and where each variable comes from: the
+/// AzureCLI@2 and AzurePowerShell@5 tasks export the service connection's
+/// `AZURESUBSCRIPTION_*`; nothing exports `SYSTEM_ACCESSTOKEN` unless the step
+/// maps it.
+fn pipelines_missing() -> String {
+    let unset: Vec<&str> = [
+        "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+        "AZURESUBSCRIPTION_CLIENT_ID",
+        "AZURESUBSCRIPTION_TENANT_ID",
+        "SYSTEM_ACCESSTOKEN",
+    ]
+    .into_iter()
+    .filter(|v| std::env::var(v).map_or(true, |x| x.is_empty()))
+    .collect();
+    let mut hints = Vec::new();
+    if unset.iter().any(|v| v.starts_with("AZURESUBSCRIPTION_")) {
+        hints.push("run lifeboat inside an AzureCLI@2 or AzurePowerShell@5 task with a workload-identity service connection (they export AZURESUBSCRIPTION_*)");
+    }
+    if unset.contains(&"SYSTEM_ACCESSTOKEN") {
+        hints.push("map the job's token in that step: `env: { SYSTEM_ACCESSTOKEN: $(System.AccessToken) }` (no task sets it)");
+    }
+    format!("{} not set: {}", unset.join(", "), hints.join("; "))
+}
+
 impl Credential {
     pub fn source(&self) -> &'static str {
         match self {
@@ -163,10 +187,24 @@ impl Credential {
             reason: reason.to_string(),
         };
         match mode {
-            AuthMode::Token => token().ok_or_else(|| missing("token", &format!("{token_var} is not set"))),
-            AuthMode::Pipelines => pipelines().unwrap_or_else(|| Err(missing("pipelines", "needs AZURESUBSCRIPTION_SERVICE_CONNECTION_ID, AZURESUBSCRIPTION_CLIENT_ID, AZURESUBSCRIPTION_TENANT_ID and SYSTEM_ACCESSTOKEN (AzureCLI@2 / AzurePowerShell@5 tasks set them)"))),
-            AuthMode::ServicePrincipal => service_principal().unwrap_or_else(|| Err(missing("service-principal", "needs AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET"))),
-            AuthMode::WorkloadIdentity => workload().unwrap_or_else(|| Err(missing("workload-identity", "needs AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID and AZURE_TENANT_ID"))),
+            AuthMode::Token => {
+                token().ok_or_else(|| missing("token", &format!("{token_var} is not set")))
+            }
+            AuthMode::Pipelines => {
+                pipelines().unwrap_or_else(|| Err(missing("pipelines", &pipelines_missing())))
+            }
+            AuthMode::ServicePrincipal => service_principal().unwrap_or_else(|| {
+                Err(missing(
+                    "service-principal",
+                    "needs AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET",
+                ))
+            }),
+            AuthMode::WorkloadIdentity => workload().unwrap_or_else(|| {
+                Err(missing(
+                    "workload-identity",
+                    "needs AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID and AZURE_TENANT_ID",
+                ))
+            }),
             AuthMode::ManagedIdentity => managed(),
             AuthMode::Cli => cli(),
             AuthMode::Auto => {
@@ -298,6 +336,12 @@ mod tests {
             let e = Credential::for_mode(AuthMode::Pipelines, "https://management.azure.com")
                 .unwrap_err();
             assert!(e.to_string().contains("SYSTEM_ACCESSTOKEN"), "{e}");
+            assert!(
+                e.to_string().contains(
+                    "`env: { SYSTEM_ACCESSTOKEN: $(System.AccessToken) }` (no task sets it)"
+                ),
+                "{e}"
+            );
         }
     }
 }
