@@ -25,16 +25,19 @@ pub mod ui;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use args::Cli;
 use ui::Ui;
 
 /// The whole command: parse, enter the project directory, run, print the error.
 pub fn main() -> ExitCode {
-    let mut cli = match Cli::try_parse() {
+    let mut cli = match Cli::parse_args(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(e) => return usage(e),
+        Err(args::NotRun::Help(text)) => {
+            // A closed pipe must not turn help into a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            return exit::SUCCESS;
+        }
+        Err(args::NotRun::Clap(e)) => return usage(e),
     };
     let ui = Ui::new(cli.output, cli.no_progress);
     // Like `git -C` and `terraform -chdir`: every relative path is inside DIR.

@@ -15,7 +15,7 @@ use lifeboat_core::plan::Plan;
 use lifeboat_engine::review::{ExecOptions, Executed, GuardOptions, PlanRequest, Reviewer};
 
 pub fn run(cli: &Cli, ui: &Ui, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
-    let opts = exec_options(&args.exec)?;
+    let opts = exec_options(&args.exec, args.allow_capacity_reduction)?;
     if args.planfile.is_some()
         && (!args.tenants.is_empty() || args.shared || !args.allow_data_loss.is_empty())
     {
@@ -49,7 +49,8 @@ pub fn run(cli: &Cli, ui: &Ui, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
-    let opts = exec_options(&args.exec)?;
+    // Destroying lowers no capacity it could keep: the flag is apply's.
+    let opts = exec_options(&args.exec, false)?;
     let ws = match super::session::open(cli, ui)? {
         Ok(ws) => ws,
         Err(code) => return Ok(code),
@@ -65,12 +66,12 @@ pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCod
 }
 
 /// The engine's options from `--max-parallel`, `--lock-timeout` and the guard flags.
-fn exec_options(exec: &ExecArgs) -> anyhow::Result<ExecOptions> {
+fn exec_options(exec: &ExecArgs, allow_capacity_reduction: bool) -> anyhow::Result<ExecOptions> {
     Ok(ExecOptions {
         max_parallel: exec.max_parallel,
         lock_timeout: super::lock_timeout(exec.lock_timeout)?,
         guards: GuardOptions {
-            allow_capacity_reduction: exec.allow_capacity_reduction,
+            allow_capacity_reduction,
             outside_window: exec.outside_window,
         },
     })
