@@ -58,7 +58,8 @@ fn build_is_idempotent_and_list_reports_versions() {
     assert_eq!(v["built"], 0);
 
     let r = run(&p, &["--output", "json", "image", "list"]);
-    let v = json(&r);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["format_version"], "1");
     let t = &v["tenants"][0];
     assert_eq!(t["tenant"], "rst");
     assert_eq!(t["declared"], "6.2.117");

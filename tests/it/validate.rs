@@ -329,3 +329,30 @@ fn nothing_is_planned_when_validation_fails() {
     assert!(!p.dir.join("plan.json").exists());
     assert!(!p.dir.join(".lifeboat").exists());
 }
+
+/// A hospital onboarded by copying another's manifest and forgetting its id:
+/// every error points at the copy, none at the original.
+#[test]
+fn a_copied_manifest_with_the_old_id_is_blamed_alone() {
+    let p = Project::example("copied-manifest");
+    p.write("tenants/zzz.yaml", p.read("tenants/cwz.yaml"));
+    let r = p.run(&["validate"]);
+    assert_eq!(r.code, 1);
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| l.contains(".yaml:")).collect();
+    assert!(!lines.is_empty(), "{}", r.stderr);
+    for l in &lines {
+        assert!(l.contains("tenants/zzz.yaml:"), "blames the original: {l}");
+    }
+    assert!(
+        r.stderr
+            .contains("duplicate tenant id `cwz` (also in ./tenants/cwz.yaml)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("overlaps 10.10.0.0/24 of tenant `cwz` (./tenants/cwz.yaml)"),
+        "{}",
+        r.stderr
+    );
+}

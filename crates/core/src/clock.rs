@@ -37,6 +37,15 @@ pub fn now_or_real() -> Timestamp {
     now().unwrap_or_else(|_| Timestamp::now())
 }
 
+/// The current time to the second (`2026-12-06T07:30:12Z`), for what people
+/// read in tables, tags and reports.
+pub fn stamp() -> String {
+    now_or_real()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| now_or_real())
+        .to_string()
+}
+
 /// Today's date in UTC: waivers are valid through their expiry date.
 pub fn today() -> Result<jiff::civil::Date, ClockError> {
     Ok(now()?.to_zoned_datetime(jiff::tz::TimeZone::UTC).date())
@@ -64,5 +73,15 @@ mod tests {
             e.to_string()
                 .starts_with("LIFEBOAT_NOW=tomorrow: not an RFC 3339 time")
         );
+    }
+}
+
+#[cfg(test)]
+mod stamp_tests {
+    #[test]
+    fn stamps_are_whole_seconds() {
+        let s = super::stamp();
+        assert_eq!(s.len(), "2026-12-06T07:30:12Z".len(), "{s}");
+        assert!(s.ends_with('Z') && !s.contains('.'), "{s}");
     }
 }

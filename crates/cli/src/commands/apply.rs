@@ -45,7 +45,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             ws.apply(req, opts, &review, &emit)?
         }
     };
-    Ok(show(ui, executed))
+    Ok(show(ui, "Apply", executed))
 }
 
 pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
@@ -62,7 +62,7 @@ pub fn destroy(cli: &Cli, ui: &Ui, args: &DestroyArgs) -> anyhow::Result<ExitCod
     };
     let emit = |e: lifeboat_engine::apply::Event| ui.event(&e);
     let executed = ws.destroy(&args.tenant, &args.allow_data_loss, opts, &review, &emit)?;
-    Ok(show(ui, executed))
+    Ok(show(ui, "Destroy", executed))
 }
 
 /// The engine's options from `--max-parallel`, `--lock-timeout` and the guard flags.
@@ -101,7 +101,7 @@ impl Reviewer for Review<'_> {
 }
 
 /// The outcome as text or JSON, and its exit code.
-fn show(ui: &Ui, executed: Executed) -> ExitCode {
+fn show(ui: &Ui, verb: &str, executed: Executed) -> ExitCode {
     match executed {
         Executed::NoChanges { plan } => {
             ui.note("No changes. Nothing to apply.");
@@ -118,7 +118,7 @@ fn show(ui: &Ui, executed: Executed) -> ExitCode {
             if ui.json() {
                 ui.print(&serde_json::to_string(&report).expect("report serializes"));
             } else {
-                ui.print(&crate::report::apply_human(&report));
+                ui.print(&crate::report::apply_human(verb, &report));
             }
             if report.outcome == "succeeded" {
                 exit::SUCCESS

@@ -104,7 +104,10 @@ fn inventory(ws: &Workspace, tenants: &[String]) -> anyhow::Result<Vec<TenantIma
 fn list(ui: &Ui, ws: &Workspace, tenants: &[String]) -> anyhow::Result<ExitCode> {
     let images = inventory(ws, tenants)?;
     if ui.json() {
-        ui.print(&json!({"tenants": images}).to_string());
+        ui.print(
+            &serde_json::to_string_pretty(&json!({"format_version": "1", "tenants": images}))
+                .expect("JSON serializes"),
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let mut s = format!(

@@ -469,14 +469,15 @@ fn deferred_groups(plan: &Plan) -> Vec<(String, String, Vec<String>)> {
         .collect()
 }
 
-/// The end of an apply, for people: outcome, timings, requests and what failed.
-pub fn apply_human(r: &lifeboat_engine::apply::ApplyReport) -> String {
+/// The end of an apply (or a destroy, `verb`), for people: outcome, timings,
+/// requests and what failed.
+pub fn apply_human(verb: &str, r: &lifeboat_engine::apply::ApplyReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let q = &r.requests;
     let _ = writeln!(
         s,
-        "\nApply {}: {} succeeded, {} failed, {} skipped in {:.1} s (critical path {:.1} s, up to {} in flight).",
+        "\n{verb} {}: {} succeeded, {} failed, {} skipped in {:.1} s (critical path {:.1} s, up to {} in flight).",
         r.outcome,
         r.summary.succeeded,
         r.summary.failed,

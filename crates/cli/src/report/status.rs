@@ -56,7 +56,7 @@ fn image_text(t: &TenantStatus) -> String {
 
 pub fn human(ts: &[TenantStatus]) -> String {
     let mut s = format!(
-        "{:<8} {:<10} {:<22} {:<12} {:<10} {:<24} {:<26} {:>5}  {}\n",
+        "{:<8} {:<10} {:<22} {:<14} {:<10} {:<24} {:<26} {:>5}  {}\n",
         "TENANT", "STATE", "SQL", "RPO", "TARGET", "IMAGE", "FRONT-ENDS", "DRIFT", "LAST DRILL"
     );
     for t in ts {
@@ -64,11 +64,13 @@ pub fn human(ts: &[TenantStatus]) -> String {
             .sql
             .as_ref()
             .map_or("-".into(), |q| format!("{} ({})", q.state, q.mode));
-        let rpo = t.sql.as_ref().and_then(|q| q.rpo_seconds);
-        let flag = if t.sql.is_some() && !t.rpo_ok {
-            " !"
-        } else {
-            ""
+        // A new tenant's secondary has restored no log backup yet: say so,
+        // rather than an age of `-` flagged as over target.
+        let rpo = match (&t.sql, t.sql.as_ref().and_then(|q| q.rpo_seconds)) {
+            (None, _) => "-".to_string(),
+            (Some(_), None) => "no backup yet".to_string(),
+            (Some(_), Some(r)) if !t.rpo_ok => format!("{} !", age(Some(r))),
+            (Some(_), Some(r)) => age(Some(r)),
         };
         let mut drill = match (&t.last_drill, t.last_drill_rto_seconds) {
             (Some(d), Some(r)) => format!(
@@ -84,11 +86,11 @@ pub fn human(ts: &[TenantStatus]) -> String {
         }
         let _ = writeln!(
             s,
-            "{:<8} {:<10} {:<22} {:<12} {:<10} {:<24} {:<26} {:>5}  {}",
+            "{:<8} {:<10} {:<22} {:<14} {:<10} {:<24} {:<26} {:>5}  {}",
             t.tenant,
             t.state,
             sql,
-            format!("{}{flag}", age(rpo)),
+            rpo,
             age(Some(t.rpo_target_seconds)),
             image_text(t),
             power_text(t),

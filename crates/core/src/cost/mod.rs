@@ -44,9 +44,22 @@ pub struct PriceTable {
     pub hsm_key_monthly: f64,
 }
 
+/// Money in JSON as people write it: monthly figures to the cent, hourly to a
+/// hundredth of a cent (sums of binary fractions otherwise print as
+/// `1735.5999999999997`).
+fn cents<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((v * 100.0).round() / 100.0)
+}
+
+fn hundredths_of_cents<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((v * 10_000.0).round() / 10_000.0)
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cost {
+    #[serde(serialize_with = "cents")]
     pub idle_monthly: f64,
+    #[serde(serialize_with = "hundredths_of_cents")]
     pub active_hourly: f64,
 }
 
@@ -66,7 +79,9 @@ pub struct TenantCost {
     pub declared: Cost,
     /// As deployed now.
     pub current: Cost,
+    #[serde(serialize_with = "cents")]
     pub delta_idle_monthly: f64,
+    #[serde(serialize_with = "hundredths_of_cents")]
     pub delta_active_hourly: f64,
     /// Priced items the table has no price for (counted as 0).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -403,6 +418,21 @@ impl PriceTable {
 impl CostEstimate {
     pub fn row(&self, tenant: Option<&str>) -> Option<&TenantCost> {
         self.tenants.iter().find(|t| t.tenant.as_deref() == tenant)
+    }
+}
+
+#[cfg(test)]
+mod money_tests {
+    #[test]
+    fn money_serializes_rounded() {
+        let c = super::Cost {
+            idle_monthly: 1735.5999999999997,
+            active_hourly: 2.3775342465753417,
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"idle_monthly":1735.6,"active_hourly":2.3775}"#
+        );
     }
 }
 

@@ -267,10 +267,17 @@ fn cross_file(p: &Platform, tenants: &[Tenant], diags: &mut Diagnostics) {
                         ),
                     );
                 };
-                if cur_t.is_some() {
+                // A copied manifest that kept the original's id overlaps it too:
+                // blame the copy only (the original is not the one to change).
+                let same_id =
+                    matches!((prev_t, cur_t), (Some(a), Some(b)) if a.id.value == b.id.value);
+                let is_copy = |t: Option<&Tenant>| {
+                    t.is_some_and(|t| duplicates.contains(&std::sync::Arc::as_ptr(&t.file)))
+                };
+                if cur_t.is_some() && (!same_id || is_copy(cur_t)) {
                     report(cur, prev, prev_t);
                 }
-                if prev_t.is_some() {
+                if prev_t.is_some() && (!same_id || is_copy(prev_t)) {
                     report(prev, cur, cur_t);
                 }
             }

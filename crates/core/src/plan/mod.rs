@@ -239,6 +239,9 @@ pub struct PlanOptions<'a> {
     /// recorded resource groups) are ever deleted, and a resource once recorded
     /// as protected stays protected. `None` for reads that plan no deletes.
     pub ledger: Option<&'a crate::observed::Ledger>,
+    /// A `destroy`: what is found is deleted because the tenant goes, not
+    /// because a manifest stopped declaring it (the reasons say so).
+    pub destroying: bool,
 }
 
 fn allowed(opts: &PlanOptions<'_>, tenant: Option<&str>) -> bool {
@@ -579,12 +582,21 @@ fn orphans(
                 id: o.id.clone(),
                 tenant: own.tenant.clone(),
                 reason: format!(
-                    "protected: no longer declared, kept; delete it with --allow-data-loss {}",
+                    "protected: {}, kept; delete it with --allow-data-loss {}",
+                    if opts.destroying {
+                        "destroy keeps protected data"
+                    } else {
+                        "no longer declared"
+                    },
                     own.tenant.as_deref().unwrap_or("shared")
                 ),
             });
             continue;
         }
+        let own_name = match &own.tenant {
+            Some(t) => format!("tenant {t}"),
+            None => "the shared layer".to_string(),
+        };
         deletes.push(Change {
             id: o.id.clone(),
             resource_type: o.resource_type.clone(),
@@ -600,7 +612,11 @@ fn orphans(
             depends_on: references(&o.body, &o.id),
             lifecycle: Lifecycle::default(),
             protected: own.protected,
-            reason: Some("no longer declared by any manifest".into()),
+            reason: Some(if opts.destroying {
+                format!("destroyed with {}", own_name)
+            } else {
+                "no longer declared by any manifest".into()
+            }),
         });
     }
     (deletes, kept)
@@ -835,6 +851,7 @@ mod tests {
                 allow_data_loss: allow,
                 inputs: Inputs::default(),
                 ledger: None,
+                destroying: false,
             },
         )
     }
@@ -871,6 +888,7 @@ mod tests {
                     allow_data_loss: &[],
                     inputs: Inputs::default(),
                     ledger,
+                    destroying: false,
                 },
             )
             .unwrap()

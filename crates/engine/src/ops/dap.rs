@@ -369,7 +369,7 @@ impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
         Runner {
             tenant: tenant.to_string(),
             t0: Instant::now(),
-            started_at: lifeboat_core::clock::now_or_real().to_string(),
+            started_at: lifeboat_core::clock::stamp(),
             scale: client.time_scale(),
             steps: Vec::new(),
             shortfall: Vec::new(),
@@ -936,7 +936,7 @@ async fn activate_steps(
             t.insert(ACTIVATION_TAG.into(), json!("active"));
             t.insert(
                 ACTIVATED_AT_TAG.into(),
-                json!(lifeboat_core::clock::now_or_real().to_string()),
+                json!(lifeboat_core::clock::stamp()),
             );
         })
         .await?;
@@ -1141,7 +1141,7 @@ pub async fn drill(
     force: bool,
     emit: &impl Fn(DapEvent),
 ) -> Drill {
-    let started_at = lifeboat_core::clock::now_or_real().to_string();
+    let started_at = lifeboat_core::clock::stamp();
     let opts = Options {
         reason: reason.clone(),
         force,

@@ -515,6 +515,7 @@ impl Workspace {
                 inputs,
                 declared_elsewhere: &elsewhere,
                 ledger: ledger.as_ref(),
+                destroying: false,
             },
         )?;
         plan.attach_findings(findings);
@@ -579,6 +580,7 @@ impl Workspace {
                 inputs,
                 declared_elsewhere: &elsewhere,
                 ledger: Some(&ledger),
+                destroying: true,
             },
         )?)
     }

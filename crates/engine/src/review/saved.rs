@@ -46,7 +46,7 @@ pub enum SavedPlanError {
         expected: String,
         actual: String,
     },
-    #[error("{}: refusing a stale plan: {}. Run `lifeboat plan` again.", .file.display(), .reasons.join("; "))]
+    #[error("{}: refusing a stale plan; since it was made:\n  - {}\nRun `lifeboat plan` again.", .file.display(), .reasons.join("\n  - "))]
     Stale { file: PathBuf, reasons: Vec<String> },
     #[error(
         "{}: refusing a plan whose changes are not what its recorded inputs produce (edited after it was saved?): {}. Run `lifeboat plan` again.",
