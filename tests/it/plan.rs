@@ -551,3 +551,39 @@ fn export_terraform_writes_azapi_with_references() {
         "${data.azapi_client_config.current.tenant_id}"
     );
 }
+
+/// Every disruptive change is named, in the human plan and in the Markdown
+/// one a reviewer reads in the pull request.
+#[test]
+fn disruptive_changes_are_named_in_every_format() {
+    let p = Project::example("disruptions-named");
+    let r = p.run(&["plan", "--out", "plan.json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    seed_from_plan(&p, "plan.json");
+    p.edit(
+        "tenants/rst.yaml",
+        "size: Standard_E8ds_v5",
+        "size: Standard_E16ds_v5",
+    );
+    let r = p.run(&["plan", "--tenant", "rst"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("! rst: 1 disruptive change(s)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("      lb-rst-sql resized (the VM restarts)"),
+        "{}",
+        r.stdout
+    );
+    let r = p.run(&["plan", "--tenant", "rst", "--format", "markdown"]);
+    assert!(r.stdout.contains("**Disruptive changes**"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("- rst: `lb-rst-sql` resized \\(the VM restarts\\)"),
+        "{}",
+        r.stdout
+    );
+}

@@ -34,7 +34,11 @@ fn field_errors_are_all_reported_with_positions() {
     );
     p.edit(t, "size: Standard_D4s_v5", "size: Standard_D4s_v4");
     p.edit(t, "j.devries@example.org", "j.devries@@example");
-    p.edit(t, "expires: 2027-03-01", "expires: 2027-13-01");
+    p.edit(
+        t,
+        "a.jansen@example.org }\n",
+        "a.jansen@example.org }\n  exceptions:\n    - { rule: CIS-7.1, reason: \"jump host\", expires: 2027-13-01 }\n",
+    );
     p.edit(t, "day: saturday", "day: zaterdag");
     p.edit(t, "start: \"22:00\"", "start: \"25:00\"");
     p.edit(t, "hix: { version: \"6.3\"", "hix: { version: 6.3");

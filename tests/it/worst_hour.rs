@@ -365,8 +365,8 @@ fn hostile_text_is_refused_or_shown_as_text() {
 
     p.edit(
         "tenants/cwz.yaml",
-        "reason: \"jump host during migration\"",
-        "reason: \"ok</summary></details><!-- hidden\"",
+        "  contacts:",
+        "  exceptions:\n    - { rule: CIS-7.1, reason: \"ok</summary></details><!-- hidden\", expires: 2027-03-01 }\n  contacts:",
     );
     let r = run(&p, &["plan", "--format", "markdown"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

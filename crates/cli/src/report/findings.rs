@@ -15,21 +15,24 @@ pub fn finding_human(f: &Finding) -> String {
         .and_then(|id| lifeboat_core::id::ResourceId::parse(id).ok())
         .map(|id| format!("{} ({})", id.display_name(), id.resource_type()))
         .unwrap_or_else(|| format!("tenant {}", f.tenant.as_deref().unwrap_or("shared")));
+    // A waived finding is counted as waived, so it is labelled so (its
+    // severity stays in the text).
+    let label = match &f.waived {
+        Some(_) => "waived".to_string(),
+        None => f.severity.as_str().to_string(),
+    };
     let mut s = format!(
         "{:<7} {} {}: {}: {}\n        at {} — fix: {}\n",
-        f.severity.as_str(),
-        f.rule,
-        f.title,
-        what,
-        f.message,
-        f.location,
-        f.fix
+        label, f.rule, f.title, what, f.message, f.location, f.fix
     );
     if let Some(w) = &f.waived {
         let _ = writeln!(
             s,
-            "        waived until {} ({}): {}",
-            w.expires, w.location, w.reason
+            "        {} waived until {} ({}): {}",
+            f.severity.as_str(),
+            w.expires,
+            w.location,
+            w.reason
         );
     }
     s

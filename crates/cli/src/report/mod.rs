@@ -224,20 +224,29 @@ pub fn plan_human(plan: &Plan) -> String {
         };
         let _ = writeln!(out, "  {mark} vCPU quota {}{verdict}", q.describe());
     }
-    let mut disruptive: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut disruptive: BTreeMap<&str, Vec<&lifeboat_core::plan::Kept>> = BTreeMap::new();
     for d in &plan.disruptions {
-        *disruptive
+        disruptive
             .entry(d.tenant.as_deref().unwrap_or("shared"))
-            .or_default() += 1;
+            .or_default()
+            .push(d);
     }
-    for (tenant, n) in disruptive {
+    for (tenant, ds) in disruptive {
         let when = if plan.activated.iter().any(|a| a == tenant) {
             "refused while the tenant is activated".to_string()
         } else {
             "applied only inside the tenant's maintenance window (or with --outside-window)"
                 .to_string()
         };
-        let _ = writeln!(out, "  ! {tenant}: {n} disruptive change(s): {when}");
+        let _ = writeln!(
+            out,
+            "  ! {tenant}: {} disruptive change(s): {when}",
+            ds.len()
+        );
+        // Each one named: a reviewer approves changes, not counts.
+        for d in ds {
+            let _ = writeln!(out, "      {} {}", d.id.display_name(), d.reason);
+        }
     }
     for (tenant, reason, ids) in deferred_groups(plan) {
         let _ = writeln!(
@@ -356,6 +365,25 @@ pub fn plan_markdown(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+    if !plan.disruptions.is_empty() {
+        out.push_str("**Disruptive changes** (applied only inside the tenant's maintenance window, or with `--outside-window`; refused while the tenant is activated):\n\n");
+        for d in &plan.disruptions {
+            let tenant = d.tenant.as_deref().unwrap_or("shared");
+            let activated = if plan.activated.iter().any(|a| a == tenant) {
+                " **(activated: refused)**"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "- {}: {} {}{activated}",
+                md_text(tenant),
+                md_code(&d.id.display_name()),
+                md_text(&d.reason)
+            );
+        }
+        out.push('\n');
+    }
     if !plan.quota.is_empty() {
         out.push_str("**vCPU quota** (Azure counts deallocated VMs too):\n\n");
         for q in &plan.quota {
@@ -386,10 +414,15 @@ pub fn plan_markdown(plan: &Plan) -> String {
                     )
                 })
                 .unwrap_or_default();
+            let label = if f.waived.is_some() {
+                format!("waived {}", f.severity.as_str())
+            } else {
+                f.severity.as_str().to_string()
+            };
             let _ = writeln!(
                 out,
                 "- **{}** `{}` {}: {} ({}){waived}",
-                f.severity.as_str(),
+                label,
                 f.rule,
                 md_text(f.resource.as_deref().unwrap_or("-")),
                 md_text(&f.message),
