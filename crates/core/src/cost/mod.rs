@@ -237,7 +237,18 @@ pub fn estimate(graph: &Graph, prior: &PriorState, prices: &PriceTable) -> CostE
         if !layers.contains(&owner.tenant) {
             continue;
         }
-        let d = deallocated.get(o.id.key()).copied().unwrap_or(false);
+        // A VM the manifests no longer declare idles as it is now: a deallocated
+        // front-end costs its disk, not its compute (removing one saves ~10 USD
+        // a month, not ~160).
+        let observed_deallocated = o
+            .body
+            .pointer("/properties/extended/instanceView/powerState/code")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|c| c.eq_ignore_ascii_case("PowerState/deallocated"));
+        let d = deallocated
+            .get(o.id.key())
+            .copied()
+            .unwrap_or(observed_deallocated);
         let mut ignored = Vec::new();
         let c = prices.resource(&o.resource_type, &o.body, d, &mut ignored);
         if let Some(e) = rows.get_mut(&owner.tenant) {
@@ -418,6 +429,52 @@ impl PriceTable {
 impl CostEstimate {
     pub fn row(&self, tenant: Option<&str>) -> Option<&TenantCost> {
         self.tenants.iter().find(|t| t.tenant.as_deref() == tenant)
+    }
+}
+
+#[cfg(test)]
+mod current_cost_tests {
+    use super::*;
+    use crate::observed::ObservedResource;
+
+    /// A deallocated front-end that is no longer declared is priced idle as
+    /// deallocated: its compute is not part of today's idle cost.
+    #[test]
+    fn an_undeclared_deallocated_vm_idles_at_zero_compute() {
+        let prices = PriceTable::parse(EMBEDDED_WESTEUROPE).unwrap();
+        let vm = |power: &str| {
+            ObservedResource {
+            id: crate::id::ResourceId::parse(
+                "/subscriptions/s/resourceGroups/lb-cwz-rg/providers/Microsoft.Compute/virtualMachines/fe1",
+            )
+            .unwrap(),
+            resource_type: "Microsoft.Compute/virtualMachines".into(),
+            body: serde_json::json!({"location": "westeurope",
+                "tags": {"lifeboat-managed": "true", "lifeboat-layer": "tenant", "lifeboat-tenant": "cwz"},
+                "properties": {"hardwareProfile": {"vmSize": "Standard_D4s_v5"},
+                    "extended": {"instanceView": {"powerState": {"code": power}}}}}),
+        }
+        };
+        let mut graph = Graph::default();
+        graph.resources.push(crate::graph::Resource {
+            id: crate::id::ResourceId::parse("/subscriptions/s/resourceGroups/lb-cwz-rg").unwrap(),
+            resource_type: "Microsoft.Resources/resourceGroups".into(),
+            api_version: "2021-04-01".into(),
+            layer: crate::id::Layer::Tenant,
+            tenant: Some("cwz".into()),
+            body: serde_json::json!({"location": "westeurope"}),
+            depends_on: vec![],
+            lifecycle: Default::default(),
+            template: String::new(),
+            template_line: 0,
+            secrets: vec![],
+        });
+        let current = |power: &str| {
+            let prior = PriorState::new(vec![vm(power)], Default::default());
+            estimate(&graph, &prior, &prices).tenants[0].current
+        };
+        assert_eq!(current("PowerState/deallocated").idle_monthly, 0.0);
+        assert!(current("PowerState/running").idle_monthly > 100.0);
     }
 }
 
