@@ -278,7 +278,7 @@ fn saved_plans_apply_once_and_stale_plans_are_refused() {
 #[test]
 fn apply_without_approval_on_a_pipe_refuses() {
     let p = Project::example("approve");
-    let r = p.run(&["apply", "--tenant", "rst"]);
+    let r = p.run(&["apply"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("--auto-approve"), "{}", r.stderr);
     assert!(

@@ -248,7 +248,8 @@ fn prune_keeps_the_newest_and_what_is_in_use() {
             ("6.2.117".to_string(), "delete".to_string())
         ]
     );
-    let list = json(&run(&p, &["--output", "json", "image", "list"]));
+    let list: Value =
+        serde_json::from_str(&run(&p, &["--output", "json", "image", "list"]).stdout).unwrap();
     let versions: Vec<(String, bool)> = list["tenants"][0]["versions"]
         .as_array()
         .unwrap()

@@ -345,12 +345,33 @@ fn scoping_by_tenant_and_shared() {
             .collect();
         (v["summary"]["create"].as_u64().unwrap(), layers)
     };
+    // A hospital is onboarded onto an existing shared layer: before it exists,
+    // a tenant's plan (or apply) is refused with the command to run, and
+    // nothing is written.
+    for cmd in [
+        &["plan", "--tenant", "cwz"][..],
+        &["apply", "--tenant", "cwz", "--auto-approve"],
+    ] {
+        let r = p.run(cmd);
+        assert_eq!(r.code, 1, "{cmd:?}: {}", r.stdout);
+        assert!(
+            r.stderr.contains("the shared layer is not provisioned yet (lb-shared-rg does not exist): tenant cwz need(s) it. Run `lifeboat apply --shared` first"),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(
+        Store::for_project(&p.dir).list().unwrap().is_empty(),
+        "nothing written"
+    );
+    let r = p.run(&["apply", "--shared", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     // Tenant and image layers, without the 20 front-ends waiting for their image.
     let (n, owners) = count(&["--tenant", "cwz"]);
     assert_eq!(n, 47);
     assert!(owners.iter().all(|o| o == "cwz"));
     let (n, owners) = count(&["--shared"]);
-    assert_eq!(n, 40);
+    assert_eq!(n, 0, "applied");
     assert!(owners.iter().all(|o| o == "shared"));
     let (n, _) = count(&["--tenant", "cwz", "--tenant", "rst"]);
     assert_eq!(n, 47 + 39);

@@ -104,7 +104,8 @@ impl Reviewer for Review<'_> {
 fn show(ui: &Ui, verb: &str, executed: Executed) -> ExitCode {
     match executed {
         Executed::NoChanges { plan } => {
-            ui.note("No changes. Nothing to apply.");
+            // The plan shown above says what still waits, if anything.
+            ui.note("Nothing to apply.");
             if ui.json() {
                 ui.print(
                     &serde_json::json!({"format_version": "1", "outcome": "no-changes", "plan": plan})

@@ -54,7 +54,10 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
         PlanFormat::Human
     });
     print_plan(ui, &plan, format);
-    let code = if args.detailed_exitcode && plan.has_changes() {
+    // Resources that wait (for their HiX image, or for an activation to end)
+    // are pending work: a pipeline must not read "done" (see README).
+    let pending = plan.has_changes() || !plan.deferred.is_empty();
+    let code = if args.detailed_exitcode && pending {
         crate::exit::changes()
     } else {
         crate::exit::SUCCESS

@@ -160,6 +160,13 @@ fn resource_line(out: &mut String, c: &Change) {
 
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
+    if !s.has_changes() && !plan.deferred.is_empty() {
+        return format!(
+            "Nothing to apply now, but not done: {} resource(s) wait (see ⧗ above); {} up to date.",
+            plan.deferred.len(),
+            s.no_op
+        );
+    }
     if !s.has_changes() {
         return format!("No changes. {} resources are up to date.", s.no_op);
     }
@@ -486,8 +493,13 @@ pub fn md_code(text: &str) -> String {
 
 /// Deferred changes grouped by tenant and reason (a tenant's front-ends share one).
 fn deferred_groups(plan: &Plan) -> Vec<(String, String, Vec<String>)> {
+    waiting_groups(&plan.deferred)
+}
+
+/// What waits, by tenant and reason.
+fn waiting_groups(waiting: &[lifeboat_core::plan::Kept]) -> Vec<(String, String, Vec<String>)> {
     let mut groups: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    for d in &plan.deferred {
+    for d in waiting {
         groups
             .entry((
                 d.tenant.clone().unwrap_or_else(|| "shared".into()),
@@ -524,6 +536,14 @@ pub fn apply_human(verb: &str, r: &lifeboat_engine::apply::ApplyReport) -> Strin
         "Requests: {} GET, {} PUT, {} DELETE, {} POST, {} polls, {} queries; {} throttled, {} retried.",
         q.get, q.put, q.delete, q.post, q.poll, q.query, r.throttled, r.retries
     );
+    // Not done yet, so never silently "succeeded": what still waits, and why.
+    for (tenant, reason, ids) in waiting_groups(&r.waiting) {
+        let _ = writeln!(
+            s,
+            "  ⧗ {tenant}: {} resource(s) still wait: {reason}",
+            ids.len()
+        );
+    }
     for o in r
         .resources
         .iter()

@@ -98,6 +98,10 @@ pub struct ApplyReport {
     pub retries: u64,
     pub max_in_flight: usize,
     pub resources: Vec<ResourceOutcome>,
+    /// What the plan left waiting (front-ends whose HiX image is not built
+    /// yet, or whose tenant is activated): not applied, and not done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<lifeboat_core::plan::Kept>,
 }
 
 pub struct ApplyOptions {
@@ -673,6 +677,7 @@ pub async fn apply(
         requests,
         max_in_flight,
         resources,
+        waiting: plan.deferred.clone(),
     }
 }
 

@@ -92,6 +92,13 @@ pub enum ReviewError {
         .tenants.join(", ")
     )]
     SharedInUse { tenants: Vec<String> },
+    /// A tenant's resources need the shared layer (hub network, domain
+    /// controllers, gallery): planning them alone would create what then fails.
+    #[error(
+        "the shared layer is not provisioned yet ({rg} does not exist): tenant {} need(s) it. Run `lifeboat apply --shared` first (or plan everything: `lifeboat plan` without --tenant)",
+        .tenants.join(", ")
+    )]
+    SharedLayerMissing { rg: String, tenants: Vec<String> },
 }
 
 impl ReviewError {
@@ -480,6 +487,20 @@ impl Workspace {
                 (graph, prior)
             }
         };
+        if review && !scope.shared {
+            let pn = lifeboat_core::model::naming::PlatformNames::derive(&project.platform);
+            let rg = format!(
+                "/subscriptions/{}/resourceGroups/{}",
+                project.platform.subscription_id, pn.rg
+            );
+            let shared_rg = lifeboat_core::id::ResourceId::parse(&rg).expect("a group id");
+            if prior.get(&shared_rg).is_none() {
+                return Err(ReviewError::SharedLayerMissing {
+                    rg: pn.rg.clone(),
+                    tenants: scope.tenants.clone().unwrap_or_default(),
+                });
+            }
+        }
         let ledger = if review {
             Some(
                 self.session
