@@ -310,3 +310,48 @@ fn a_just_built_image_is_read_directly_while_resource_graph_lags() {
         v["summary"]
     );
 }
+
+/// A build reports while it runs (a minute of Azure time apart as JSON
+/// lines; every 5 minutes as a plain line in a CI log), not only at its end.
+#[test]
+fn an_image_build_reports_progress_while_it_runs() {
+    let p = Project::example("image-progress");
+    p.remove("tenants/cwz.yaml");
+    p.remove("tenants/mst.yaml");
+    assert_eq!(run(&p, &["apply", "--auto-approve"]).code, 0);
+    let r = run(
+        &p,
+        &["--output", "json", "image", "build", "--tenant", "rst"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let progress: Vec<Value> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "progress")
+        .collect();
+    assert!(
+        progress.len() >= 20,
+        "{} progress events in:\n{}",
+        progress.len(),
+        r.stdout
+    );
+    let elapsed = |v: &Value| v["elapsed_s"].as_u64().unwrap();
+    assert_eq!(progress[0]["typical_s"], 2400);
+    assert!(progress.windows(2).all(|w| elapsed(&w[0]) < elapsed(&w[1])));
+
+    p.edit("tenants/rst.yaml", "hotfix: 117", "hotfix: 118");
+    let r = run(&p, &["image", "build", "--tenant", "rst"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("min of a typical 40 min"))
+        .collect();
+    assert!(lines.len() >= 4, "{}", r.stderr);
+    assert!(
+        lines[0].contains("building  rst HiX image 6.2.118: 5 min"),
+        "{}",
+        r.stderr
+    );
+}

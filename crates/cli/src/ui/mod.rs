@@ -120,18 +120,38 @@ impl Ui {
         stderr_line(&line);
     }
 
-    /// Render an image-build event: one line per build start and end (builds are
-    /// long and few, so no bars), or a JSON line.
+    /// Render an image-build event: on a terminal one bar per running build
+    /// (elapsed against Image Builder's typical 40 minutes); otherwise a line
+    /// per start and end and one every 5 minutes (Azure time) while it runs; or
+    /// JSON lines.
     pub fn image_event(&self, e: &lifeboat_engine::ops::image::ImageEvent) {
         use lifeboat_engine::ops::image::ImageEvent;
         if self.json() {
             self.print(&serde_json::to_string(e).expect("event serializes"));
             return;
         }
+        if self.progress && self.image_bar(e) {
+            return;
+        }
         let now = jiff::Timestamp::now().strftime("%H:%M:%S%.3fZ");
         let line = match e {
             ImageEvent::Building { tenant, version } => {
                 format!("{now} building  {tenant} HiX image {version}")
+            }
+            ImageEvent::Progress {
+                tenant,
+                version,
+                elapsed_s,
+                typical_s,
+            } => {
+                if elapsed_s / 60 % 5 != 0 {
+                    return;
+                }
+                format!(
+                    "{now} building  {tenant} HiX image {version}: {} min of a typical {} min",
+                    elapsed_s / 60,
+                    typical_s / 60
+                )
             }
             ImageEvent::Built {
                 tenant,
@@ -153,6 +173,61 @@ impl Ui {
             } => format!("{now} FAILED    {tenant} HiX image {version}: {error}"),
         };
         stderr_line(&line);
+    }
+
+    /// The terminal side of [`Ui::image_event`]; false when a line is wanted
+    /// instead (the end of a build is printed as a line too).
+    fn image_bar(&self, e: &lifeboat_engine::ops::image::ImageEvent) -> bool {
+        use lifeboat_engine::ops::image::ImageEvent;
+        let mut bars = self.bars.lock().expect("bars");
+        let b = bars.get_or_insert_with(|| {
+            let multi = MultiProgress::new();
+            let overall = multi.add(ProgressBar::hidden());
+            Bars {
+                multi,
+                overall,
+                running: HashMap::new(),
+            }
+        });
+        match e {
+            ImageEvent::Building { tenant, version } => {
+                let bar = b.multi.add(ProgressBar::new(2400));
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:>24} [{bar:30}] {msg}")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                bar.set_prefix(format!("{tenant} {version}"));
+                bar.set_message("Image Builder running");
+                b.running.insert(format!("{tenant}/{version}"), bar);
+                true
+            }
+            ImageEvent::Progress {
+                tenant,
+                version,
+                elapsed_s,
+                typical_s,
+            } => {
+                if let Some(bar) = b.running.get(&format!("{tenant}/{version}")) {
+                    bar.set_length(*typical_s.max(elapsed_s));
+                    bar.set_position(*elapsed_s);
+                    bar.set_message(format!("{} of ~{} min", elapsed_s / 60, typical_s / 60));
+                }
+                true
+            }
+            ImageEvent::Built {
+                tenant, version, ..
+            }
+            | ImageEvent::Exists { tenant, version }
+            | ImageEvent::Failed {
+                tenant, version, ..
+            } => {
+                if let Some(bar) = b.running.remove(&format!("{tenant}/{version}")) {
+                    bar.finish_and_clear();
+                }
+                false
+            }
+        }
     }
 
     /// A Disaster Activation Plan step, as it starts and ends (stderr; JSON lines

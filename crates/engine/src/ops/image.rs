@@ -37,6 +37,16 @@ pub enum ImageEvent {
         tenant: String,
         version: String,
     },
+    /// Still building: emitted every minute of Azure time while Image Builder
+    /// runs (a build takes about 40 minutes).
+    Progress {
+        tenant: String,
+        version: String,
+        /// Azure seconds since the run started.
+        elapsed_s: u64,
+        /// What a build typically takes, in Azure seconds.
+        typical_s: u64,
+    },
     Built {
         tenant: String,
         version: String,
@@ -115,6 +125,37 @@ async fn update_publishing(
     Ok(())
 }
 
+/// Azure Image Builder's typical build time, for progress (Azure seconds).
+const TYPICAL_BUILD_SECS: u64 = 2400;
+/// How often a running build reports (Azure seconds).
+const PROGRESS_EVERY_SECS: f64 = 60.0;
+
+/// Run the template and report every minute (Azure time) until it ends.
+async fn run_with_progress(
+    client: &ArmClient,
+    t: &BuildTarget,
+    api: &str,
+    version: &str,
+    emit: &(dyn Fn(ImageEvent) + Sync),
+) -> Result<Value, ArmError> {
+    let started = Instant::now();
+    let run = client.action(&t.template, "run", api, None, false);
+    tokio::pin!(run);
+    let every = std::time::Duration::from_secs_f64(PROGRESS_EVERY_SECS * client.time_scale());
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            r = &mut run => return r,
+            _ = tick.tick() => emit(ImageEvent::Progress {
+                tenant: t.tenant.clone(),
+                version: version.to_string(),
+                elapsed_s: (started.elapsed().as_secs_f64() / client.time_scale().max(1e-9)).round() as u64,
+                typical_s: TYPICAL_BUILD_SECS,
+            }),
+        }
+    }
+}
+
 async fn build_one(
     client: &ArmClient,
     t: &BuildTarget,
@@ -152,7 +193,7 @@ async fn build_one(
             .map_or(lifeboat_core::api::IMAGE_BUILDER, |r| {
                 r.api_version.as_str()
             });
-        client.action(&t.template, "run", api, None, false).await?;
+        run_with_progress(client, t, api, &version, emit).await?;
         let eol = lifeboat_core::clock::now_or_real()
             + jiff::SignedDuration::from_hours(24 * i64::from(t.lifetime_days));
         update_publishing(client, &t.version, |p| {
