@@ -84,7 +84,9 @@ impl Project {
         self.run_env(args, &[])
     }
 
-    /// Run with extra environment variables (e.g. `LIFEBOAT_NOW`).
+    /// Run with extra environment variables (e.g. `LIFEBOAT_NOW`). The binary
+    /// is on the PATH, as an installed lifeboat is, so the commands its hints
+    /// suggest read `lifeboat …` (see `hints_name_this_program_when_not_installed`).
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let out = Command::new(env!("CARGO_BIN_EXE_lifeboat"))
             .arg("-C")
@@ -92,11 +94,23 @@ impl Project {
             .args(args)
             .env_remove("LIFEBOAT_CLOUD")
             .env_remove("LIFEBOAT_NOW")
+            .env("PATH", path_with_lifeboat())
             .envs(env.iter().copied())
             .output()
             .expect("run lifeboat");
         Run::from(out)
     }
+}
+
+/// PATH with the directory of the binary under test first.
+pub fn path_with_lifeboat() -> std::ffi::OsString {
+    let bin = Path::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .parent()
+        .expect("the binary is in a directory")
+        .to_path_buf();
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&rest)))
+        .expect("PATH entries join")
 }
 
 impl Drop for Project {

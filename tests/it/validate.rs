@@ -360,3 +360,33 @@ fn a_copied_manifest_with_the_old_id_is_blamed_alone() {
         r.stderr
     );
 }
+
+/// A fresh clone runs lifeboat through `cargo run` or its full path: the
+/// commands hints suggest must work when pasted, so they name this program.
+#[test]
+fn hints_name_this_program_when_not_installed() {
+    let p = Project::example("hint-program");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .arg("-C")
+        .arg(&p.dir)
+        .arg("plan")
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("LIFEBOAT_CLOUD")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let me = std::path::Path::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .canonicalize()
+        .unwrap();
+    assert!(
+        stdout.contains(&format!("run `{} image build --tenant cwz`", me.display())),
+        "{stdout}"
+    );
+    // Installed (on the PATH), it is plain `lifeboat`.
+    let r = p.run(&["plan"]);
+    assert!(
+        r.stdout.contains("run `lifeboat image build --tenant cwz`"),
+        "{}",
+        r.stdout
+    );
+}

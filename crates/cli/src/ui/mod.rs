@@ -60,6 +60,40 @@ fn short(id: &str) -> String {
         .unwrap_or_else(|_| id.to_string())
 }
 
+/// How to run this lifeboat again: `lifeboat` when that name on the PATH is
+/// this program, else its full path (a hint must work when pasted, and a fresh
+/// clone run through `cargo run` puts nothing on the PATH).
+fn program() -> &'static str {
+    static PROGRAM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+            return "lifeboat".into();
+        };
+        let on_path = std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|d| {
+                d.join("lifeboat")
+                    .canonicalize()
+                    .is_ok_and(|found| found == me)
+            })
+        });
+        if on_path {
+            "lifeboat".into()
+        } else {
+            me.display().to_string()
+        }
+    })
+}
+
+/// `text` with the commands it suggests (`` `lifeboat …` ``) spelled as this
+/// program can be run.
+pub fn with_program(text: &str) -> std::borrow::Cow<'_, str> {
+    let p = program();
+    if p == "lifeboat" || !text.contains("`lifeboat ") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(text.replace("`lifeboat ", &format!("`{p} ")))
+}
+
 pub struct Ui {
     pub output: OutputKind,
     /// Progress bars only on an interactive terminal, never in CI logs.
@@ -315,7 +349,7 @@ impl Ui {
         let text = if self.json() {
             std::borrow::Cow::Borrowed(text)
         } else {
-            for_terminal(text)
+            std::borrow::Cow::Owned(for_terminal(&with_program(text)).into_owned())
         };
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
@@ -331,7 +365,7 @@ impl Ui {
     /// A note for people, on stderr (kept off stdout so JSON stays parseable).
     pub fn note(&self, text: &str) {
         if !self.json() {
-            stderr_line(text);
+            stderr_line(&with_program(text));
         }
     }
 
@@ -349,7 +383,7 @@ impl Ui {
             let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             self.print_json(&json!({"error": e.to_string(), "causes": chain[1..]}));
         } else {
-            stderr_line(&format!("error: {e:#}"));
+            stderr_line(&with_program(&format!("error: {e:#}")));
         }
     }
 }
