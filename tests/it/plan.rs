@@ -161,6 +161,18 @@ fn markdown_has_one_collapsible_section_per_tenant() {
     assert_eq!(md.matches("<details").count(), 4);
     assert_eq!(md.matches("</details>").count(), 4);
     assert_eq!(md.matches("```diff").count(), 4);
+    // Every section the human plan has, the pull request's comment has too.
+    for heading in [
+        "**Shared resources that change**",
+        "**vCPU quota**",
+        "**Policy findings**",
+        "**Cost**",
+    ] {
+        assert!(md.contains(heading), "{heading} missing:\n{md}");
+    }
+    let human = p.run(&["plan"]).stdout;
+    assert!(human.contains("Shared resources that change"));
+    assert!(human.contains("vCPU quota"));
 }
 
 #[test]

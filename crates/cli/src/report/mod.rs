@@ -372,6 +372,20 @@ pub fn plan_markdown(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+    if !plan.activated.is_empty() {
+        let _ = writeln!(
+            out,
+            "**Activated now** (an emergency is in progress; their disruptive changes are refused): {}\n",
+            md_text(&plan.activated.join(", "))
+        );
+    }
+    if !plan.shared_dependents.is_empty() {
+        out.push_str("**Shared resources that change**, and the tenants that depend on them:\n\n");
+        for (id, tenants) in &plan.shared_dependents {
+            let _ = writeln!(out, "- {}: {}", md_code(id), md_text(&tenants.join(", ")));
+        }
+        out.push('\n');
+    }
     if !plan.disruptions.is_empty() {
         out.push_str("**Disruptive changes** (applied only inside the tenant's maintenance window, or with `--outside-window`; refused while the tenant is activated):\n\n");
         for d in &plan.disruptions {
