@@ -352,6 +352,16 @@ def _():
     assert ds.current_value == 2 and ds.limit >= 2 and ds.unit == "Count", (ds.current_value, ds.limit, ds.unit)
 
 
+@check("resource SKUs: sizes with their capabilities, filtered by location")
+def _():
+    skus = list(cmp.resource_skus.list(filter=f"location eq '{LOC}'"))
+    d2 = [s for s in skus if s.name == "Standard_D2s_v5"]
+    assert d2 and d2[0].resource_type == "virtualMachines" and d2[0].family == "standardDSv5Family", d2
+    caps = {c.name: c.value for c in d2[0].capabilities}
+    assert caps["vCPUs"] == "2" and caps["MemoryGB"] == "8", caps
+    assert all(LOC in s.locations for s in skus)
+
+
 @check("Resource Graph: tables, types, inline children, project")
 def _():
     time.sleep(0.5)  # the emulator's indexing lag, in its time

@@ -96,7 +96,8 @@ fn plan_shows_the_vcpus_it_needs_and_apply_refuses_what_cannot_fit() {
         .unwrap();
     assert_eq!(
         ds,
-        json!({"region": "westeurope", "family": "standardDSv5Family", "need": 20, "used": 0, "limit": 16})
+        json!({"region": "westeurope", "family": "standardDSv5Family", "need": 20, "used": 0, "limit": 16,
+            "sizes": ["Standard_D2s_v5", "Standard_D4s_v5"]})
     );
     let r = p.run_env(&["--no-progress", "plan"], &quota);
     assert!(
@@ -213,5 +214,56 @@ fn activation_retries_allocation_failures_and_serves_with_the_front_ends_it_star
         cwz["shortfall"].as_array().unwrap().len(),
         short.len(),
         "{cwz}"
+    );
+}
+
+/// Azure's Resource SKUs say which sizes a subscription may have in a region:
+/// a plan that needs a size the subscription cannot have says so, and apply
+/// refuses it before writing.
+#[test]
+fn a_size_the_subscription_cannot_have_is_refused_before_writing() {
+    let p = Project::example("quota-skus");
+    let restricted = [("LIFEBOAT_EMULATOR_RESTRICTED_SIZES", "Standard_E8ds_v5")];
+    let r = p.run_env(&["--output", "json", "plan"], &restricted);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let eds = v["quota"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["family"] == "standardEDSv5Family")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        eds["sizes"],
+        json!(["Standard_E16ds_v5", "Standard_E8ds_v5"])
+    );
+    assert_eq!(
+        eds["unavailable"],
+        json!(["Standard_E8ds_v5 (NotAvailableForSubscription)"])
+    );
+    let r = p.run_env(&["--no-progress", "apply", "--auto-approve"], &restricted);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("not offered: Standard_E8ds_v5 (NotAvailableForSubscription)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        lifeboat_emulator::store::Store::for_project(&p.dir)
+            .list()
+            .unwrap()
+            .is_empty()
+    );
+    // Without the restriction the same sizes are offered.
+    let r = p.run(&["--output", "json", "plan"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        v["quota"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|q| q.get("unavailable").is_none())
     );
 }

@@ -1,6 +1,11 @@
-//! The VM sizes lifeboat knows, with their vCPUs and memory. Used to reject typos
-//! in manifests (with a suggestion) and, later, to show capacity before and after
-//! a resize. Figures are Azure's published Dv5/Ddsv5/Edsv5/Esv5/Bs specs.
+//! The VM sizes lifeboat knows, with their vCPUs, memory and quota family, from
+//! a snapshot in the shape of Azure's Resource SKUs API
+//! (`resource-skus.json`, written by `ci/gen-resource-skus.py`; the embedded
+//! cloud serves the same document at `…/providers/Microsoft.Compute/skus`). Used
+//! to reject typos in manifests (with a suggestion), for capacity figures before
+//! and after a resize, and for vCPU quota needs.
+
+use std::sync::OnceLock;
 
 use crate::diag::did_you_mean;
 
@@ -9,47 +14,66 @@ pub struct VmSize {
     pub name: &'static str,
     pub vcpus: u32,
     pub memory_gib: u32,
+    /// The quota family (`standardDSv5Family`).
+    pub family: &'static str,
 }
 
-const fn s(name: &'static str, vcpus: u32, memory_gib: u32) -> VmSize {
-    VmSize {
-        name,
-        vcpus,
-        memory_gib,
-    }
-}
+/// The Resource SKUs snapshot (`{"value":[…]}`, virtual machine sizes).
+pub const RESOURCE_SKUS: &str = include_str!("resource-skus.json");
 
-pub const VM_SIZES: &[VmSize] = &[
-    s("Standard_B2ms", 2, 8),
-    s("Standard_B4ms", 4, 16),
-    s("Standard_D2s_v5", 2, 8),
-    s("Standard_D4s_v5", 4, 16),
-    s("Standard_D8s_v5", 8, 32),
-    s("Standard_D16s_v5", 16, 64),
-    s("Standard_D32s_v5", 32, 128),
-    s("Standard_D2ds_v5", 2, 8),
-    s("Standard_D4ds_v5", 4, 16),
-    s("Standard_D8ds_v5", 8, 32),
-    s("Standard_D16ds_v5", 16, 64),
-    s("Standard_D2as_v5", 2, 8),
-    s("Standard_D4as_v5", 4, 16),
-    s("Standard_D8as_v5", 8, 32),
-    s("Standard_E2s_v5", 2, 16),
-    s("Standard_E4s_v5", 4, 32),
-    s("Standard_E8s_v5", 8, 64),
-    s("Standard_E16s_v5", 16, 128),
-    s("Standard_E2ds_v5", 2, 16),
-    s("Standard_E4ds_v5", 4, 32),
-    s("Standard_E8ds_v5", 8, 64),
-    s("Standard_E16ds_v5", 16, 128),
-    s("Standard_E20ds_v5", 20, 160),
-    s("Standard_E32ds_v5", 32, 256),
-    s("Standard_E48ds_v5", 48, 384),
-    s("Standard_E64ds_v5", 64, 512),
-];
+/// Every size in the snapshot, sorted by name.
+pub fn all() -> &'static [VmSize] {
+    static SIZES: OnceLock<Vec<VmSize>> = OnceLock::new();
+    SIZES.get_or_init(|| {
+        let doc: serde_json::Value = serde_json::from_str(RESOURCE_SKUS)
+            .expect("the embedded Resource SKUs snapshot is JSON");
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+        let mut out: Vec<VmSize> = doc["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["resourceType"] == "virtualMachines")
+            .filter_map(|s| {
+                let cap = |n: &str| -> Option<f64> {
+                    s["capabilities"]
+                        .as_array()?
+                        .iter()
+                        .find(|c| c["name"] == n)?["value"]
+                        .as_str()?
+                        .parse()
+                        .ok()
+                };
+                Some(VmSize {
+                    name: leak(s["name"].as_str()?),
+                    vcpus: cap("vCPUs")? as u32,
+                    memory_gib: cap("MemoryGB")? as u32,
+                    family: leak(s["family"].as_str()?),
+                })
+            })
+            .collect();
+        out.sort_by_key(|s| s.name);
+        out
+    })
+}
 
 pub fn lookup(name: &str) -> Option<&'static VmSize> {
-    VM_SIZES.iter().find(|s| s.name == name)
+    let all = all();
+    all.binary_search_by_key(&name, |s| s.name)
+        .ok()
+        .map(|i| &all[i])
+}
+
+/// `Ok` for a known size, else the reason with a suggestion.
+pub fn check(name: &str) -> Result<(), String> {
+    if lookup(name).is_some() {
+        return Ok(());
+    }
+    match did_you_mean(name, all().iter().map(|s| s.name)) {
+        Some(hint) => Err(format!("unknown VM size `{name}`, did you mean `{hint}`?")),
+        None => Err(format!(
+            "unknown VM size `{name}` (lifeboat knows the sizes of its Resource SKUs snapshot: the Bs, Dv5/v6, Ev5/v6 and Fsv2 series; see ci/gen-resource-skus.py)"
+        )),
+    }
 }
 
 /// The vCPUs of a size: the table's figure, else the number in its name (Azure
@@ -73,6 +97,9 @@ pub fn vcpus(size: &str) -> u64 {
 /// `Standard_B2ms` -> `standardBSFamily` (series letters, then the `a`, `d`, `s`
 /// feature letters upper-cased, then the version).
 pub fn quota_family(size: &str) -> Option<String> {
+    if let Some(s) = lookup(size) {
+        return Some(s.family.to_string());
+    }
     let rest = size.strip_prefix("Standard_")?;
     let (base, version) = match rest.split_once('_') {
         Some((b, v)) => (b, v),
@@ -92,19 +119,6 @@ pub fn quota_family(size: &str) -> Option<String> {
         .map(|c| c.to_ascii_uppercase())
         .collect();
     Some(format!("standard{series}{features}{version}Family"))
-}
-
-/// `Ok` for a known size, else the reason with a suggestion.
-pub fn check(name: &str) -> Result<(), String> {
-    if lookup(name).is_some() {
-        return Ok(());
-    }
-    match did_you_mean(name, VM_SIZES.iter().map(|s| s.name)) {
-        Some(hint) => Err(format!("unknown VM size `{name}`, did you mean `{hint}`?")),
-        None => Err(format!(
-            "unknown VM size `{name}` (lifeboat knows the Bs, Dv5, Ddsv5, Dasv5, Esv5 and Edsv5 sizes)"
-        )),
-    }
 }
 
 #[cfg(test)]
@@ -130,6 +144,13 @@ mod tests {
     #[test]
     fn suggests_sizes() {
         assert!(super::check("Standard_D4s_v5").is_ok());
+        // Current series, not only the ones the templates ship with.
+        assert!(super::check("Standard_E8ds_v6").is_ok());
+        let e8 = super::lookup("Standard_E8ds_v6").unwrap();
+        assert_eq!(
+            (e8.vcpus, e8.memory_gib, e8.family),
+            (8, 64, "standardEDSv6Family")
+        );
         let e = super::check("Standard_D4s_v4").unwrap_err();
         assert!(e.contains("did you mean `Standard_D4s_v5`"), "{e}");
     }

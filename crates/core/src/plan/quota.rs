@@ -27,6 +27,13 @@ pub struct QuotaNeed {
     pub used: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
+    /// The sizes of this family the plan creates or resizes to.
+    #[serde(default)]
+    pub sizes: Vec<String>,
+    /// Of those, the ones Azure's Resource SKUs say this subscription cannot
+    /// have in the region (absent, or restricted), with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<String>,
 }
 
 impl QuotaNeed {
@@ -34,12 +41,20 @@ impl QuotaNeed {
         Some(self.limit?.saturating_sub(self.used?))
     }
 
-    /// False only when the usages say it does not fit.
+    /// False when the usages say it does not fit, or a size is not offered.
     pub fn fits(&self) -> bool {
-        self.free().is_none_or(|f| self.need <= f)
+        self.unavailable.is_empty() && self.free().is_none_or(|f| self.need <= f)
     }
 
     pub fn describe(&self) -> String {
+        let mut text = self.describe_vcpus();
+        if !self.unavailable.is_empty() {
+            text.push_str(&format!("; not offered: {}", self.unavailable.join(", ")));
+        }
+        text
+    }
+
+    fn describe_vcpus(&self) -> String {
         match (self.free(), self.limit) {
             (Some(free), Some(limit)) => format!(
                 "{} in {}: needs {} vCPUs, {free} free of {limit}",
@@ -68,7 +83,7 @@ fn region(body: &Value) -> String {
 /// The vCPUs `changes` add per (region, family); families that only shrink or
 /// stay are left out.
 pub fn needs(changes: &[Change], prior: &PriorState) -> Vec<QuotaNeed> {
-    let mut by: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut by: BTreeMap<(String, String), (u64, Vec<String>)> = BTreeMap::new();
     for c in changes {
         if !c
             .resource_type
@@ -97,15 +112,24 @@ pub fn needs(changes: &[Change], prior: &PriorState) -> Vec<QuotaNeed> {
             continue;
         }
         let family = sizes::quota_family(size).unwrap_or_else(|| "standardFamily".into());
-        *by.entry((region(body), family)).or_insert(0) += add;
+        let e = by.entry((region(body), family)).or_default();
+        e.0 += add;
+        if !e.1.iter().any(|s| s == size) {
+            e.1.push(size.to_string());
+        }
     }
     by.into_iter()
-        .map(|((region, family), need)| QuotaNeed {
-            region,
-            family,
-            need,
-            used: None,
-            limit: None,
+        .map(|((region, family), (need, mut sizes))| {
+            sizes.sort();
+            QuotaNeed {
+                region,
+                family,
+                need,
+                used: None,
+                limit: None,
+                sizes,
+                unavailable: Vec::new(),
+            }
         })
         .collect()
 }
@@ -122,6 +146,8 @@ mod tests {
             need: 8,
             used: None,
             limit: None,
+            sizes: vec!["Standard_D4s_v5".into()],
+            unavailable: Vec::new(),
         };
         assert!(n.fits(), "unknown usage never refuses");
         n.used = Some(95);
@@ -132,5 +158,9 @@ mod tests {
             n.describe(),
             "standardDSv5Family in westeurope: needs 8 vCPUs, 5 free of 100"
         );
+        n.limit = Some(1000);
+        assert!(n.fits());
+        n.unavailable = vec!["Standard_D4s_v5 (NotAvailableForSubscription)".into()];
+        assert!(!n.fits(), "a size the subscription cannot have never fits");
     }
 }

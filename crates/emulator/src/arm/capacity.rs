@@ -174,16 +174,57 @@ impl Emulator {
         self.with_cores(|map| map.remove(id.key()));
     }
 
+    /// `GET /subscriptions/{s}/providers/Microsoft.Compute/skus`: the Resource
+    /// SKUs lifeboat ships (`model/resource-skus.json`), filtered by
+    /// `$filter=location eq 'REGION'`. Sizes named in
+    /// `LIFEBOAT_EMULATOR_RESTRICTED_SIZES` (comma-separated) carry Azure's
+    /// `NotAvailableForSubscription` restriction, as a subscription without
+    /// access to a series sees them.
+    pub(super) fn skus(&self, query: &str) -> Reply {
+        let filter = query_param(query, "$filter")
+            .map(|f| f.replace("%20", " ").replace("%27", "'").replace('+', " "))
+            .unwrap_or_default();
+        let location = filter
+            .split_once("location eq '")
+            .and_then(|(_, rest)| rest.split_once('\''))
+            .map(|(l, _)| l.to_ascii_lowercase());
+        let restricted: Vec<String> = std::env::var("LIFEBOAT_EMULATOR_RESTRICTED_SIZES")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut doc: Value =
+            serde_json::from_str(sizes::RESOURCE_SKUS).expect("the embedded snapshot is JSON");
+        let items = doc["value"].as_array_mut().expect("a value array");
+        if let Some(l) = &location {
+            items.retain(|s| {
+                s["locations"].as_array().is_some_and(|ls| {
+                    ls.iter()
+                        .any(|x| x.as_str().is_some_and(|x| x.eq_ignore_ascii_case(l)))
+                })
+            });
+        }
+        for s in items.iter_mut() {
+            if s["name"]
+                .as_str()
+                .is_some_and(|n| restricted.iter().any(|r| r == n))
+            {
+                let locs = s["locations"].clone();
+                s["restrictions"] = json!([{"type": "Location", "values": locs,
+                    "restrictionInfo": {"locations": locs}, "reasonCode": "NotAvailableForSubscription"}]);
+            }
+        }
+        Reply::json(200, &doc)
+    }
+
     /// `GET /subscriptions/{s}/providers/Microsoft.Compute/locations/{region}/usages`.
     pub(super) fn usages(&self, sub: &str, region: &str) -> Reply {
         let region = region.to_ascii_lowercase();
         let used = self.with_cores(|map| Self::usage(map, sub, &region));
         let quota = &self.cfg.vcpu_quota;
         // Every family Azure knows is listed, in use or not.
-        let known: Vec<String> = sizes::VM_SIZES
-            .iter()
-            .filter_map(|s| sizes::quota_family(s.name))
-            .collect();
+        let known: Vec<String> = sizes::all().iter().map(|s| s.family.to_string()).collect();
         let mut families: Vec<&String> = used
             .keys()
             .chain(quota.families.keys())

@@ -399,6 +399,13 @@ impl Emulator {
         {
             return self.usages(segs[2], segs[6]);
         }
+        if req.method == "GET"
+            && segs.len() == 6
+            && lower.starts_with("/subscriptions/")
+            && lower.ends_with("/providers/microsoft.compute/skus")
+        {
+            return self.skus(&req.query);
+        }
         if segs.len() == 3 && segs[1].eq_ignore_ascii_case("subscriptions") && req.method == "GET" {
             let s = segs[2];
             return Reply::json(

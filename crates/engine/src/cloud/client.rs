@@ -505,10 +505,12 @@ impl ArmClient {
     }
 
     /// Every item of the collection at `path` (an id path such as
-    /// `<vault>/keys`), following `nextLink`; empty when the collection's parent
-    /// does not exist.
+    /// `<vault>/keys`, optionally with a query), following `nextLink`; empty
+    /// when the collection's parent does not exist.
     pub async fn list(&self, path: &str, api_version: &str) -> Result<Vec<Value>, ArmError> {
-        let mut url = format!("{}{path}?api-version={api_version}", self.cfg.endpoint);
+        // A path may carry its own query (`…/skus?$filter=…`).
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut url = format!("{}{path}{sep}api-version={api_version}", self.cfg.endpoint);
         let mut items = Vec::new();
         loop {
             let mut page = match self.send(Verb::List, &url, None, path, None).await {

@@ -321,7 +321,7 @@ impl Session {
         let mut regions: Vec<String> = needs.iter().map(|n| n.region.clone()).collect();
         regions.sort();
         regions.dedup();
-        let reads = regions.len() as u64;
+        let reads = 2 * regions.len() as u64;
         for region in regions {
             let path = format!(
                 "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{region}/usages"
@@ -337,6 +337,42 @@ impl Session {
                         .is_some_and(|v| v.eq_ignore_ascii_case(name))
                 })
             };
+            // Which sizes this subscription may have there (Resource SKUs).
+            let skus = self
+                .rt
+                .block_on(self.client.list(
+                    &format!(
+                        "/subscriptions/{subscription}/providers/Microsoft.Compute/skus?$filter=location%20eq%20%27{region}%27"
+                    ),
+                    SKUS_API,
+                ))
+                .map_err(self.read_error())?;
+            for n in needs.iter_mut().filter(|n| n.region == region) {
+                n.unavailable =
+                    n.sizes
+                        .iter()
+                        .filter_map(|size| {
+                            let sku = skus.iter().find(|s| {
+                                s["resourceType"] == "virtualMachines"
+                                    && s["name"]
+                                        .as_str()
+                                        .is_some_and(|x| x.eq_ignore_ascii_case(size))
+                            });
+                            match sku {
+                                None => Some(format!("{size} (not in {region})")),
+                                Some(s) => s["restrictions"]
+                                    .as_array()
+                                    .and_then(|r| r.first())
+                                    .map(|r| {
+                                        format!(
+                                            "{size} ({})",
+                                            r["reasonCode"].as_str().unwrap_or("restricted")
+                                        )
+                                    }),
+                            }
+                        })
+                        .collect();
+            }
             let total = row("cores");
             for n in needs.iter_mut().filter(|n| n.region == region) {
                 let figures = |r: Option<&serde_json::Value>| {
@@ -401,6 +437,9 @@ impl Session {
         }
     }
 }
+
+/// The Resource SKUs api-version.
+const SKUS_API: &str = "2021-07-01";
 
 /// What every cloud command starts from: the validated project, its templates and
 /// a connection.
