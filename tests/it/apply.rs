@@ -46,12 +46,8 @@ pub(crate) fn has_resource(p: &Project, suffix: &str) -> bool {
 }
 
 fn assert_converged(p: &Project) {
-    let r = p.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(
-        r.code, 0,
-        "plan after apply is not empty:\n{}\n{}",
-        r.stdout, r.stderr
-    );
+    p.run(&["plan", "--detailed-exitcode"])
+        .assert_nothing_to_change();
 }
 
 #[test]
@@ -271,8 +267,8 @@ fn saved_plans_apply_once_and_stale_plans_are_refused() {
     let r = p.run(&["apply", "q.json"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("the cloud changed"), "{}", r.stderr);
-    let r = p.run(&["plan", "--detailed-exitcode", "--tenant", "rst", "--shared"]);
-    assert_eq!(r.code, 0, "{}", r.stdout);
+    p.run(&["plan", "--detailed-exitcode", "--tenant", "rst", "--shared"])
+        .assert_nothing_to_change();
 }
 
 #[test]
@@ -517,8 +513,8 @@ fn lowering_sql_capacity_needs_the_flag_and_shows_before_and_after() {
 }
 
 fn assert_converged_scope(p: &Project, tenant: &str) {
-    let r = p.run(&["plan", "--detailed-exitcode", "--tenant", tenant]);
-    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    p.run(&["plan", "--detailed-exitcode", "--tenant", tenant])
+        .assert_nothing_to_change();
 }
 
 /// Every output and every file lifeboat writes, searched for the admin passwords it

@@ -215,3 +215,21 @@ pub async fn emulator(
         .unwrap();
     (format!("http://{addr}"), dir)
 }
+
+impl Run {
+    /// A `plan --detailed-exitcode` that found nothing to change: exit 0, or
+    /// exit 2 when the only pending work is resources that wait (front-ends
+    /// whose HiX image is not built yet), which is not done but not a change.
+    pub fn assert_nothing_to_change(&self) {
+        match self.code {
+            0 => {}
+            2 => assert!(
+                self.stdout.contains("Nothing to apply now, but not done:"),
+                "changes pending:\n{}\n{}",
+                self.stdout,
+                self.stderr
+            ),
+            c => panic!("plan exited {c}:\n{}\n{}", self.stdout, self.stderr),
+        }
+    }
+}

@@ -149,6 +149,7 @@ pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
         client,
         state,
         endpoint,
+        skus: Default::default(),
     })
 }
 

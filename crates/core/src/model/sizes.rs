@@ -21,46 +21,73 @@ pub struct VmSize {
 /// The Resource SKUs snapshot (`{"value":[…]}`, virtual machine sizes).
 pub const RESOURCE_SKUS: &str = include_str!("resource-skus.json");
 
+/// The sizes of a Resource SKUs list (`value` items), sorted by name.
+fn parse(items: &[serde_json::Value]) -> Vec<VmSize> {
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+    let mut out: Vec<VmSize> = items
+        .iter()
+        .filter(|s| s["resourceType"] == "virtualMachines")
+        .filter_map(|s| {
+            let cap = |n: &str| -> Option<f64> {
+                s["capabilities"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["name"] == n)?["value"]
+                    .as_str()?
+                    .parse()
+                    .ok()
+            };
+            Some(VmSize {
+                name: leak(s["name"].as_str()?),
+                vcpus: cap("vCPUs")? as u32,
+                memory_gib: cap("MemoryGB")? as u32,
+                family: leak(s["family"].as_str()?),
+            })
+        })
+        .collect();
+    out.sort_by_key(|s| s.name);
+    out.dedup_by_key(|s| s.name);
+    out
+}
+
 /// Every size in the snapshot, sorted by name.
 pub fn all() -> &'static [VmSize] {
     static SIZES: OnceLock<Vec<VmSize>> = OnceLock::new();
     SIZES.get_or_init(|| {
         let doc: serde_json::Value = serde_json::from_str(RESOURCE_SKUS)
             .expect("the embedded Resource SKUs snapshot is JSON");
-        let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
-        let mut out: Vec<VmSize> = doc["value"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|s| s["resourceType"] == "virtualMachines")
-            .filter_map(|s| {
-                let cap = |n: &str| -> Option<f64> {
-                    s["capabilities"]
-                        .as_array()?
-                        .iter()
-                        .find(|c| c["name"] == n)?["value"]
-                        .as_str()?
-                        .parse()
-                        .ok()
-                };
-                Some(VmSize {
-                    name: leak(s["name"].as_str()?),
-                    vcpus: cap("vCPUs")? as u32,
-                    memory_gib: cap("MemoryGB")? as u32,
-                    family: leak(s["family"].as_str()?),
-                })
-            })
-            .collect();
-        out.sort_by_key(|s| s.name);
-        out
+        parse(doc["value"].as_array().map(Vec::as_slice).unwrap_or(&[]))
     })
 }
 
+/// The sizes a cloud's Resource SKUs API listed in this process (see [`adopt`]).
+static LIVE: std::sync::RwLock<Option<&'static [VmSize]>> = std::sync::RwLock::new(None);
+
+/// Use the figures of a live Resource SKUs list (`value` items) from now on;
+/// the snapshot stays the fallback for sizes the list lacks. A command that
+/// reaches a cloud calls this once, before it plans.
+pub fn adopt(items: &[serde_json::Value]) {
+    let live: &'static [VmSize] = Box::leak(parse(items).into_boxed_slice());
+    *LIVE.write().expect("sizes lock") = Some(live);
+}
+
+/// Where the figures come from: `Resource SKUs` once a live list was adopted.
+pub fn source() -> &'static str {
+    if LIVE.read().expect("sizes lock").is_some() {
+        "Resource SKUs"
+    } else {
+        "the shipped snapshot"
+    }
+}
+
 pub fn lookup(name: &str) -> Option<&'static VmSize> {
-    let all = all();
-    all.binary_search_by_key(&name, |s| s.name)
-        .ok()
-        .map(|i| &all[i])
+    let find = |all: &'static [VmSize]| {
+        all.binary_search_by_key(&name, |s| s.name)
+            .ok()
+            .map(|i| &all[i])
+    };
+    let live = *LIVE.read().expect("sizes lock");
+    live.and_then(find).or_else(|| find(all()))
 }
 
 /// `Ok` for a known size, else the reason with a suggestion.
@@ -139,6 +166,25 @@ mod tests {
         assert_eq!(f("Basic_A1"), None);
         assert_eq!(super::vcpus("Standard_D4s_v5"), 4);
         assert_eq!(super::vcpus("Standard_E8ds_v6"), 8);
+    }
+
+    #[test]
+    fn live_figures_win_over_the_snapshot() {
+        let before = super::lookup("Standard_D4s_v5").unwrap().memory_gib;
+        assert_eq!(before, 16);
+        super::adopt(&[
+            serde_json::json!({"resourceType": "virtualMachines", "name": "Standard_Z4_v9",
+            "family": "standardZv9Family",
+            "capabilities": [{"name": "vCPUs", "value": "4"}, {"name": "MemoryGB", "value": "48"}]}),
+        ]);
+        let z = super::lookup("Standard_Z4_v9").unwrap();
+        assert_eq!(
+            (z.vcpus, z.memory_gib, z.family),
+            (4, 48, "standardZv9Family")
+        );
+        // What the live list lacks still comes from the snapshot.
+        assert_eq!(super::lookup("Standard_D4s_v5").unwrap().memory_gib, 16);
+        assert_eq!(super::source(), "Resource SKUs");
     }
 
     #[test]

@@ -114,6 +114,8 @@ pub struct Session {
     pub state: StateStore,
     /// Where the client talks to (for messages).
     pub endpoint: String,
+    /// Resource SKUs per region, read once per command.
+    pub skus: std::sync::Mutex<std::collections::HashMap<String, Vec<serde_json::Value>>>,
 }
 
 /// The runtime every engine call runs on: two workers (the machines this runs
@@ -310,9 +312,36 @@ impl Session {
         }
     }
 
+    /// The region's Resource SKUs (one list call per region and command).
+    pub fn region_skus(
+        &self,
+        subscription: &str,
+        region: &str,
+    ) -> Result<Vec<serde_json::Value>, ReviewError> {
+        let region = region.replace(' ', "").to_ascii_lowercase();
+        if let Some(found) = self.skus.lock().expect("skus").get(&region) {
+            return Ok(found.clone());
+        }
+        let items = self
+            .rt
+            .block_on(self.client.list(
+                &format!(
+                    "/subscriptions/{subscription}/providers/Microsoft.Compute/skus?$filter=location%20eq%20%27{region}%27"
+                ),
+                SKUS_API,
+            ))
+            .map_err(self.read_error())?;
+        self.skus
+            .lock()
+            .expect("skus")
+            .insert(region, items.clone());
+        Ok(items)
+    }
+
     /// Fill in what Azure's `usages` say each family uses and allows, for the
-    /// regions where the plan adds vCPUs (one read per region; none for a plan
-    /// that adds none).
+    /// regions where the plan adds vCPUs, and which of its sizes the region's
+    /// Resource SKUs offer (a usages read per region, the SKUs read once per
+    /// command; none for a plan that adds no vCPUs). Returns the reads made.
     pub fn read_quota(
         &self,
         subscription: &str,
@@ -321,7 +350,7 @@ impl Session {
         let mut regions: Vec<String> = needs.iter().map(|n| n.region.clone()).collect();
         regions.sort();
         regions.dedup();
-        let reads = 2 * regions.len() as u64;
+        let before = self.client.stats.snapshot();
         for region in regions {
             let path = format!(
                 "/subscriptions/{subscription}/providers/Microsoft.Compute/locations/{region}/usages"
@@ -338,15 +367,7 @@ impl Session {
                 })
             };
             // Which sizes this subscription may have there (Resource SKUs).
-            let skus = self
-                .rt
-                .block_on(self.client.list(
-                    &format!(
-                        "/subscriptions/{subscription}/providers/Microsoft.Compute/skus?$filter=location%20eq%20%27{region}%27"
-                    ),
-                    SKUS_API,
-                ))
-                .map_err(self.read_error())?;
+            let skus = self.region_skus(subscription, &region)?;
             for n in needs.iter_mut().filter(|n| n.region == region) {
                 n.unavailable =
                     n.sizes
@@ -399,7 +420,7 @@ impl Session {
                 }
             }
         }
-        Ok(reads)
+        Ok(self.client.stats.snapshot().since(&before).reads())
     }
 
     /// Read the prior state for `graph`: Resource Graph plus what it does not
@@ -566,6 +587,21 @@ impl Workspace {
             // Without review (status) deletes do not matter: skip rendering the rest.
             Default::default()
         };
+        // Sizes as the cloud's Resource SKUs state them (capacity figures and
+        // quota needs); the shipped snapshot covers what the list lacks.
+        let before_skus = self.session.client.stats.snapshot();
+        let skus = self.session.region_skus(
+            &project.platform.subscription_id,
+            &project.platform.region.value,
+        )?;
+        lifeboat_core::model::sizes::adopt(&skus);
+        let skus_reads = self
+            .session
+            .client
+            .stats
+            .snapshot()
+            .since(&before_skus)
+            .reads();
         let mut plan = plan::plan(
             graph,
             &prior,
@@ -583,8 +619,8 @@ impl Workspace {
         let usages = self
             .session
             .read_quota(&project.platform.subscription_id, &mut plan.quota)?;
-        plan.requests.read += usages;
-        plan.requests.lists += usages;
+        plan.requests.read += usages + skus_reads;
+        plan.requests.lists += usages + skus_reads;
         Ok((plan, prior))
     }
 
