@@ -224,7 +224,11 @@ fn two_applies_on_one_tenant_one_fails_naming_the_holder_one_waits_for_it() {
     );
     // The queued apply planned only once it held the locks (#15): by then the
     // first had applied everything, so it had nothing to do and recorded nothing.
-    assert!(third.stderr.contains("Nothing to apply."), "{}", third.stderr);
+    assert!(
+        third.stderr.contains("Nothing to apply."),
+        "{}",
+        third.stderr
+    );
     let audit = audit_verify(&p, &env);
     assert_eq!(audit.code, 0, "{}", audit.stderr);
     assert!(audit.stdout.contains("1 record(s)"), "{}", audit.stdout);

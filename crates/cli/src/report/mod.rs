@@ -212,6 +212,13 @@ pub fn plan_human(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+    if !plan.activated.is_empty() {
+        let _ = writeln!(
+            out,
+            "  ! activated now (an emergency is in progress; disruptive changes refused): {}",
+            plan.activated.join(", ")
+        );
+    }
     for k in &plan.kept {
         let _ = writeln!(out, "  ! kept {}  ({})", k.id, k.reason);
     }

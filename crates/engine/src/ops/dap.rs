@@ -782,7 +782,8 @@ fn finish_run(
         outcome,
         error,
         rto_ms,
-        modelled_rto_seconds: rto_ms as f64 / 1000.0 / r.scale.max(1e-9),
+        // To the tenth of a second: a figure for people, not 126.99999999999999.
+        modelled_rto_seconds: (rto_ms as f64 / 100.0 / r.scale.max(1e-9)).round() / 10.0,
         sql,
         shortfall: r.shortfall,
     }
