@@ -524,3 +524,83 @@ fn catalog_forgeries_are_refused_as_xmlsec1_refuses_them() {
         r.stderr
     );
 }
+
+/// A hosting data centre fails for several hospitals: `activate A B C` runs
+/// them at once, one JSON object per tenant and a summary; `deactivate A B C`
+/// likewise. `--read-write` stays one tenant at a time.
+#[test]
+fn several_tenants_activate_at_once_with_a_summary() {
+    let p = provisioned("dap-many", None);
+    let r = run(
+        &p,
+        &[
+            "--output",
+            "json",
+            "activate",
+            "cwz",
+            "mst",
+            "rst",
+            "--reason",
+            "hosting data centre down",
+            "--force",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let objects: Vec<Value> = r
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("event").is_none())
+        .collect();
+    assert_eq!(objects.len(), 4, "three runs and a summary: {}", r.stdout);
+    let summary = &objects[3];
+    assert_eq!(summary["summary"], "activate");
+    assert_eq!(summary["tenants"], 3);
+    assert_eq!(summary["succeeded"], 3);
+    assert_eq!(summary["failed"], serde_json::json!([]));
+    let rtos: Vec<u64> = ["cwz", "mst", "rst"]
+        .iter()
+        .map(|t| summary["rto"][*t]["rto_ms"].as_u64().unwrap())
+        .collect();
+    let sum: u64 = rtos.iter().sum();
+    let makespan = summary["makespan_ms"].as_u64().unwrap();
+    // At once, not one after the other.
+    assert!(
+        makespan < sum,
+        "makespan {makespan} ms vs sum of RTOs {sum} ms"
+    );
+    for t in ["cwz", "mst", "rst"] {
+        assert_eq!(tenant(&status(&p, None), t)["state"], "ACTIVE");
+    }
+    let r = run(&p, &["deactivate", "cwz", "mst", "rst"], None);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("deactivate: 3 of 3 tenant(s) succeeded"),
+        "{}",
+        r.stdout
+    );
+    for t in ["cwz", "mst", "rst"] {
+        assert_eq!(tenant(&status(&p, None), t)["state"], "STANDBY");
+    }
+    let r = run(
+        &p,
+        &[
+            "activate",
+            "cwz",
+            "mst",
+            "--reason",
+            "x",
+            "--read-write",
+            "--confirm",
+            "cwz",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("--read-write takes one tenant at a time"),
+        "{}",
+        r.stderr
+    );
+}

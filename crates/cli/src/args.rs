@@ -269,7 +269,9 @@ pub enum Command {
     )]
     Activate(ActivateArgs),
     /// Return an activated tenant to standby (front-ends deallocated, SQL restoring).
-    #[command(after_help = "Examples:\n  lifeboat deactivate cwz --reason \"data centre back\"")]
+    #[command(
+        after_help = "Examples:\n  lifeboat deactivate cwz --reason \"data centre back\"\n  lifeboat deactivate cwz mst rst"
+    )]
     Deactivate(DeactivateArgs),
     /// Activate, verify and deactivate, with a report (HTML, JSON, JUnit XML).
     #[command(
@@ -298,8 +300,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ActivateArgs {
-    /// The tenant (hospital) id.
-    pub tenant: String,
+    /// The tenants (hospitals) to activate, at once when more than one.
+    #[arg(required = true, value_name = "TENANT")]
+    pub tenants: Vec<String>,
     /// Why (recorded in the audit trail and on the tenant).
     #[arg(long, value_parser = printable)]
     pub reason: String,
@@ -320,8 +323,9 @@ pub struct ActivateArgs {
 
 #[derive(Debug, Args)]
 pub struct DeactivateArgs {
-    /// The tenant (hospital) id.
-    pub tenant: String,
+    /// The tenants (hospitals) to return to standby, at once when more than one.
+    #[arg(required = true, value_name = "TENANT")]
+    pub tenants: Vec<String>,
     /// Why (recorded in the audit trail).
     #[arg(long, value_parser = printable)]
     pub reason: Option<String>,

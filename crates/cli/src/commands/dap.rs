@@ -27,31 +27,33 @@ fn target(ws: &Workspace, tenant: &str) -> anyhow::Result<Target> {
     Ok(Target::derive(&ws.project.platform, t))
 }
 
-/// `--read-write` is irreversible: the tenant id typed again, or `--confirm ID`.
+/// `--read-write` is irreversible: the tenant id typed again, or `--confirm ID`;
+/// one tenant at a time.
 fn confirm_read_write(args: &ActivateArgs) -> anyhow::Result<()> {
+    let [tenant] = args.tenants.as_slice() else {
+        bail!("--read-write takes one tenant at a time (RESTORE WITH RECOVERY is irreversible)");
+    };
     if let Some(c) = &args.confirm {
-        if c != &args.tenant {
-            bail!("--confirm {c} does not match tenant {}", args.tenant);
+        if c != tenant {
+            bail!("--confirm {c} does not match tenant {tenant}");
         }
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
         bail!(
-            "--read-write is irreversible (RESTORE WITH RECOVERY takes the database out of log shipping): pass --confirm {} in a pipeline",
-            args.tenant
+            "--read-write is irreversible (RESTORE WITH RECOVERY takes the database out of log shipping): pass --confirm {tenant} in a pipeline"
         );
     }
     crate::ui::stderr_text(&format!(
-        "RESTORE WITH RECOVERY is irreversible: {} leaves log shipping and must be re-seeded afterwards. Type the tenant id to continue: ",
-        args.tenant
+        "RESTORE WITH RECOVERY is irreversible: {tenant} leaves log shipping and must be re-seeded afterwards. Type the tenant id to continue: "
     ));
     let mut answer = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut answer)
         .context("reading the answer")?;
-    if answer.trim() != args.tenant {
-        bail!("not activated: the answer was not `{}`", args.tenant);
+    if answer.trim() != tenant {
+        bail!("not activated: the answer was not `{tenant}`");
     }
     Ok(())
 }
@@ -85,14 +87,6 @@ fn record(ws: &Workspace, run: &Run, command: &str) -> anyhow::Result<()> {
     )
 }
 
-/// After an activation or deactivation: audit, show, republish the catalog.
-fn conclude(ws: &Workspace, ui: &Ui, run: &Run, command: &str) -> anyhow::Result<ExitCode> {
-    record(ws, run, command)?;
-    show(ui, run);
-    super::catalog::republish_if_configured(ws, ui)?;
-    Ok(code(run.outcome == "succeeded"))
-}
-
 fn code(ok: bool) -> ExitCode {
     if ok {
         ExitCode::SUCCESS
@@ -123,6 +117,82 @@ fn with_tenant<T>(
     Ok(Ok((ws, out)))
 }
 
+/// Run `kind` on every tenant at once, each under its own lock (a tenant
+/// that waits or fails does not hold up the others; ARM's rate limits are
+/// shared through the one client), then record, show and summarise.
+fn run_all(
+    cli: &Cli,
+    ui: &Ui,
+    tenants: &[String],
+    kind: &str,
+    lock_timeout: f64,
+    opts: &Options,
+) -> anyhow::Result<ExitCode> {
+    let ws = match super::session::open(cli, ui)? {
+        Ok(ws) => ws,
+        Err(code) => return Ok(code),
+    };
+    let mut seen = std::collections::HashSet::new();
+    let targets: Vec<Target> = tenants
+        .iter()
+        .filter(|t| seen.insert(t.as_str()))
+        .map(|t| target(&ws, t))
+        .collect::<anyhow::Result<_>>()?;
+    let timeout = super::lock_timeout(lock_timeout)?;
+    let emit = |e: dap::DapEvent| ui.dap_event(&e);
+    let s = &ws.session;
+    let started = std::time::Instant::now();
+    let runs: Vec<Run> =
+        s.rt.block_on(futures::future::join_all(targets.iter().map(|t| {
+            let emit = &emit;
+            async move {
+                let scopes = [format!("tenant-{}", t.tenant)];
+                let work = async {
+                    Ok::<_, lifeboat_engine::review::LockError>(match kind {
+                        "activate" => dap::activate(&s.client, t, opts, emit).await,
+                        _ => dap::deactivate(&s.client, t, opts, None, emit).await,
+                    })
+                };
+                match s.holding_locks(&scopes, kind, timeout, work).await {
+                    Ok(run) => run,
+                    Err(e) => Run::not_started(kind, &t.tenant, opts, format!("{e:#}")),
+                }
+            }
+        })));
+    let makespan_ms = started.elapsed().as_millis() as u64;
+    for run in &runs {
+        record(&ws, run, kind)?;
+        show(ui, run);
+    }
+    super::catalog::republish_if_configured(&ws, ui)?;
+    let failed: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.outcome != "succeeded")
+        .map(|r| r.tenant.as_str())
+        .collect();
+    if runs.len() > 1 {
+        let summary = serde_json::json!({
+            "summary": kind,
+            "makespan_ms": makespan_ms,
+            "tenants": runs.len(),
+            "succeeded": runs.len() - failed.len(),
+            "failed": failed,
+            "rto": runs.iter().map(|r| (r.tenant.clone(), serde_json::json!({
+                "rto_ms": r.rto_ms,
+                "critical_path_ms": r.critical_path_ms,
+                "modelled_rto_seconds": r.modelled_rto_seconds,
+                "outcome": r.outcome,
+            }))).collect::<serde_json::Map<_, _>>(),
+        });
+        if ui.json() {
+            ui.print(&summary.to_string());
+        } else {
+            ui.print(&report::dap::summary_human(kind, makespan_ms, &runs));
+        }
+    }
+    Ok(code(failed.is_empty()))
+}
+
 pub fn activate(cli: &Cli, ui: &Ui, args: &ActivateArgs) -> anyhow::Result<ExitCode> {
     if args.read_write {
         confirm_read_write(args)?;
@@ -133,19 +203,7 @@ pub fn activate(cli: &Cli, ui: &Ui, args: &ActivateArgs) -> anyhow::Result<ExitC
         read_write: args.read_write,
         drill: false,
     };
-    let emit = |e: dap::DapEvent| ui.dap_event(&e);
-    let (ws, run) = match with_tenant(
-        cli,
-        ui,
-        &args.tenant,
-        "activate",
-        args.lock_timeout,
-        async |ws, t| Ok(dap::activate(&ws.session.client, &t, &opts, &emit).await),
-    )? {
-        Ok(x) => x,
-        Err(code) => return Ok(code),
-    };
-    conclude(&ws, ui, &run, "activate")
+    run_all(cli, ui, &args.tenants, "activate", args.lock_timeout, &opts)
 }
 
 pub fn deactivate(cli: &Cli, ui: &Ui, args: &DeactivateArgs) -> anyhow::Result<ExitCode> {
@@ -153,19 +211,14 @@ pub fn deactivate(cli: &Cli, ui: &Ui, args: &DeactivateArgs) -> anyhow::Result<E
         reason: args.reason.clone(),
         ..Options::default()
     };
-    let emit = |e: dap::DapEvent| ui.dap_event(&e);
-    let (ws, run) = match with_tenant(
+    run_all(
         cli,
         ui,
-        &args.tenant,
+        &args.tenants,
         "deactivate",
         args.lock_timeout,
-        async |ws, t| Ok(dap::deactivate(&ws.session.client, &t, &opts, None, &emit).await),
-    )? {
-        Ok(x) => x,
-        Err(code) => return Ok(code),
-    };
-    conclude(&ws, ui, &run, "deactivate")
+        &opts,
+    )
 }
 
 pub fn drill(cli: &Cli, ui: &Ui, args: &DrillArgs) -> anyhow::Result<ExitCode> {

@@ -23,6 +23,33 @@ fn minutes(secs: f64) -> String {
 }
 
 /// The timeline and the RTO.
+/// The end of `activate A B …` / `deactivate A B …`: the makespan and each
+/// tenant's outcome and RTO.
+pub fn summary_human(kind: &str, makespan_ms: u64, runs: &[Run]) -> String {
+    use std::fmt::Write;
+    let ok = runs.iter().filter(|r| r.outcome == "succeeded").count();
+    let mut s = format!(
+        "\n{kind}: {ok} of {} tenant(s) succeeded in {:.1} s\n",
+        runs.len(),
+        makespan_ms as f64 / 1000.0
+    );
+    for r in runs {
+        let _ = writeln!(
+            s,
+            "  {:<8} {:<9} RTO {:.1} s (modelled {:.0} Azure-s){}",
+            r.tenant,
+            r.outcome,
+            r.rto_ms as f64 / 1000.0,
+            r.modelled_rto_seconds,
+            r.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
+    s
+}
+
 pub fn run_human(r: &Run) -> String {
     let mut s = String::new();
     let what = if r.drill {

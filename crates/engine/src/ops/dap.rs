@@ -343,6 +343,29 @@ pub struct Run {
     pub shortfall: Vec<String>,
 }
 
+impl Run {
+    /// A run that never started (its tenant's lock was not granted, say): failed,
+    /// with why.
+    pub fn not_started(kind: &str, tenant: &str, opts: &Options, error: String) -> Run {
+        Run {
+            kind: kind.into(),
+            tenant: tenant.into(),
+            reason: opts.reason.clone(),
+            drill: opts.drill,
+            read_write: opts.read_write,
+            started_at: lifeboat_core::clock::stamp(),
+            steps: Vec::new(),
+            outcome: "failed".into(),
+            error: Some(error),
+            rto_ms: 0,
+            critical_path_ms: 0,
+            modelled_rto_seconds: 0.0,
+            sql: None,
+            shortfall: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub reason: Option<String>,
