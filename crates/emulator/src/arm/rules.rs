@@ -8,10 +8,10 @@
 //! Never changes the store: a refused request leaves the cloud as it was.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::sync::OnceLock;
 
 use super::*;
+use lifeboat_core::model::cidr::{CidrError, Ipv4Cidr};
 
 const PUBLISHED: &str = include_str!("../published-api-versions.tsv");
 
@@ -115,21 +115,19 @@ fn invalid(code: &str, message: String) -> Reply {
     Reply::error(400, code, &message)
 }
 
-fn parse_cidr(s: &str) -> Option<(u32, u32)> {
-    let (ip, bits) = s.split_once('/')?;
-    let ip: Ipv4Addr = ip.parse().ok()?;
-    let bits: u32 = bits.parse().ok().filter(|b| *b <= 32)?;
-    let mask = if bits == 0 {
-        0
-    } else {
-        u32::MAX << (32 - bits)
-    };
-    Some((u32::from(ip) & mask, mask))
+/// An address prefix as the emulator reads it: the project's CIDR type, with a
+/// prefix that has host bits set taken as its network (as before).
+pub(super) fn block(s: &str) -> Option<Ipv4Cidr> {
+    match s.parse::<Ipv4Cidr>() {
+        Ok(c) => Some(c),
+        Err(CidrError::HostBits { network, .. }) => Some(network),
+        Err(_) => None,
+    }
 }
 
 fn within(inner: &str, outer: &str) -> bool {
-    match (parse_cidr(inner), parse_cidr(outer)) {
-        (Some((i, im)), Some((o, om))) => im >= om && (i & om) == o,
+    match (block(inner), block(outer)) {
+        (Some(i), Some(o)) => i.first() >= o.first() && i.last() <= o.last(),
         _ => false,
     }
 }

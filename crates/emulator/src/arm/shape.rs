@@ -350,10 +350,7 @@ impl Emulator {
             .pointer("/properties/addressPrefix")?
             .as_str()?
             .to_string();
-        let (base, bits) = prefix.split_once('/')?;
-        let base: std::net::Ipv4Addr = base.parse().ok()?;
-        let bits: u32 = bits.parse().ok()?;
-        let size = 1u64 << (32 - bits.min(32));
+        let block = super::rules::block(&prefix)?;
         let mut taken: BTreeMap<String, String> = s
             .body
             .pointer("/properties/ipConfigurations")
@@ -373,9 +370,10 @@ impl Emulator {
             return Some(ip.clone());
         }
         let used: std::collections::HashSet<&String> = taken.values().collect();
-        let start = u32::from(base);
-        let ip = (4..size.saturating_sub(1))
-            .map(|h| std::net::Ipv4Addr::from(start + h as u32).to_string())
+        // Azure keeps the first four addresses and the last one.
+        let ip = (4..block.size().saturating_sub(1))
+            .filter_map(|h| block.host(h as u32))
+            .map(|ip| ip.to_string())
             .find(|ip| !used.contains(ip))?;
         taken.insert(owner.to_string(), ip.clone());
         s.body["properties"]["ipConfigurations"] = json!(
