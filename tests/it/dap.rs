@@ -138,6 +138,33 @@ fn activate_status_deactivate_drill_and_the_audit_trail() {
         "RTO {rto} ms vs critical path {cp} ms"
     );
     assert!(a["sql"]["rpo_seconds"].as_i64().unwrap() <= 900);
+    // #17: nothing slower than a read beside the front-ends' start. The
+    // preflight took the monitor row from Log Analytics (no runCommand), the
+    // switch read the database back itself, and the probe needs no runCommand.
+    let step = |n: &str| {
+        a["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    let detail = |n: &str| step(n)["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail("preflight").contains("read from Log Analytics"),
+        "{a}"
+    );
+    assert!(
+        detail("sql-standby").contains("ONLINE (standby) read back"),
+        "{a}"
+    );
+    // The ratio to the VM start is measured by ci/bench-fleet (timings here
+    // share two cores with the rest of the suite).
+    assert!(
+        detail("health-probe").contains("database ONLINE (standby)"),
+        "{a}"
+    );
 
     let ts = status(&p, None);
     let cwz = tenant(&ts, "cwz");
@@ -255,6 +282,8 @@ fn stale_log_shipping_refuses_and_read_write_needs_the_tenant_typed_again() {
     let p = provisioned("dap-rpo", stop);
     let r = run(&p, &["activate", "cwz", "--reason", "outage"], stop);
     assert_eq!(r.code, 1);
+    // The Log Analytics row would refuse: the refusal rests on a direct read.
+    assert!(r.stdout.contains("read from runCommand"), "{}", r.stdout);
     assert!(
         r.stdout.contains("REFUSED") && r.stdout.contains("target 15 min"),
         "{}",

@@ -51,6 +51,8 @@ pub async fn start(dir: &Path, listen: &str, cfg: Config) -> std::io::Result<Soc
         ));
     }
     let emu = Arc::new(Emulator::new(store::Store::at(dir.to_path_buf()), cfg));
+    let warming = emu.clone();
+    tokio::task::spawn_blocking(move || warming.warm());
     tokio::spawn(server::serve(listener, emu));
     Ok(addr)
 }

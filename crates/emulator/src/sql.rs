@@ -126,14 +126,18 @@ pub fn run_command(
         })
         .unwrap_or_default();
     let mode = vm.sql_mode.clone().unwrap_or_else(|| "norecovery".into());
-    let (stdout, stderr) = if script.contains("log_shipping_monitor_secondary") {
+    let read_monitor = |vm: &StoredResource| {
         match monitor(vm, now_ms, scale, stop_after_s) {
-            Some(row) => (row.to_string(), String::new()),
-            None => (
-                String::new(),
-                "Invoke-Sqlcmd: no log shipping is configured on this server (msdb.dbo.log_shipping_monitor_secondary is empty)".to_string(),
-            ),
-        }
+        Some(row) => (row.to_string(), String::new()),
+        None => (
+            String::new(),
+            "Invoke-Sqlcmd: no log shipping is configured on this server (msdb.dbo.log_shipping_monitor_secondary is empty)".to_string(),
+        ),
+    }
+    };
+    let reads_monitor = script.contains("log_shipping_monitor_secondary");
+    let (stdout, stderr) = if reads_monitor && !script.contains("Set-LifeboatSqlMode") {
+        read_monitor(vm)
     } else if script.contains("Get-LifeboatSqlState") {
         (json!({"mode": mode}).to_string(), String::new())
     } else if let Some(rest) = script.split("Set-LifeboatSqlMode").nth(1) {
@@ -153,7 +157,12 @@ pub fn run_command(
                 {
                     sh.recovered_ms.get_or_insert(now_ms);
                 }
-                (json!({"mode": target}).to_string(), String::new())
+                // A script that switches and then reads answers with the read.
+                if reads_monitor {
+                    read_monitor(vm)
+                } else {
+                    (json!({"mode": target}).to_string(), String::new())
+                }
             }
             _ => (String::new(), format!("unknown restore mode `{target}`")),
         }

@@ -132,11 +132,49 @@ pub struct Operation {
 
 pub struct Store {
     dir: PathBuf,
-    /// The parsed resources and the directory's mtime they were read at: Resource
-    /// Graph and Log Analytics queries scan everything, and a fleet is 20,000 files.
-    /// Every write through this store drops it; a write by another process changes
-    /// the directory's mtime (files are renamed into place).
-    scanned: std::sync::Mutex<Option<(std::time::SystemTime, std::sync::Arc<Vec<StoredResource>>)>>,
+    /// Every resource, parsed, as of `changes.log` offset `.1`: Resource Graph,
+    /// Log Analytics and collection reads use it, and a fleet is 20,000 files.
+    /// It is read from disk once; after that it catches up by reloading only the
+    /// resources the change log names (see [`Store::snapshot`]).
+    scanned: std::sync::Mutex<Option<(std::sync::Arc<Snapshot>, u64)>>,
+}
+
+/// Every stored resource at one moment, by lower-cased id (so a parent's
+/// descendants are one range).
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    by_key: std::collections::BTreeMap<String, std::sync::Arc<StoredResource>>,
+}
+
+impl Snapshot {
+    /// Every resource, sorted by id.
+    pub fn iter(&self) -> impl Iterator<Item = &StoredResource> {
+        self.by_key.values().map(|r| r.as_ref())
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    pub fn get(&self, id: &ResourceId) -> Option<&StoredResource> {
+        self.by_key.get(id.key()).map(|r| r.as_ref())
+    }
+
+    /// The direct children of `parent`, sorted by id (what
+    /// [`Store::children`] reads from disk).
+    pub fn children(&self, parent: &ResourceId) -> Vec<StoredResource> {
+        let prefix = format!("{}/", parent.key());
+        self.by_key
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(_, r)| Store::indexed_parent(&r.id).as_ref() == Some(parent))
+            .map(|(_, r)| r.as_ref().clone())
+            .collect()
+    }
 }
 
 impl Store {
@@ -152,8 +190,27 @@ impl Store {
         }
     }
 
-    fn forget_scan(&self) {
-        *self.scanned.lock().expect("scan cache") = None;
+    /// `<dir>/changes.log`: the id of every resource written or deleted, a line
+    /// each, appended (`O_APPEND`, one `write` per line) after the change is on
+    /// disk. Every process sharing the directory catches up from it.
+    fn change_log(&self) -> PathBuf {
+        self.dir.join("changes.log")
+    }
+
+    fn log_change(&self, id: &ResourceId) -> Result<(), StoreError> {
+        use std::io::Write;
+        let path = self.change_log();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(Self::io(&path))?;
+        f.write_all(format!("{}\n", id.as_str()).as_bytes())
+            .map_err(Self::io(&path))
+    }
+
+    fn log_len(&self) -> u64 {
+        std::fs::metadata(self.change_log()).map_or(0, |m| m.len())
     }
 
     fn resources_dir(&self) -> PathBuf {
@@ -255,25 +312,69 @@ impl Store {
 
     /// Every stored resource, sorted by id. An absent store is an empty cloud.
     pub fn list(&self) -> Result<Vec<StoredResource>, StoreError> {
-        Ok(self.scan()?.as_ref().clone())
+        Ok(self.scan()?.iter().cloned().collect())
     }
 
-    /// Every stored resource, sorted by id, shared: concurrent scans wait for one
-    /// read of the directory, and later ones reuse it until something is written.
-    pub fn scan(&self) -> Result<std::sync::Arc<Vec<StoredResource>>, StoreError> {
-        let dir = self.resources_dir();
+    /// Every stored resource now, shared. The first call reads the directory;
+    /// later ones reload only what the change log names since (this process's
+    /// writes and any other's), so a read costs what changed, not the fleet.
+    pub fn scan(&self) -> Result<std::sync::Arc<Snapshot>, StoreError> {
         let mut cache = self.scanned.lock().expect("scan cache");
-        let mtime = std::fs::metadata(&dir).and_then(|m| m.modified()).ok();
-        if let (Some(m), Some((at, all))) = (mtime, cache.as_ref())
-            && *at == m
-        {
-            return Ok(all.clone());
+        // The offset is taken before reading: a change that lands meanwhile is
+        // replayed on the next call (reloading is idempotent).
+        let len = self.log_len();
+        let (snap, offset) = match cache.take() {
+            Some((snap, offset)) if offset <= len => (snap, offset),
+            _ => {
+                let mut snap = Snapshot::default();
+                for r in Self::read_all::<StoredResource>(&self.resources_dir())? {
+                    snap.by_key
+                        .insert(r.id.key().to_string(), std::sync::Arc::new(r));
+                }
+                *cache = Some((std::sync::Arc::new(snap), len));
+                return Ok(cache.as_ref().expect("just set").0.clone());
+            }
+        };
+        if offset == len {
+            *cache = Some((snap.clone(), offset));
+            return Ok(snap);
         }
-        let mut out: Vec<StoredResource> = Self::read_all(&dir)?;
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        let all = std::sync::Arc::new(out);
-        *cache = mtime.map(|m| (m, all.clone()));
-        Ok(all)
+        let tail = {
+            use std::io::{Read, Seek};
+            let path = self.change_log();
+            let mut f = std::fs::File::open(&path).map_err(Self::io(&path))?;
+            f.seek(std::io::SeekFrom::Start(offset))
+                .map_err(Self::io(&path))?;
+            let mut buf = Vec::new();
+            f.take(len - offset)
+                .read_to_end(&mut buf)
+                .map_err(Self::io(&path))?;
+            buf
+        };
+        // Only whole lines: a line still being appended is read next time.
+        let whole = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let mut next = std::sync::Arc::unwrap_or_clone(snap);
+        let mut seen = std::collections::HashSet::new();
+        for line in String::from_utf8_lossy(&tail[..whole]).lines() {
+            let Ok(id) = ResourceId::parse(line.trim()) else {
+                continue;
+            };
+            if !seen.insert(id.key().to_string()) {
+                continue;
+            }
+            match self.get(&id)? {
+                Some(r) => {
+                    next.by_key
+                        .insert(id.key().to_string(), std::sync::Arc::new(r));
+                }
+                None => {
+                    next.by_key.remove(id.key());
+                }
+            }
+        }
+        let next = std::sync::Arc::new(next);
+        *cache = Some((next.clone(), offset + whole as u64));
+        Ok(next)
     }
 
     pub fn get(&self, id: &ResourceId) -> Result<Option<StoredResource>, StoreError> {
@@ -290,16 +391,14 @@ impl Store {
     /// Write atomically: a reader sees the old or the new resource, never a mix.
     pub fn put(&self, r: &StoredResource) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(r).expect("a JSON value serializes");
-        let done = Self::write_atomic(&self.file_for(&r.id), &bytes);
-        self.forget_scan();
-        done?;
+        Self::write_atomic(&self.file_for(&r.id), &bytes)?;
         if let Some(parent) = Self::indexed_parent(&r.id) {
             let marker = Self::file_in(&self.children_dir(&parent), &r.id);
             if !marker.exists() {
                 Self::write_atomic(&marker, r.id.as_str().as_bytes())?;
             }
         }
-        Ok(())
+        self.log_change(&r.id)
     }
 
     /// Key Vault's data plane: a secret's value, kept apart from the ARM resource
@@ -321,21 +420,69 @@ impl Store {
 
     pub fn delete(&self, id: &ResourceId) -> Result<bool, StoreError> {
         let path = self.file_for(id);
-        self.forget_scan();
         if let Some(parent) = Self::indexed_parent(id) {
             let _ = std::fs::remove_file(Self::file_in(&self.children_dir(&parent), id));
         }
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Self::io(&path)(e)),
-        }
+        let removed = match std::fs::remove_file(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Self::io(&path)(e)),
+        };
+        self.log_change(id)?;
+        Ok(removed)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(id: &str) -> StoredResource {
+        StoredResource::new(
+            ResourceId::parse(id).unwrap(),
+            "Microsoft.KeyVault/vaults/keys".into(),
+            "2023-07-01".into(),
+            serde_json::json!({"properties": {}}),
+        )
+    }
+
+    /// Two processes on one directory (the embedded cloud of an apply and of an
+    /// activation): each one's snapshot catches up with the other's writes and
+    /// deletes from the change log, and children come from the snapshot.
+    #[test]
+    fn snapshots_catch_up_with_writes_of_another_store_on_the_same_directory() {
+        let dir = std::env::temp_dir().join(format!("lifeboat-store-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, b) = (Store::at(dir.clone()), Store::at(dir.clone()));
+        let vault = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/v";
+        let k1 = key(&format!("{vault}/keys/k1"));
+        a.put(&k1).unwrap();
+        assert_eq!(b.scan().unwrap().len(), 1);
+        let k2 = key(&format!("{vault}/keys/k2"));
+        a.put(&k2).unwrap();
+        let parent = ResourceId::parse(vault).unwrap();
+        let kids: Vec<String> = b
+            .scan()
+            .unwrap()
+            .children(&parent)
+            .iter()
+            .map(|r| r.id.name().to_string())
+            .collect();
+        assert_eq!(kids, ["k1", "k2"]);
+        assert!(a.delete(&k1.id).unwrap());
+        let snap = b.scan().unwrap();
+        assert!(snap.get(&k1.id).is_none() && snap.get(&k2.id).is_some());
+        // A torn last line (a writer mid-append) is read next time, not half.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("changes.log"))
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, b"/subscriptions/s/resourceGroups/rg/prov")
+            })
+            .unwrap();
+        assert_eq!(b.scan().unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn round_trips() {

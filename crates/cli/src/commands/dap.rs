@@ -148,10 +148,14 @@ fn run_all(
             async move {
                 let scopes = [format!("tenant-{}", t.tenant)];
                 let work = async {
-                    Ok::<_, lifeboat_engine::review::LockError>(match kind {
+                    let run = match kind {
                         "activate" => dap::activate(&s.client, t, opts, emit).await,
                         _ => dap::deactivate(&s.client, t, opts, None, emit).await,
-                    })
+                    };
+                    // Before the lock goes: an apply queued behind reads it.
+                    // Losing it costs only a stale status for the lag.
+                    let _ = s.journal_dap(&run, t).await;
+                    Ok::<_, lifeboat_engine::review::LockError>(run)
                 };
                 match s.holding_locks(&scopes, kind, timeout, work).await {
                     Ok(run) => run,
@@ -230,7 +234,12 @@ pub fn drill(cli: &Cli, ui: &Ui, args: &DrillArgs) -> anyhow::Result<ExitCode> {
         &args.tenant,
         "drill",
         args.lock_timeout,
-        async |ws, t| Ok(dap::drill(&ws.session.client, &t, reason, args.force, &emit).await),
+        async |ws, t| {
+            let d = dap::drill(&ws.session.client, &t, reason, args.force, &emit).await;
+            // See `run_all`: what the drill wrote is read directly for the lag.
+            let _ = ws.session.journal_dap(&d.activation, &t).await;
+            Ok(d)
+        },
     )? {
         Ok(x) => x,
         Err(code) => return Ok(code),

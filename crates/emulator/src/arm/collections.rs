@@ -168,18 +168,20 @@ impl Emulator {
                 {
                     return missing;
                 }
-                match self.load(parent, now) {
-                    Ok(Some(p)) if self.view(&p, now).is_some() => {}
-                    Ok(_) => return Self::not_found(parent),
-                    Err(r) => return r,
-                }
-                match self.store.children(parent) {
-                    Ok(c) => c
-                        .into_iter()
-                        .filter(|r| r.resource_type.eq_ignore_ascii_case(rtype))
-                        .collect(),
+                // From the shared snapshot: a list costs its own items, not a
+                // directory read per child.
+                let snap = match self.store.scan() {
+                    Ok(s) => s,
                     Err(e) => return Reply::error(500, "InternalServerError", &e.to_string()),
+                };
+                let kids = snap.children(parent);
+                match snap.get(parent) {
+                    Some(p) if self.view_with(p, now, &kids).is_some() => {}
+                    _ => return Self::not_found(parent),
                 }
+                kids.into_iter()
+                    .filter(|r| r.resource_type.eq_ignore_ascii_case(rtype))
+                    .collect()
             }
         };
         let values: Vec<Value> = items.iter().filter_map(|r| self.view(r, now)).collect();

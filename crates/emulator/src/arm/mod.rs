@@ -209,6 +209,13 @@ fn unhex(s: &str) -> Option<String> {
 const WRITE_ONLY: &[&str] = &["/properties/osProfile/adminPassword", "/properties/value"];
 
 impl Emulator {
+    /// Read the store into memory now rather than on the first query, so the
+    /// first Resource Graph or collection read after a start costs what a later
+    /// one does.
+    pub fn warm(&self) {
+        let _ = self.store.scan();
+    }
+
     pub fn new(store: Store, cfg: Config) -> Emulator {
         let seed = std::env::var("LIFEBOAT_EMULATOR_SEED")
             .ok()

@@ -39,9 +39,15 @@ impl Emulator {
             "restore_mode",
             "now_utc",
         ];
+        // `| where ResourceId =~ '<id>'`: one VM's row (the DAP preflight).
+        let only = text
+            .split_once("ResourceId =~ '")
+            .and_then(|(_, rest)| rest.split_once('\''))
+            .map(|(id, _)| id.to_ascii_lowercase());
         let rows: Vec<Value> = all
             .iter()
             .filter(|r| r.shipping.is_some())
+            .filter(|r| only.as_ref().is_none_or(|id| r.id.key() == id))
             .filter_map(|r| {
                 let m = crate::sql::monitor(
                     r,

@@ -2,12 +2,28 @@
 //! small DAG of timed steps, and what a drill runs (activate, verify, deactivate).
 //!
 //! Activation: preflight (tenant provisioned and not active; the SQL secondary's
-//! log-shipping state read through a runCommand — the RPO is the age of the newest
-//! log backup it holds, refused above `rpoTargetMinutes` unless forced) -> SQL to
-//! STANDBY (read-only; restores go on) in parallel with starting every front-end ->
-//! open emergency access (the gateway's HDX rule on the front-end NSG) -> mark the
-//! tenant ACTIVE (resource-group tag, which plan/apply and the endpoint catalog
-//! read) -> health probe (front-ends running, database online, access open).
+//! log-shipping state — the RPO is the age of the newest log backup it holds,
+//! refused above `rpoTargetMinutes` unless forced) -> SQL to STANDBY (read-only;
+//! restores go on) in parallel with starting every front-end -> open emergency
+//! access (the gateway's HDX rule on the front-end NSG) -> mark the tenant ACTIVE
+//! (resource-group tag, which plan/apply and the endpoint catalog read) -> health
+//! probe (front-ends running, database online, access open).
+//!
+//! Activation should take about as long as starting one VM, so nothing slower than
+//! a read sits on the critical path beside that start:
+//! - the preflight is bulk reads only, all at once: the resource group, one list
+//!   of the tenant's VMs, the SQL VM's instance view, the access NSG and the
+//!   monitor row the SQL VM reports to Log Analytics. The row is a sample: its
+//!   RPO is aged by the time since it was taken. Only when there is no row, or
+//!   the row would refuse (RPO above target, database not in its idle mode), is
+//!   the secondary asked directly through a runCommand (30 s on Azure): a refusal
+//!   always rests on a direct read;
+//! - the runCommand that switches the database reads the monitor row back in the
+//!   same script, so "database ONLINE" is checked from a read taken after the
+//!   change, while the front-ends are still starting, not by a second runCommand
+//!   after them. The health probe reports it with its own reads of the
+//!   front-ends' power and the access rule.
+//!
 //! Every step is idempotent, and the tenant is tagged `activating` before any
 //! change, so a re-run after a partial failure continues where it stopped.
 //! Deactivation mirrors it back to the manifest's restore mode.
@@ -50,6 +66,19 @@ pub struct Target {
     pub rpo_target_minutes: u32,
     /// The mode the database waits in while idle.
     pub idle_mode: &'static str,
+    /// The platform's Log Analytics workspace (the SQL VMs' monitor rows).
+    pub workspace: ResourceId,
+}
+
+/// The platform's Log Analytics workspace, where every SQL VM reports its
+/// log-shipping monitor row.
+pub fn log_workspace(p: &Platform) -> ResourceId {
+    let names = lifeboat_core::model::naming::PlatformNames::derive(p);
+    ResourceId::parse(&format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}",
+        p.subscription_id, names.rg, names.log_analytics
+    ))
+    .expect("derived names form an ARM id")
 }
 
 impl Target {
@@ -87,6 +116,7 @@ impl Target {
                 RestoreMode::Norecovery => "norecovery",
                 RestoreMode::Standby => "standby",
             },
+            workspace: log_workspace(p),
         }
     }
 }
@@ -146,6 +176,27 @@ impl SqlState {
             last_restored_file: restored,
             now,
         })
+    }
+
+    /// The state as it may be `now`, for a sample taken at `self.now`: the RPO
+    /// grows by the sample's age (backups that arrived since only make it
+    /// smaller). A sample from the future (an emulator's faster clock) ages by 0.
+    pub fn aged(mut self, now: jiff::Timestamp) -> SqlState {
+        let age = self
+            .now
+            .parse::<jiff::Timestamp>()
+            .map_or(0, |t| (now - t).as_secs().max(0));
+        self.rpo_seconds = self.rpo_seconds.map(|s| s + age);
+        self
+    }
+
+    /// The database's state while in `mode`.
+    pub fn expected_state(mode: &str) -> &'static str {
+        if mode == "norecovery" {
+            "RESTORING"
+        } else {
+            "ONLINE"
+        }
     }
 
     pub fn rpo_within(&self, target_minutes: u32) -> bool {
@@ -264,18 +315,18 @@ async fn run_script(
     std_out(&out)
 }
 
-/// Read the secondary's state through a runCommand on the SQL VM.
-pub async fn sql_state(client: &ArmClient, vm: &ResourceId) -> Result<SqlState, StepError> {
+/// Run `first` (if any) and then the monitor query on the SQL VM, in one
+/// runCommand: the secondary's state after `first`.
+async fn monitored(
+    client: &ArmClient,
+    vm: &ResourceId,
+    first: Option<String>,
+) -> Result<SqlState, StepError> {
     let q = format!("$q = \"{MONITOR_QUERY}\"");
-    let out = run_script(
-        client,
-        vm,
-        &[
-            &q,
-            "Invoke-Sqlcmd -Query $q | Select-Object -First 1 | ConvertTo-Json -Compress",
-        ],
-    )
-    .await?;
+    let read = "Invoke-Sqlcmd -Query $q | Select-Object -First 1 | ConvertTo-Json -Compress";
+    let mut lines: Vec<&str> = first.iter().map(String::as_str).collect();
+    lines.extend([q.as_str(), read]);
+    let out = run_script(client, vm, &lines).await?;
     let row: serde_json::Map<String, Value> =
         serde_json::from_str(&out).map_err(|e| StepError::MonitorUnreadable {
             output: out.clone(),
@@ -284,14 +335,69 @@ pub async fn sql_state(client: &ArmClient, vm: &ResourceId) -> Result<SqlState, 
     SqlState::from_row(&row).ok_or(StepError::MonitorWithoutTime { output: out })
 }
 
-/// `RESTORE ... WITH NORECOVERY | STANDBY | RECOVERY` on the secondary.
+/// Read the secondary's state through a runCommand on the SQL VM.
+pub async fn sql_state(client: &ArmClient, vm: &ResourceId) -> Result<SqlState, StepError> {
+    monitored(client, vm, None).await
+}
+
+/// `RESTORE ... WITH NORECOVERY | STANDBY | RECOVERY` on the secondary, and its
+/// state read back by the same script.
 pub async fn set_sql_mode(
     client: &ArmClient,
     vm: &ResourceId,
     mode: &str,
-) -> Result<(), StepError> {
-    let cmd = format!("Set-LifeboatSqlMode -Mode {mode}");
-    run_script(client, vm, &[&cmd]).await.map(|_| ())
+) -> Result<SqlState, StepError> {
+    // `-ErrorAction Stop`: a refused switch ends the script before the read.
+    monitored(
+        client,
+        vm,
+        Some(format!(
+            "Set-LifeboatSqlMode -Mode {mode} -ErrorAction Stop"
+        )),
+    )
+    .await
+}
+
+/// The SQL VM's latest log-shipping monitor row in Log Analytics, aged to now
+/// (see [`SqlState::aged`]); `None` when it has reported nothing.
+pub async fn reported_sql_state(
+    client: &ArmClient,
+    target: &Target,
+) -> Result<Option<SqlState>, ArmError> {
+    let query = format!(
+        "LifeboatLogShipping_CL | where ResourceId =~ '{}' | summarize arg_max(TimeGenerated, *) by ResourceId",
+        target.sql_vm.as_str()
+    );
+    let rows = client.log_query(&target.workspace, &query).await?;
+    // The server's clock against ours: a protocol time, not `LIFEBOAT_NOW`.
+    let now = jiff::Timestamp::now();
+    Ok(rows
+        .iter()
+        .filter(|r| {
+            r.get("ResourceId")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id.eq_ignore_ascii_case(target.sql_vm.as_str()))
+        })
+        .find_map(SqlState::from_row)
+        .map(|s| s.aged(now)))
+}
+
+/// The secondary's state for a preflight: the reported row when `trusted` says
+/// it can be acted on, else a direct read (a runCommand). The second value says
+/// where it came from.
+async fn secondary_state(
+    client: &ArmClient,
+    target: &Target,
+    reported: Result<Option<SqlState>, ArmError>,
+    trusted: impl Fn(&SqlState) -> bool,
+) -> Result<(SqlState, &'static str), StepError> {
+    match reported {
+        Ok(Some(s)) if trusted(&s) => Ok((s, "Log Analytics")),
+        _ => sql_state(client, &target.sql_vm)
+            .await
+            .map(|s| (s, "runCommand"))
+            .map_err(|e| StepError::Secondary(Box::new(e))),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -380,20 +486,21 @@ struct Runner<'a, E: Fn(DapEvent)> {
     tenant: String,
     t0: Instant,
     started_at: String,
-    /// The cloud's time scale (1 on Azure), for the modelled RTO.
-    scale: f64,
+    /// Its time scale (1 on Azure) gives the modelled RTO; read at the end, as an
+    /// emulator announces it with its first answer.
+    client: &'a ArmClient,
     steps: Vec<Step>,
     shortfall: Vec<String>,
     emit: &'a E,
 }
 
 impl<'a, E: Fn(DapEvent)> Runner<'a, E> {
-    fn new(client: &ArmClient, tenant: &str, emit: &'a E) -> Self {
+    fn new(client: &'a ArmClient, tenant: &str, emit: &'a E) -> Self {
         Runner {
             tenant: tenant.to_string(),
             t0: Instant::now(),
             started_at: lifeboat_core::clock::stamp(),
-            scale: client.time_scale(),
+            client,
             steps: Vec::new(),
             shortfall: Vec::new(),
             emit,
@@ -546,18 +653,27 @@ async fn retag(
 
 /// What activation needs to exist before it changes anything: every declared
 /// front-end, built from the declared image; the SQL VM running; the emergency
-/// access rule. One line per problem (not one ARM 404 per front-end).
+/// access rule. One line per problem (not one ARM 404 per front-end). Three
+/// reads at once: one list of the tenant's VMs, the SQL VM's instance view and
+/// the NSG.
 async fn ready_to_activate(client: &ArmClient, target: &Target) -> Result<(), StepError> {
-    let frontends = join_all(target.frontends.iter().map(|vm| async move {
-        let body = client.get(vm, COMPUTE_API).await?;
-        Ok::<_, StepError>((vm, body))
-    }))
-    .await;
+    let vms = format!(
+        "{}/providers/Microsoft.Compute/virtualMachines",
+        target.rg.as_str()
+    );
+    let (listed, sql_power, access) = futures::join!(
+        client.list(&vms, COMPUTE_API),
+        power_state(client, &target.sql_vm),
+        access_is(client, &target.access_nsg)
+    );
+    let listed: std::collections::HashMap<String, Value> = listed?
+        .into_iter()
+        .filter_map(|vm| Some((vm.get("name")?.as_str()?.to_ascii_lowercase(), vm)))
+        .collect();
     let mut problems = Vec::new();
     let (mut missing, mut elsewhere) = (Vec::new(), Vec::new());
-    for r in frontends {
-        let (vm, body) = r?;
-        match body {
+    for vm in &target.frontends {
+        match listed.get(&vm.name().to_ascii_lowercase()) {
             None => missing.push(vm.name().to_string()),
             Some(b) => {
                 let image = b
@@ -590,7 +706,7 @@ async fn ready_to_activate(client: &ArmClient, target: &Target) -> Result<(), St
             elsewhere.join(", ")
         ));
     }
-    match power_state(client, &target.sql_vm).await {
+    match sql_power {
         Ok(p) if p == "running" => {}
         Ok(p) => problems.push(format!(
             "the SQL VM {} is {p}, not running",
@@ -598,7 +714,7 @@ async fn ready_to_activate(client: &ArmClient, target: &Target) -> Result<(), St
         )),
         Err(e) => problems.push(format!("the SQL VM {}: {e}", target.sql_vm.name())),
     }
-    if access_is(client, &target.access_nsg).await? == "missing" {
+    if access? == "missing" {
         problems.push(format!(
             "the emergency access rule {ACCESS_RULE} does not exist on {}",
             target.access_nsg.name()
@@ -806,7 +922,8 @@ fn finish_run(
         error,
         rto_ms,
         // To the tenth of a second: a figure for people, not 126.99999999999999.
-        modelled_rto_seconds: (rto_ms as f64 / 100.0 / r.scale.max(1e-9)).round() / 10.0,
+        modelled_rto_seconds: (rto_ms as f64 / 100.0 / r.client.time_scale().max(1e-9)).round()
+            / 10.0,
         sql,
         shortfall: r.shortfall,
     }
@@ -863,7 +980,12 @@ async fn activate_steps(
     let mut seen = None;
     let pre = r
         .step("preflight", async {
-            let rg = rg_tags(client, &target.rg).await?;
+            let (rg, ready, reported) = futures::join!(
+                rg_tags(client, &target.rg),
+                ready_to_activate(client, target),
+                reported_sql_state(client, target)
+            );
+            let rg = rg?;
             if rg
                 .pointer(&format!("/tags/{ACTIVATION_TAG}"))
                 .and_then(Value::as_str)
@@ -878,13 +1000,16 @@ async fn activate_steps(
                         .to_string(),
                 });
             }
-            ready_to_activate(client, target).await?;
-            let state = sql_state(client, &target.sql_vm)
-                .await
-                .map_err(|e| StepError::Secondary(Box::new(e)))?;
+            ready?;
+            let (state, source) = secondary_state(client, target, reported, |s| {
+                s.rpo_within(target.rpo_target_minutes)
+                    && s.mode == target.idle_mode
+                    && s.state == SqlState::expected_state(target.idle_mode)
+            })
+            .await?;
             let rpo = match state.rpo_seconds {
                 Some(s) => format!(
-                    "RPO {} (target {} min)",
+                    "RPO {} (target {} min, read from {source})",
                     fmt_age(s),
                     target.rpo_target_minutes
                 ),
@@ -921,12 +1046,26 @@ async fn activate_steps(
     };
     let slowest = std::sync::atomic::AtomicU64::new(0);
     let short = std::sync::Mutex::new(Vec::new());
+    let switched = std::sync::Mutex::new(None::<SqlState>);
     let (sql_res, fe_res) = r
         .pair(
             ("sql-standby", async {
-                set_sql_mode(client, &target.sql_vm, mode)
-                    .await
-                    .map(|_| format!("database RESTORE WITH {}", mode.to_uppercase()))
+                let s = set_sql_mode(client, &target.sql_vm, mode).await?;
+                let detail = format!(
+                    "database RESTORE WITH {}: {} ({}) read back",
+                    mode.to_uppercase(),
+                    s.state,
+                    s.mode
+                );
+                if s.state != "ONLINE" {
+                    return Err(StepError::Database {
+                        state: s.state,
+                        mode: s.mode,
+                        want: "ONLINE",
+                    });
+                }
+                *switched.lock().expect("read back") = Some(s);
+                Ok(detail)
             }),
             (
                 "start-frontends",
@@ -973,23 +1112,24 @@ async fn activate_steps(
     .await?;
     let probe = r
         .step("health-probe", async {
-            all_in(client, &serving, "running").await?;
-            let s = sql_state(client, &target.sql_vm).await?;
-            if s.state != "ONLINE" {
-                return Err(StepError::Database {
-                    state: s.state,
-                    mode: s.mode,
-                    want: "ONLINE",
-                });
-            }
-            let access = access_is(client, &target.access_nsg).await?;
+            let (running, access) = futures::join!(
+                all_in(client, &serving, "running"),
+                access_is(client, &target.access_nsg)
+            );
+            running?;
+            let access = access?;
             if access != "Allow" {
                 return Err(StepError::AccessNotOpen { access });
             }
+            // Checked ONLINE by the switch's own read-back (sql-standby).
+            let mode = switched
+                .lock()
+                .expect("read back")
+                .as_ref()
+                .map_or_else(|| mode.to_string(), |s| s.mode.clone());
             Ok(format!(
-                "{} front-end(s) running, database ONLINE ({}), access open",
+                "{} front-end(s) running, database ONLINE ({mode}), access open",
                 serving.len(),
-                s.mode
             ))
         })
         .await;
@@ -1021,14 +1161,23 @@ pub async fn deactivate(
     let mut seen = None;
     let pre = r
         .step("preflight", async {
-            let rg = rg_tags(client, &target.rg).await?;
-            let s = sql_state(client, &target.sql_vm).await?;
+            let (rg, reported) = futures::join!(
+                rg_tags(client, &target.rg),
+                reported_sql_state(client, target)
+            );
+            let rg = rg?;
+            // A recovered database cannot go back (`sql-restoring` says so); the
+            // row tells the mode, and a switch since is caught by the step itself.
+            let (s, source) = secondary_state(client, target, reported, |_| true).await?;
             let mark = rg
                 .pointer(&format!("/tags/{ACTIVATION_TAG}"))
                 .and_then(Value::as_str)
                 .unwrap_or("standby")
                 .to_string();
-            let detail = format!("tenant {mark}; database {} ({})", s.state, s.mode);
+            let detail = format!(
+                "tenant {mark}; database {} ({}), read from {source}",
+                s.state, s.mode
+            );
             seen = Some(s);
             // While it returns to standby the tenant still counts as in use:
             // an apply must not act on it halfway.
@@ -1046,20 +1195,27 @@ pub async fn deactivate(
     }
     let recovered = seen.as_ref().is_some_and(|s| s.mode == "recovery");
     let slowest = std::sync::atomic::AtomicU64::new(0);
+    let switched = std::sync::Mutex::new(None::<SqlState>);
+    let want_state = SqlState::expected_state(target.idle_mode);
     let (sql_res, fe_res) = r
         .pair(
             ("sql-restoring", async {
                 if recovered {
                     return Err(StepError::Recovered);
                 }
-                set_sql_mode(client, &target.sql_vm, target.idle_mode)
-                    .await
-                    .map(|_| {
-                        format!(
-                            "database RESTORE WITH {}; log restores resume",
-                            target.idle_mode.to_uppercase()
-                        )
-                    })
+                let s = set_sql_mode(client, &target.sql_vm, target.idle_mode).await?;
+                if s.state != want_state {
+                    return Err(StepError::Database {
+                        state: s.state,
+                        mode: s.mode,
+                        want: want_state,
+                    });
+                }
+                *switched.lock().expect("read back") = Some(s);
+                Ok(format!(
+                    "database RESTORE WITH {}; log restores resume",
+                    target.idle_mode.to_uppercase()
+                ))
             }),
             (
                 "deallocate-frontends",
@@ -1100,15 +1256,15 @@ pub async fn deactivate(
         })
         .await;
     errors.extend(unmark.err());
-    let want_state = if target.idle_mode == "standby" {
-        "ONLINE"
-    } else {
-        "RESTORING"
-    };
+    let read_back = switched.into_inner().expect("read back");
     let probe = r
         .step("health-probe", async {
             all_in(client, &target.frontends, "deallocated").await?;
-            let s = sql_state(client, &target.sql_vm).await?;
+            // The switch read its result back; without one, ask the server.
+            let s = match read_back {
+                Some(s) => s,
+                None => sql_state(client, &target.sql_vm).await?,
+            };
             if s.state != want_state {
                 return Err(StepError::Database {
                     state: s.state,

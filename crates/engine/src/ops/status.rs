@@ -43,13 +43,7 @@ pub fn collect(
     } else {
         tenants.to_vec()
     };
-    let p = &ws.project.platform;
-    let names = lifeboat_core::model::naming::PlatformNames::derive(p);
-    let workspace = lifeboat_core::id::ResourceId::parse(&format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.OperationalInsights/workspaces/{}",
-        p.subscription_id, names.rg, names.log_analytics
-    ))
-    .expect("derived names form an ARM id");
+    let workspace = super::dap::log_workspace(&ws.project.platform);
     let s = &ws.session;
     let (planned, rows) = std::thread::scope(|scope| {
         let la = scope.spawn(|| {

@@ -41,6 +41,11 @@ pub use locks::LockError;
 /// latest apply wrote more recently than this is read directly.
 pub const RESOURCE_GRAPH_LAG_SECS: f64 = 300.0;
 
+/// The journal event of a DAP write (see [`Session::journal_dap`]).
+const DAP_EVENT: &str = "dap";
+/// How long (wall seconds, at least) a DAP write is read directly.
+const DAP_REREAD_SECS: i64 = 60;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
     #[error("--tenant {tenant}: no tenants/{tenant}.yaml in this project{hint}")]
@@ -151,7 +156,51 @@ impl Session {
 
     /// What the journal says the latest applies wrote (or may have written):
     /// re-read where Resource Graph may not show it yet.
+    /// Record what an activation or deactivation wrote (the tenant's resource
+    /// group tags and the access rule's NSG) in the journal, as apply records its
+    /// writes: a plan or status in the next minutes reads them directly instead
+    /// of trusting a Resource Graph row that may not show them yet (the tenant
+    /// would read ACTIVATING, or STANDBY, for the length of the indexing lag).
+    pub async fn journal_dap(
+        &self,
+        run: &crate::ops::dap::Run,
+        target: &crate::ops::dap::Target,
+    ) -> Result<(), ReviewError> {
+        let writer = self
+            .state
+            .journal_writer(&format!("{}-{}", run.kind, run.tenant))
+            .await
+            .map_err(ReviewError::state("opening the apply journal"))?;
+        for (id, api_version) in [
+            (&target.rg, lifeboat_core::api::RESOURCE_GROUPS),
+            (&target.access_nsg, lifeboat_core::api::NETWORK),
+        ] {
+            writer
+                .append(&state::JournalEntry {
+                    run: format!("{}-{}", run.kind, run.tenant),
+                    plan: String::new(),
+                    id: id.clone(),
+                    api_version: api_version.to_string(),
+                    event: DAP_EVENT.to_string(),
+                    at: jiff::Timestamp::now().to_string(),
+                })
+                .await
+                .map_err(ReviewError::state("writing the apply journal"))?;
+        }
+        Ok(())
+    }
+
+    /// What the latest writes touched (see [`Session::recent_writes`]).
     fn recent(&self) -> Result<Vec<Wanted>, ReviewError> {
+        Ok(self.recent_writes()?.0)
+    }
+
+    /// What was written more recently than Resource Graph indexes, and which of
+    /// those the DAP wrote (their rows are never taken as fresh: the manifest does
+    /// not declare the activation tags a row would have to show).
+    fn recent_writes(
+        &self,
+    ) -> Result<(Vec<Wanted>, std::collections::HashSet<String>), ReviewError> {
         let journal = self
             .rt
             .block_on(self.state.journal())
@@ -173,9 +222,32 @@ impl Session {
             id: e.id,
             api_version: e.api_version,
         }));
+        // A DAP write is re-read for at least a minute of wall time: a command
+        // queued behind the activation, on an agent slower than a scaled-down
+        // emulator's lag, must not trust a row from before the mark.
+        let dap_since =
+            since.min(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(DAP_REREAD_SECS));
+        let by_dap: std::collections::HashSet<String> = journal
+            .iter()
+            .filter(|e| e.event == DAP_EVENT)
+            .filter(|e| {
+                e.at.parse::<jiff::Timestamp>()
+                    .is_ok_and(|t| t >= dap_since)
+            })
+            .map(|e| e.id.key().to_string())
+            .collect();
+        recent.extend(
+            journal
+                .iter()
+                .filter(|e| e.event == DAP_EVENT && by_dap.contains(e.id.key()))
+                .map(|e| Wanted {
+                    id: e.id.clone(),
+                    api_version: e.api_version.clone(),
+                }),
+        );
         recent.sort_by(|a, b| a.id.cmp(&b.id));
         recent.dedup_by(|a, b| a.id == b.id);
-        Ok(recent)
+        Ok((recent, by_dap))
     }
 
     fn read_error(&self) -> impl FnOnce(crate::cloud::client::ArmError) -> ReviewError + '_ {
@@ -206,7 +278,7 @@ impl Session {
         indexed: inventory::Indexed,
         before: crate::cloud::client::StatsSnapshot,
     ) -> Result<PriorState, ReviewError> {
-        let recent = self.recent()?;
+        let (recent, by_dap) = self.recent_writes()?;
         let groups: std::collections::HashSet<String> = graph
             .resources
             .iter()
@@ -265,18 +337,19 @@ impl Session {
             })
         };
         let fresh = |row: &lifeboat_core::observed::ObservedResource, prior: &PriorState| {
-            desired.get(row.id.key()).is_some_and(|r| {
-                lifeboat_core::plan::diff::diff(
-                    &r.body,
-                    &row.body,
-                    &lifeboat_core::plan::diff::DiffOptions {
-                        ignore: &r.lifecycle.ignore,
-                        replace_on: &r.lifecycle.replace_on,
-                        prior,
-                    },
-                )
-                .is_empty()
-            })
+            !by_dap.contains(row.id.key())
+                && desired.get(row.id.key()).is_some_and(|r| {
+                    lifeboat_core::plan::diff::diff(
+                        &r.body,
+                        &row.body,
+                        &lifeboat_core::plan::diff::DiffOptions {
+                            ignore: &r.lifecycle.ignore,
+                            replace_on: &r.lifecycle.replace_on,
+                            prior,
+                        },
+                    )
+                    .is_empty()
+                })
         };
         let found = self
             .rt
@@ -525,7 +598,24 @@ impl Workspace {
     ) -> Result<(Plan, PriorState), ReviewError> {
         let (project, templates) = (&self.project, &self.templates);
         let render = || graph::build(project, templates, scope).map_err(ReviewError::Render);
-        let (graph, prior) = match refresh {
+        // What a review needs from the graph alone (policy findings, what other
+        // layers declare), worked out while the cloud is read.
+        let from_graph = |graph: &Graph| -> Result<_, ReviewError> {
+            Ok(if review {
+                Some((
+                    lifeboat_core::policy::check(
+                        project,
+                        templates,
+                        graph,
+                        lifeboat_core::clock::today()?,
+                    ),
+                    declared_elsewhere(project, templates, scope, graph)?,
+                ))
+            } else {
+                None
+            })
+        };
+        let (graph, prior, early) = match refresh {
             // Resource Graph's queries need nothing from the graph: read the cloud
             // while the templates render, then what the graph tells to read.
             Refresh::Graph => {
@@ -536,15 +626,18 @@ impl Workspace {
                     let graph = rendering.join().expect("rendering does not panic");
                     Ok::<_, ReviewError>((graph?, indexed?))
                 })?;
-                let prior = self
-                    .session
-                    .completed(&graph, Some(scope), indexed, before)?;
-                (graph, prior)
+                let (prior, early) = std::thread::scope(|s| {
+                    let early = s.spawn(|| from_graph(&graph));
+                    let prior = self.session.completed(&graph, Some(scope), indexed, before);
+                    (prior, early.join().expect("policy does not panic"))
+                });
+                (graph, prior?, early?)
             }
             Refresh::Direct => {
                 let graph = render()?;
                 let prior = self.session.prior_state(project, &graph, refresh)?;
-                (graph, prior)
+                let early = from_graph(&graph)?;
+                (graph, prior, early)
             }
         };
         if review && !scope.shared {
@@ -571,16 +664,11 @@ impl Workspace {
         } else {
             None
         };
-        let (inputs, elsewhere, findings, cost) = if review {
+        let (inputs, elsewhere, findings, cost) = if let Some((findings, elsewhere)) = early {
             (
                 inputs(project, templates, &prior),
-                declared_elsewhere(project, templates, scope, &graph)?,
-                lifeboat_core::policy::check(
-                    project,
-                    templates,
-                    &graph,
-                    lifeboat_core::clock::today()?,
-                ),
+                elsewhere,
+                findings,
                 cost::PriceTable::for_project(project)?.map(|t| cost::estimate(&graph, &prior, &t)),
             )
         } else {
