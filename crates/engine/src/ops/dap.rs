@@ -341,21 +341,31 @@ pub async fn sql_state(client: &ArmClient, vm: &ResourceId) -> Result<SqlState, 
 }
 
 /// `RESTORE ... WITH NORECOVERY | STANDBY | RECOVERY` on the secondary, and its
-/// state read back by the same script.
+/// state read back by the same script: an error unless the database is in the
+/// state that mode means (RESTORING or ONLINE).
 pub async fn set_sql_mode(
     client: &ArmClient,
     vm: &ResourceId,
     mode: &str,
 ) -> Result<SqlState, StepError> {
     // `-ErrorAction Stop`: a refused switch ends the script before the read.
-    monitored(
+    let s = monitored(
         client,
         vm,
         Some(format!(
             "Set-LifeboatSqlMode -Mode {mode} -ErrorAction Stop"
         )),
     )
-    .await
+    .await?;
+    let want = SqlState::expected_state(mode);
+    if s.state != want {
+        return Err(StepError::Database {
+            state: s.state,
+            mode: s.mode,
+            want,
+        });
+    }
+    Ok(s)
 }
 
 /// The SQL VM's latest log-shipping monitor row in Log Analytics, aged to now
@@ -1057,13 +1067,6 @@ async fn activate_steps(
                     s.state,
                     s.mode
                 );
-                if s.state != "ONLINE" {
-                    return Err(StepError::Database {
-                        state: s.state,
-                        mode: s.mode,
-                        want: "ONLINE",
-                    });
-                }
                 *switched.lock().expect("read back") = Some(s);
                 Ok(detail)
             }),
@@ -1204,13 +1207,6 @@ pub async fn deactivate(
                     return Err(StepError::Recovered);
                 }
                 let s = set_sql_mode(client, &target.sql_vm, target.idle_mode).await?;
-                if s.state != want_state {
-                    return Err(StepError::Database {
-                        state: s.state,
-                        mode: s.mode,
-                        want: want_state,
-                    });
-                }
                 *switched.lock().expect("read back") = Some(s);
                 Ok(format!(
                     "database RESTORE WITH {}; log restores resume",
