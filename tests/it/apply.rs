@@ -71,7 +71,7 @@ fn apply_then_plan_is_empty_and_the_report_has_the_documented_shape() {
     }
     assert_eq!(rep["outcome"], "succeeded");
     // Everything but the 62 front-ends, which wait for their HiX images.
-    assert_eq!(rep["summary"]["succeeded"], 183);
+    assert_eq!(rep["summary"]["succeeded"], 193);
     assert!(rep["critical_path_ms"].as_u64().unwrap() <= rep["makespan_ms"].as_u64().unwrap());
     assert!(rep["requests"]["put"].as_u64().unwrap() >= 183);
     assert_converged(&p);
@@ -547,6 +547,7 @@ fn generated_secrets_never_leak() {
     record(p.run(&["export", "terraform", "--out", "tf"]));
     // The guardrail, activation and status outputs too.
     record(p.run(&["--output", "json", "check", "--sarif", "findings.sarif"]));
+    record(p.run(&["roster", "apply", "--auto-approve"]));
     record(p.run(&["drill", "cwz", "--force", "--report", "drill"]));
     for format in ["human", "json", "prometheus", "html"] {
         record(p.run(&["status", "--format", format]));

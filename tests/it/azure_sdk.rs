@@ -101,7 +101,7 @@ fn a_fresh_checkout_plans_no_changes_after_an_apply() {
     // is pending work (exit 2), not a change.
     assert_eq!(
         v["summary"],
-        serde_json::json!({"create": 0, "update": 0, "replace": 0, "delete": 0, "no_op": 183}),
+        serde_json::json!({"create": 0, "update": 0, "replace": 0, "delete": 0, "no_op": 193}),
         "{}",
         r.stderr
     );

@@ -30,9 +30,11 @@ impl Project {
         std::fs::create_dir_all(dir.join("tenants")).unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         std::fs::copy(root.join("platform.yaml"), dir.join("platform.yaml")).unwrap();
+        std::fs::create_dir_all(dir.join("hr")).unwrap();
         for t in ["cwz", "mst", "rst"] {
-            let f = format!("tenants/{t}.yaml");
-            std::fs::copy(root.join(&f), dir.join(&f)).unwrap();
+            for f in [format!("tenants/{t}.yaml"), format!("hr/{t}.csv")] {
+                std::fs::copy(root.join(&f), dir.join(&f)).unwrap();
+            }
         }
         Project { dir }
     }

@@ -9,7 +9,7 @@ use crate::common;
 use std::path::Path;
 
 use common::{Project, Run};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const FAST: (&str, &str) = ("LIFEBOAT_EMULATOR_TIME_SCALE", "0.001");
 
@@ -41,6 +41,8 @@ pub(crate) fn provisioned(name: &str, faults: Option<&str>) -> Project {
         &["apply", "--auto-approve"][..],
         &["image", "build", "--all"],
         &["apply", "--auto-approve"],
+        // Who may log in (activation refuses an empty roster).
+        &["roster", "apply", "--auto-approve"],
     ] {
         let r = run(&p, args, faults);
         assert_eq!(r.code, 0, "{args:?}: {}\n{}", r.stdout, r.stderr);
@@ -95,6 +97,9 @@ fn activate_status_deactivate_drill_and_the_audit_trail() {
     assert_eq!(cwz["images"]["6.3.52"], 20);
     assert_eq!(cwz["drift"], 0);
     assert!(cwz["rpo_ok"].as_bool().unwrap(), "{cwz}");
+    assert_eq!(cwz["alerts"], json!([]), "log shipping runs: nothing fires");
+    assert_eq!(cwz["roster_members"], 14);
+    assert_eq!(cwz["mfa_policy"], "enabled");
     assert_eq!(tenant(&ts, "mst")["sql"]["mode"], "standby");
 
     let r = run(
@@ -255,8 +260,8 @@ fn activate_status_deactivate_drill_and_the_audit_trail() {
     assert_eq!(r.code, 0, "{}", r.stdout);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(
-        v["records"], 7,
-        "apply x2, image build, activate, refused activate, deactivate, drill"
+        v["records"], 44,
+        "apply x2, image build, 37 roster joins, activate, refused activate, deactivate, drill"
     );
     let log = p.dir.join(".lifeboat/state/audit.jsonl");
     let text = std::fs::read_to_string(&log).unwrap();
@@ -294,6 +299,20 @@ fn stale_log_shipping_refuses_and_read_write_needs_the_tenant_typed_again() {
     assert_eq!(cwz["state"], "STANDBY");
     assert_eq!(cwz["power"]["deallocated"], 20);
     assert!(!cwz["rpo_ok"].as_bool().unwrap());
+    // #18: the embedded cloud evaluated the log alert rules on its clock.
+    let fired: Vec<&str> = cwz["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(fired.contains(&"rpo-over-target"), "{cwz}");
+    assert!(!fired.contains(&"sql-unavailable"), "{cwz}");
+    let prom = run(&p, &["status", "--format", "prometheus"], stop).stdout;
+    assert!(
+        prom.contains("lifeboat_alert_firing{tenant=\"cwz\",alert=\"rpo-over-target\"} 1"),
+        "{prom}"
+    );
 
     let r = read_write(&p, &[], stop);
     assert_eq!(r.code, 1);

@@ -16,6 +16,7 @@ mod image;
 mod pipelines;
 mod plan;
 mod recordings;
+mod roster;
 mod state_blob;
 mod validate;
 mod worst_hour;

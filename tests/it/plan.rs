@@ -88,13 +88,13 @@ fn golden_plan_for_the_example_tenants() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     golden("plan-examples.txt", &r.stdout, &p);
     assert!(
-        r.stdout.contains("# tenant cwz: 47 to create"),
+        r.stdout.contains("# tenant cwz: 50 to create"),
         "{}",
         r.stdout
     );
     assert!(
         r.stdout
-            .contains("Plan: 183 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged.")
+            .contains("Plan: 193 to create, 0 to update, 0 to replace, 0 to delete, 0 unchanged.")
     );
 }
 
@@ -113,7 +113,7 @@ fn json_has_exactly_the_documented_shape() {
         .collect();
     assert_eq!(summary, ["create", "update", "replace", "delete", "no_op"]);
     // The 62 front-ends wait for their HiX images (listed under `deferred`).
-    assert_eq!(v["summary"]["create"], 183);
+    assert_eq!(v["summary"]["create"], 193);
     assert_eq!(v["deferred"].as_array().unwrap().len(), 62);
     // Two Resource Graph queries (resources and role assignments); nothing
     // exists yet, so no parent to list non-indexed children of. The three HiX
@@ -124,9 +124,9 @@ fn json_has_exactly_the_documented_shape() {
     assert_eq!(v["requests"]["gets"], 3);
     assert_eq!(v["requests"]["lists"], 2);
     assert_eq!(v["requests"]["read"], 7);
-    assert_eq!(v["requests"]["write"], 183);
+    assert_eq!(v["requests"]["write"], 193);
     let changes = v["changes"].as_array().unwrap();
-    assert_eq!(changes.len(), 183);
+    assert_eq!(changes.len(), 193);
     for c in changes {
         let keys: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["id", "type", "tenant", "layer", "action", "diff"]);
@@ -152,7 +152,7 @@ fn markdown_has_one_collapsible_section_per_tenant() {
     assert_eq!(r.code, 0);
     let md = &r.stdout;
     assert!(md.starts_with("### lifeboat plan\n"));
-    assert!(md.contains("| 183 | 0 | 0 | 0 | 0 |"));
+    assert!(md.contains("| 193 | 0 | 0 | 0 | 0 |"));
     for section in ["shared layer", "tenant cwz", "tenant mst", "tenant rst"] {
         assert!(
             md.contains(&format!("<details><summary><b>{section}</b>")),
@@ -190,7 +190,7 @@ fn applied_state_plans_empty_then_drift_shows_the_property() {
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(
         r.stdout.contains(
-            "Nothing to apply now, but not done: 62 resource(s) wait (see ⧗ above); 183 up to date."
+            "Nothing to apply now, but not done: 62 resource(s) wait (see ⧗ above); 193 up to date."
         ),
         "{}",
         r.stdout
@@ -222,7 +222,7 @@ fn applied_state_plans_empty_then_drift_shows_the_property() {
     );
     assert!(
         r.stdout
-            .contains("Plan: 0 to create, 1 to update, 0 to replace, 0 to delete, 46 unchanged."),
+            .contains("Plan: 0 to create, 1 to update, 0 to replace, 0 to delete, 49 unchanged."),
         "{}",
         r.stdout
     );
@@ -384,13 +384,13 @@ fn scoping_by_tenant_and_shared() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     // Tenant and image layers, without the 20 front-ends waiting for their image.
     let (n, owners) = count(&["--tenant", "cwz"]);
-    assert_eq!(n, 47);
+    assert_eq!(n, 50);
     assert!(owners.iter().all(|o| o == "cwz"));
     let (n, owners) = count(&["--shared"]);
     assert_eq!(n, 0, "applied");
     assert!(owners.iter().all(|o| o == "shared"));
     let (n, _) = count(&["--tenant", "cwz", "--tenant", "rst"]);
-    assert_eq!(n, 47 + 39);
+    assert_eq!(n, 50 + 42);
     let r = p.run(&["plan", "--tenant", "cwx"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("did you mean `cwz`"), "{}", r.stderr);
@@ -521,8 +521,8 @@ fn export_terraform_writes_azapi_with_references() {
         serde_json::from_str(&std::fs::read_to_string(out.join("tenant-cwz.tf.json")).unwrap())
             .unwrap();
     let res = cwz["resource"]["azapi_resource"].as_object().unwrap();
-    // Tenant layer (65) and image layer (definition + Image Builder template).
-    assert_eq!(res.len(), 67);
+    // Tenant layer (68) and image layer (definition + Image Builder template).
+    assert_eq!(res.len(), 70);
     let vm = &res["cwz_virtualmachines_lb_cwz_sql"];
     assert_eq!(vm["type"], "Microsoft.Compute/virtualMachines@2024-07-01");
     assert_eq!(

@@ -71,7 +71,7 @@ fn field_errors_are_all_reported_with_positions() {
     r.expect_error("spec.maintenanceWindow.day:", "zaterdag");
     r.expect_error("spec.maintenanceWindow.start:", "24-hour");
     r.expect_error("spec.maintenanceWindow.timezone:", "IANA");
-    r.expect_error("cwz.yaml:20:35: spec.contacts[0].email:", "e-mail");
+    r.expect_error("cwz.yaml:28:35: spec.contacts[0].email:", "e-mail");
     r.expect_error("spec.exceptions[0].expires:", "date");
     assert!(
         r.stderr.trim_end().ends_with("13 errors found"),
@@ -259,7 +259,7 @@ fn capacity_and_users() {
     let r = p.run(&["validate"]);
     r.expect_error("rst.yaml:9:23: spec.frontends.count:", "do not fit");
     r.expect_error(
-        "cwz.yaml:16:23: spec.access.maxUsers:",
+        "cwz.yaml:17:15: spec.access.maxUsers:",
         "frontends.count is 20",
     );
     r.expect_error("mst.yaml:7:17: spec.addressSpace:", "host bits");

@@ -306,6 +306,8 @@ fn a_drill_of_an_unready_tenant_fails_in_preflight_and_reads_as_failed() {
     // Provisioned, but no HiX image was built: the front-ends wait for it.
     let r = run(&p, &["apply", "--auto-approve"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(&p, &["roster", "apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let r = run(
         &p,
         &["--no-progress", "drill", "rst", "--reason", "quarterly"],

@@ -36,6 +36,10 @@ pub struct Cli {
     /// Never draw progress bars.
     #[arg(long, global = true)]
     pub no_progress: bool,
+    /// Microsoft Graph endpoint (default https://graph.microsoft.com; the
+    /// emulator's own listener for the local cloud).
+    #[arg(long, global = true, value_name = "URL")]
+    pub graph_endpoint: Option<String>,
     /// Embedded cloud: multiply every emulated duration and quota refill by F.
     #[arg(
         long,
@@ -76,6 +80,7 @@ pub struct Cli {
 const CLOUD_FLAGS: &[&str] = &[
     "cloud",
     "arm_endpoint",
+    "graph_endpoint",
     "auth",
     "state",
     "time_scale",
@@ -259,6 +264,9 @@ pub enum Command {
     /// Build, list and prune the hospitals' HiX images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// The emergency-access roster: HR export (SOLL) against the Entra ID group (IST).
+    #[command(subcommand)]
+    Roster(RosterCommand),
     /// Policy findings (CIS Azure, no single point of failure) on the rendered
     /// graph, without the cloud; exit 3 on an unwaived error.
     #[command(after_help = "Examples:\n  lifeboat check\n  lifeboat check --sarif lifeboat.sarif")]
@@ -506,6 +514,63 @@ pub struct ExecArgs {
     /// outside the tenant's maintenance window. Never overrides an activated tenant.
     #[arg(long)]
     pub outside_window: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttestationFormat {
+    Csv,
+    Html,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RosterCommand {
+    /// Who the HR export says may log in (SOLL) against the emergency group
+    /// (IST): joiners, leavers (and why), movers, unmanaged members.
+    #[command(
+        after_help = "Examples:\n  lifeboat roster plan\n  lifeboat roster plan --tenant cwz --format json --detailed-exitcode"
+    )]
+    Plan {
+        /// Only these tenants (repeatable; default: every tenant with a roster).
+        #[arg(long = "tenant", value_name = "ID")]
+        tenants: Vec<String>,
+        /// Output for people (`human`), pipelines (`json`) or a PR comment (`markdown`).
+        #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+        format: PlanFormat,
+        /// Exit 2 when there are changes, 0 when none.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Count members nobody added as staying (as `roster apply --keep-unmanaged`).
+        #[arg(long)]
+        keep_unmanaged: bool,
+    },
+    /// Add joiners, remove leavers (and disable their guest accounts) and
+    /// unmanaged members; keep the MFA policy over every emergency group.
+    #[command(
+        after_help = "Examples:\n  lifeboat roster apply --auto-approve\n  lifeboat roster apply --tenant cwz --keep-unmanaged"
+    )]
+    Apply {
+        /// Only these tenants (repeatable; default: every tenant with a roster).
+        #[arg(long = "tenant", value_name = "ID")]
+        tenants: Vec<String>,
+        /// Apply without asking.
+        #[arg(long)]
+        auto_approve: bool,
+        /// Leave members nobody added in the group.
+        #[arg(long)]
+        keep_unmanaged: bool,
+    },
+    /// The attestation list: who has access, by which rule or manual reason, since when.
+    #[command(
+        after_help = "Examples:\n  lifeboat roster report --tenant cwz --format csv > cwz-access.csv\n  lifeboat roster report --tenant cwz --format html > cwz-access.html"
+    )]
+    Report {
+        /// The tenant to attest.
+        #[arg(long = "tenant", value_name = "ID")]
+        tenant: String,
+        /// `csv` (for a spreadsheet) or `html` (one self-contained page).
+        #[arg(long, value_enum)]
+        format: AttestationFormat,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,6 +28,11 @@ pub const OPERATIONAL_INSIGHTS: &str = "2023-09-01";
 /// Diagnostic settings (the version the templates use).
 pub const INSIGHTS: &str = "2021-05-01-preview";
 pub const MANAGED_IDENTITY: &str = "2023-01-31";
+/// Alerts: the action group and the log alert rules (as the templates use).
+pub const ACTION_GROUPS: &str = "2023-01-01";
+pub const SCHEDULED_QUERY_RULES: &str = "2023-12-01";
+/// Fired alerts (Alerts Management `Alerts_GetAll`).
+pub const ALERTS_MANAGEMENT: &str = "2019-05-05-preview";
 
 /// Azure Resource Graph queries (`Microsoft.ResourceGraph/resources`).
 pub const RESOURCE_GRAPH: &str = "2022-10-01";
@@ -55,6 +60,8 @@ pub fn for_type(resource_type: &str) -> &'static str {
         _ if t.starts_with("microsoft.authorization/") => AUTHORIZATION,
         _ if t.starts_with("microsoft.operationalinsights/") => OPERATIONAL_INSIGHTS,
         _ if t.starts_with("microsoft.virtualmachineimages/") => IMAGE_BUILDER,
+        "microsoft.insights/actiongroups" => ACTION_GROUPS,
+        "microsoft.insights/scheduledqueryrules" => SCHEDULED_QUERY_RULES,
         _ if t.starts_with("microsoft.insights/") => INSIGHTS,
         _ if t.starts_with("microsoft.managedidentity/") => MANAGED_IDENTITY,
         _ => RESOURCE_GROUPS,

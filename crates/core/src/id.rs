@@ -254,6 +254,18 @@ impl<'de> Deserialize<'de> for ResourceId {
     }
 }
 
+/// 32 hex digits as a GUID (`8-4-4-4-12`), the form Azure and Entra ids take.
+pub fn guid_of_hex(h: &str) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,3 +33,4 @@ pub mod observed;
 pub mod plan;
 pub mod policy;
 pub mod quota;
+pub mod roster;

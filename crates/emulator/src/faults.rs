@@ -26,6 +26,9 @@ pub struct Faults {
     /// A VM start fails `AllocationFailed` (the region has no capacity for the
     /// size): `alloc-fail=0.3`.
     pub alloc_fail: f64,
+    /// Microsoft Graph answers a mutating request (or `$batch` item) 429 with a
+    /// Retry-After: `graph429=0.2`.
+    pub graph429: f64,
     /// Log backups stop arriving this many Azure seconds after log shipping
     /// began (the hospital's data centre is gone): `shipping-stop=600`.
     pub shipping_stop_s: Option<u64>,
@@ -70,9 +73,10 @@ impl Faults {
                 "reset" => f.reset = p,
                 "lro-fail" => f.lro_fail = p,
                 "alloc-fail" => f.alloc_fail = p,
+                "graph429" => f.graph429 = p,
                 other => {
                     return Err(err(format!(
-                        "unknown fault `{other}` (429, 500, reset, lro-fail, alloc-fail, shipping-stop)"
+                        "unknown fault `{other}` (429, 500, reset, lro-fail, alloc-fail, graph429, shipping-stop)"
                     )));
                 }
             }
@@ -89,8 +93,13 @@ impl fmt::Display for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "429={},500={},reset={},lro-fail={},alloc-fail={}",
-            self.throttle, self.server_error, self.reset, self.lro_fail, self.alloc_fail
+            "429={},500={},reset={},lro-fail={},alloc-fail={},graph429={}",
+            self.throttle,
+            self.server_error,
+            self.reset,
+            self.lro_fail,
+            self.alloc_fail,
+            self.graph429
         )?;
         match self.shipping_stop_s {
             Some(s) => write!(f, ",shipping-stop={s}"),

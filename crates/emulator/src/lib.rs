@@ -11,6 +11,7 @@
 
 pub mod arm;
 pub mod faults;
+pub mod graph;
 pub mod query;
 pub mod server;
 pub mod sql;

@@ -213,6 +213,11 @@ impl Store {
         std::fs::metadata(self.change_log()).map_or(0, |m| m.len())
     }
 
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn resources_dir(&self) -> PathBuf {
         self.dir.join("resources")
     }

@@ -117,6 +117,22 @@ fn with_tenant<T>(
     Ok(Ok((ws, out)))
 }
 
+/// Why `target` must not be activated: nobody in its emergency group, or no
+/// enabled MFA policy over it (Microsoft Graph, see `ops::roster::access`).
+/// When Graph cannot be read, `--force` activates anyway (an Entra outage must
+/// not keep a hospital from its records; who can log in is then what the
+/// directory last held).
+async fn access_refusal(ws: &Workspace, target: &Target, opts: &Options) -> Option<String> {
+    let t = ws.project.tenant(&target.tenant)?;
+    match lifeboat_engine::ops::roster::access(&ws.session.graph, &ws.project.platform, t).await {
+        Ok(a) => a.refusal(&target.tenant),
+        Err(_) if opts.force => None,
+        Err(e) => Some(format!(
+            "cannot check who may log in ({e}); --force activates without the check"
+        )),
+    }
+}
+
 /// Run `kind` on every tenant at once, each under its own lock (a tenant
 /// that waits or fails does not hold up the others; ARM's rate limits are
 /// shared through the one client), then record, show and summarise.
@@ -141,6 +157,7 @@ fn run_all(
     let timeout = super::lock_timeout(lock_timeout)?;
     let emit = |e: dap::DapEvent| ui.dap_event(&e);
     let s = &ws.session;
+    let ws_ref = &ws;
     let started = std::time::Instant::now();
     let runs: Vec<Run> =
         s.rt.block_on(futures::future::join_all(targets.iter().map(|t| {
@@ -149,7 +166,10 @@ fn run_all(
                 let scopes = [format!("tenant-{}", t.tenant)];
                 let work = async {
                     let run = match kind {
-                        "activate" => dap::activate(&s.client, t, opts, emit).await,
+                        "activate" => match access_refusal(ws_ref, t, opts).await {
+                            Some(why) => Run::refused(kind, &t.tenant, opts, why),
+                            None => dap::activate(&s.client, t, opts, emit).await,
+                        },
                         _ => dap::deactivate(&s.client, t, opts, None, emit).await,
                     };
                     // Before the lock goes: an apply queued behind reads it.
@@ -235,6 +255,13 @@ pub fn drill(cli: &Cli, ui: &Ui, args: &DrillArgs) -> anyhow::Result<ExitCode> {
         "drill",
         args.lock_timeout,
         async |ws, t| {
+            let opts = Options {
+                force: args.force,
+                ..Options::default()
+            };
+            if let Some(why) = access_refusal(ws, &t, &opts).await {
+                bail!("drill of {} refused: {why}", t.tenant);
+            }
             let d = dap::drill(&ws.session.client, &t, reason, args.force, &emit).await;
             // See `run_all`: what the drill wrote is read directly for the lag.
             let _ = ws.session.journal_dap(&d.activation, &t).await;

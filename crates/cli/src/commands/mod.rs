@@ -12,6 +12,7 @@ mod export;
 mod image;
 mod plan;
 mod pricing;
+mod roster;
 mod session;
 mod status;
 mod validate;
@@ -37,6 +38,7 @@ pub fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
         Command::Destroy(args) => apply::destroy(cli, ui, args),
         Command::Export(ExportCommand::Terraform { out }) => export::run(cli, ui, out),
         Command::Image(cmd) => image::run(cli, ui, cmd),
+        Command::Roster(cmd) => roster::run(cli, ui, cmd),
         Command::Check(args) => check::run(cli, ui, args),
         Command::Pricing(cmd) => pricing::run(cli, ui, cmd),
         Command::Audit(cmd) => audit::run(cli, ui, cmd),

@@ -11,6 +11,7 @@ use lifeboat_core::model::Project;
 use lifeboat_emulator::Faults;
 use lifeboat_engine::cloud::auth::Credential;
 use lifeboat_engine::cloud::client::{ArmClient, ClientConfig};
+use lifeboat_engine::cloud::graph::GraphClient;
 use lifeboat_engine::review::{Session, Workspace};
 use lifeboat_engine::state::StateStore;
 
@@ -138,6 +139,24 @@ pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
         }
     };
     plain_http_only_on_loopback(&endpoint)?;
+    // Microsoft Graph: the emulator answers it on the same listener, with the
+    // same token; Azure's has its own endpoint and token audience.
+    let graph = match (&cli.graph_endpoint, cli.cloud) {
+        (Some(ep), CloudKind::Azure) => {
+            plain_http_only_on_loopback(ep)?;
+            GraphClient::new(ep, Credential::for_graph(cli.auth.into(), ep)?, scale)
+        }
+        (None, CloudKind::Azure) => GraphClient::new(
+            "https://graph.microsoft.com",
+            Credential::for_graph(cli.auth.into(), "https://graph.microsoft.com")?,
+            scale,
+        ),
+        (ep, CloudKind::Local) => {
+            let ep = ep.clone().unwrap_or_else(|| endpoint.clone());
+            plain_http_only_on_loopback(&ep)?;
+            GraphClient::new(&ep, credential.clone(), scale)
+        }
+    };
     let mut cfg = ClientConfig::azure(&endpoint);
     // Azure's time unless the scale is known (embedded cloud, `--time-scale`) or
     // the endpoint announces itself as the emulator.
@@ -147,6 +166,7 @@ pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
     Ok(Session {
         rt,
         client,
+        graph,
         state,
         endpoint,
         skus: Default::default(),

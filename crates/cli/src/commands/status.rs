@@ -19,6 +19,16 @@ pub fn run(cli: &Cli, ui: &Ui, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             "warning: SQL state unavailable: reading the log-shipping monitor rows from Log Analytics: {e}"
         ));
     }
+    if let Some(e) = &reading.alerts_unavailable {
+        ui.note(&format!(
+            "warning: fired alerts unavailable: reading Alerts Management: {e}"
+        ));
+    }
+    if let Some(e) = &reading.access_unavailable {
+        ui.note(&format!(
+            "warning: roster unavailable: reading the emergency groups from Microsoft Graph: {e}"
+        ));
+    }
     let ts = &reading.tenants;
     match (args.format, ui.json()) {
         (StatusFormat::Json, _) | (StatusFormat::Human, true) => {

@@ -4,6 +4,7 @@
 
 pub mod dap;
 pub mod findings;
+pub mod roster;
 pub mod status;
 
 use std::collections::BTreeMap;

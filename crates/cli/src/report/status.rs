@@ -54,10 +54,34 @@ fn image_text(t: &TenantStatus) -> String {
     }
 }
 
+/// `14 users, MFA` / `no group` / `14 users, MFA missing !`.
+fn access_text(t: &TenantStatus) -> String {
+    let users = match t.roster_members {
+        None if t.mfa_policy.is_none() => return "-".into(),
+        None => "no group".to_string(),
+        Some(n) => format!("{n} users"),
+    };
+    match t.mfa_policy.as_deref() {
+        Some("enabled") => format!("{users}, MFA"),
+        Some(other) => format!("{users}, MFA {other} !"),
+        None => users,
+    }
+}
+
 pub fn human(ts: &[TenantStatus]) -> String {
     let mut s = format!(
-        "{:<8} {:<10} {:<22} {:<14} {:<10} {:<24} {:<26} {:>5}  {}\n",
-        "TENANT", "STATE", "SQL", "RPO", "TARGET", "IMAGE", "FRONT-ENDS", "DRIFT", "LAST DRILL"
+        "{:<8} {:<10} {:<22} {:<14} {:<10} {:<24} {:<26} {:>5}  {:<16} {:<18} {}\n",
+        "TENANT",
+        "STATE",
+        "SQL",
+        "RPO",
+        "TARGET",
+        "IMAGE",
+        "FRONT-ENDS",
+        "DRIFT",
+        "ACCESS",
+        "ALERTS",
+        "LAST DRILL"
     );
     for t in ts {
         let sql = t
@@ -86,7 +110,7 @@ pub fn human(ts: &[TenantStatus]) -> String {
         }
         let _ = writeln!(
             s,
-            "{:<8} {:<10} {:<22} {:<14} {:<10} {:<24} {:<26} {:>5}  {}",
+            "{:<8} {:<10} {:<22} {:<14} {:<10} {:<24} {:<26} {:>5}  {:<16} {:<18} {}",
             t.tenant,
             t.state,
             sql,
@@ -95,6 +119,12 @@ pub fn human(ts: &[TenantStatus]) -> String {
             image_text(t),
             power_text(t),
             t.drift,
+            access_text(t),
+            if t.alerts.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{} !", t.alerts.join(", "))
+            },
             drill
         );
     }
@@ -195,6 +225,24 @@ pub fn prometheus(ts: &[TenantStatus]) -> String {
         "RTO of the tenant's last drill (Azure time).",
         ts.iter()
             .filter_map(|t| Some((l(t), t.last_drill_rto_seconds?)))
+            .collect(),
+    );
+    metric(
+        "lifeboat_roster_members",
+        "Enabled members of the tenant's emergency group (who may log in).",
+        ts.iter()
+            .filter_map(|t| Some((l(t), t.roster_members? as f64)))
+            .collect(),
+    );
+    metric(
+        "lifeboat_alert_firing",
+        "1 for each of the tenant's alert rules that fires now.",
+        ts.iter()
+            .flat_map(|t| {
+                t.alerts
+                    .iter()
+                    .map(move |a| (format!("{},alert=\"{a}\"", l(t)), 1.0))
+            })
             .collect(),
     );
     s

@@ -218,6 +218,10 @@ pub fn confine(project: &Project, resources: &[Resource]) -> Result<(), GraphErr
         }
         if let Some(loc) = r.body.get("location").and_then(Value::as_str)
             && !regions.contains(&loc.to_ascii_lowercase())
+            // Azure deploys action groups only to `global` (their data stays in
+            // the resource group's region).
+            && !(loc.eq_ignore_ascii_case("global")
+                && r.resource_type.eq_ignore_ascii_case("Microsoft.Insights/actionGroups"))
         {
             return Err(out(format!(
                 "is located in `{loc}`; the platform uses {} only",

@@ -214,6 +214,13 @@ impl SharedContext {
                 ),
             ),
             (
+                "actionGroup",
+                arm(
+                    &rg,
+                    &format!("Microsoft.Insights/actionGroups/{}", names.action_group),
+                ),
+            ),
+            (
                 "gallery",
                 arm(
                     &rg,
@@ -388,6 +395,7 @@ impl SharedContext {
             ("sharedRg", self.ids["rg"].clone()),
             ("gallery", self.ids["gallery"].clone()),
             ("workspace", self.ids["workspace"].clone()),
+            ("actionGroup", self.ids["actionGroup"].clone()),
             ("keyVault", kv),
             ("vnet", vnet),
             ("rg", rg),

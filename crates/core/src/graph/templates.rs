@@ -34,6 +34,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../../../templates/shared/diagnostics.yaml.tera"),
     ),
     (
+        "shared/alerts.yaml.tera",
+        include_str!("../../../../templates/shared/alerts.yaml.tera"),
+    ),
+    (
         "shared/imagebuilder.yaml.tera",
         include_str!("../../../../templates/shared/imagebuilder.yaml.tera"),
     ),
@@ -68,6 +72,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     (
         "tenant/diagnostics.yaml.tera",
         include_str!("../../../../templates/tenant/diagnostics.yaml.tera"),
+    ),
+    (
+        "tenant/alerts.yaml.tera",
+        include_str!("../../../../templates/tenant/alerts.yaml.tera"),
     ),
 ];
 

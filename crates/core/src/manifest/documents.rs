@@ -8,8 +8,8 @@ use super::read::{At, Obj, Reader};
 use super::yaml::Node;
 use crate::model::cidr::Ipv4Cidr;
 use crate::model::{
-    Access, Citrix, Contact, Frontends, Gallery, Gateway, Hix, Hub, MaintenanceWindow, Platform,
-    RestoreMode, Sql, Tenant, VmTier, Waiver, sizes,
+    Access, Alerts, Citrix, Contact, Frontends, Gallery, Gateway, Hix, Hub, MaintenanceWindow,
+    Platform, RestoreMode, Sql, Tenant, VmTier, Waiver, sizes,
 };
 
 pub const API_VERSION: &str = "lifeboat/v1";
@@ -114,6 +114,7 @@ fn spec_fields(kind: &str) -> &'static [&'static str] {
             "gallery",
             "logRetentionDays",
             "state",
+            "alerts",
             "exceptions",
         ]
     } else {
@@ -458,6 +459,7 @@ pub fn platform(r: &mut Reader<'_>, root: &Node) -> Option<Platform> {
         crate::location::Location::parse(s).map(|_| ())
     });
     let exceptions = waivers(r, spec);
+    let alerts = alerts(r, spec);
     let (gw_count, gw_size) = gw?;
     Some(Platform {
         file: r.file.clone(),
@@ -486,7 +488,56 @@ pub fn platform(r: &mut Reader<'_>, root: &Node) -> Option<Platform> {
         },
         log_retention_days: retention.map_or(90, |r| r.value as u32),
         state,
+        alerts,
         exceptions,
+    })
+}
+
+/// `alerts`: who is told, 24x7 (e-mail addresses and/or an https webhook).
+fn alerts<'n>(r: &mut Reader<'_>, spec: Option<&Obj<'n>>) -> Option<At<Alerts>> {
+    let f = r.field(spec, "alerts", false)?;
+    let at = r.origin(f.node, &f.path);
+    let a = r.object(f.node, &f.path, &["email", "webhook"])?;
+    let mut email = Vec::new();
+    for item in r.list(Some(&a), "email", false).unwrap_or_default() {
+        match &item.node.value {
+            super::yaml::Value::Str(s) => match check_email(s) {
+                Ok(()) => email.push(s.clone()),
+                Err(msg) => r.error(item.node, &item.path, msg),
+            },
+            other => r.error(
+                item.node,
+                &item.path,
+                format!("expected an e-mail address, found {}", other.kind()),
+            ),
+        }
+    }
+    let webhook = r.string_with(Some(&a), "webhook", false, |s| {
+        if s.starts_with("https://")
+            && s.len() > "https://".len()
+            && !s.chars().any(char::is_whitespace)
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{s}` is not an https:// URL (alerts carry hospital names; never plain http)"
+            ))
+        }
+    });
+    if email.is_empty() && webhook.is_none() {
+        r.error(
+            f.node,
+            &f.path,
+            "name at least one receiver: email: [...] or webhook: https://...",
+        );
+        return None;
+    }
+    Some(At {
+        value: Alerts {
+            email,
+            webhook: webhook.map(|w| w.value),
+        },
+        origin: at,
     })
 }
 
@@ -510,6 +561,90 @@ fn waivers<'n>(r: &mut Reader<'_>, spec: Option<&Obj<'n>>) -> Vec<Waiver> {
         }
     }
     exceptions
+}
+
+/// `access.roster`: the HR export's path (read by `manifest::load`), the include
+/// rules and the manual entries.
+fn roster<'n>(r: &mut Reader<'_>, access: Option<&Obj<'n>>) -> Option<crate::roster::Roster> {
+    let ro = r.section(access, "roster", false, &["hr", "include", "manual"])?;
+    let hr = r.string_with(Some(&ro), "hr", true, |s| {
+        let p = std::path::Path::new(s);
+        if p.is_absolute()
+            || p.components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            Err(format!(
+                "`{s}` must be a path inside the project, like hr/cwz.csv (no leading /, no ..)"
+            ))
+        } else {
+            Ok(())
+        }
+    });
+    let mut include = Vec::new();
+    let rules = r.list(Some(&ro), "include", true).unwrap_or_default();
+    if rules.is_empty()
+        && let Some(f) = r.field(Some(&ro), "include", false)
+    {
+        r.error(f.node, &f.path, "at least one include rule is required");
+    }
+    for item in rules {
+        let Some(o) = r.object(item.node, &item.path, &["department", "function"]) else {
+            continue;
+        };
+        let department = words(r, &o, "department");
+        let function = words(r, &o, "function");
+        if department.is_empty() && function.is_empty() {
+            r.error(
+                item.node,
+                &item.path,
+                "a rule names a department list, a function list or both (an empty rule would admit everyone)",
+            );
+            continue;
+        }
+        include.push(crate::roster::IncludeRule {
+            department,
+            function,
+        });
+    }
+    let mut manual = Vec::new();
+    for item in r.list(Some(&ro), "manual", false).unwrap_or_default() {
+        let m = r.object(item.node, &item.path, &["upn", "reason", "expires"]);
+        let upn = r.string_with(m.as_ref(), "upn", true, check_email);
+        let reason = r.string(m.as_ref(), "reason", true);
+        let expires = r.parsed(m.as_ref(), "expires", true, |s| {
+            s.parse::<jiff::civil::Date>()
+                .map_err(|_| format!("`{s}` is not a date like 2027-03-01"))
+        });
+        if let (Some(upn), Some(reason), Some(expires)) = (upn, reason, expires) {
+            manual.push(crate::roster::ManualEntry {
+                upn: upn.value,
+                reason: reason.value,
+                expires: expires.value,
+            });
+        }
+    }
+    Some(crate::roster::Roster {
+        hr: hr?,
+        hr_rows: Vec::new(),
+        include,
+        manual,
+    })
+}
+
+/// A list of non-empty strings (`department: [SEH, IC]`); an absent field is empty.
+fn words<'n>(r: &mut Reader<'_>, o: &Obj<'n>, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for item in r.list(Some(o), name, false).unwrap_or_default() {
+        match &item.node.value {
+            super::yaml::Value::Str(s) if !s.trim().is_empty() => out.push(s.trim().to_string()),
+            other => r.error(
+                item.node,
+                &item.path,
+                format!("expected a name, found {}", other.kind()),
+            ),
+        }
+    }
+    out
 }
 
 /// Read one `tenants/<id>.yaml`. `None` when it has errors.
@@ -583,8 +718,9 @@ pub fn tenant(r: &mut Reader<'_>, root: &Node) -> Option<Tenant> {
     let delay = r.parsed(sql.as_ref(), "restoreDelay", true, parse_duration);
     let rpo = r.int(sql.as_ref(), "rpoTargetMinutes", true, 1, 1440);
 
-    let access = r.section(spec, "access", false, &["maxUsers"]);
+    let access = r.section(spec, "access", false, &["maxUsers", "roster"]);
     let max_users = r.int(access.as_ref(), "maxUsers", false, 1, 250);
+    let roster = roster(r, access.as_ref());
     if let (Some(m), Some((count, _))) = (&max_users, &frontends)
         && m.value > i64::from(count.value)
     {
@@ -667,7 +803,7 @@ pub fn tenant(r: &mut Reader<'_>, root: &Node) -> Option<Tenant> {
             restore_delay_seconds: delay?.value,
             rpo_target_minutes: rpo?.value as u32,
         },
-        access: Access { max_users },
+        access: Access { max_users, roster },
         maintenance_window: MaintenanceWindow {
             day: day?.value,
             start: start?.value,

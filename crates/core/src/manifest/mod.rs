@@ -71,6 +71,11 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
         }
     }
 
+    for t in &mut tenants {
+        if let Some(roster) = t.access.roster.as_mut() {
+            read_hr(root, roster, &mut diags);
+        }
+    }
     if let Some(p) = &platform {
         cross_file(p, &tenants, &mut diags);
     }
@@ -127,6 +132,45 @@ fn outside(root: &Path, path: &Path) -> Option<String> {
             "is a symbolic link to {}, outside the project: manifests must live in the project (copy the file in)",
             target.display()
         ))
+    }
+}
+
+/// An HR export is bounded like a manifest, with room for a large hospital.
+const MAX_HR_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Read a roster's HR export into its rows; every failure is a diagnostic at the
+/// manifest's `hr` field or at the CSV's own line and column.
+fn read_hr(root: &Path, roster: &mut crate::roster::Roster, diags: &mut Diagnostics) {
+    let path = root.join(&roster.hr.value);
+    let origin = roster.hr.origin.clone();
+    if let Some(reason) = outside(root, &path) {
+        diags.push(origin, format!("{}: {reason}", path.display()));
+        return;
+    }
+    let text = match std::fs::metadata(&path) {
+        Ok(m) if !m.is_file() => Err("is not a file".to_string()),
+        Ok(m) if m.len() > MAX_HR_BYTES => Err(format!(
+            "is {} bytes; an HR export may be at most {MAX_HR_BYTES}",
+            m.len()
+        )),
+        Ok(_) => std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                String::from_utf8(b).map_err(|e| {
+                    format!(
+                        "is not UTF-8 (byte {}): export it as UTF-8",
+                        e.utf8_error().valid_up_to()
+                    )
+                })
+            }),
+        Err(e) => Err(format!("cannot be read: {e}")),
+    };
+    match text {
+        Ok(text) => match crate::roster::parse_hr(&Arc::new(path), &text) {
+            Ok(rows) => roster.hr_rows = rows,
+            Err(d) => diags.0.extend(d.0),
+        },
+        Err(why) => diags.push(origin, format!("the HR export {} {why}", path.display())),
     }
 }
 

@@ -63,6 +63,16 @@ pub struct Platform {
     pub state: Option<At<String>>,
     /// Waivers for shared-layer findings.
     pub exceptions: Vec<Waiver>,
+    /// Who is told when log shipping stops, an RPO goes over target or a SQL VM
+    /// is unavailable (an action group and scheduled query rules).
+    pub alerts: Option<At<Alerts>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alerts {
+    pub email: Vec<String>,
+    pub webhook: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -169,6 +179,9 @@ pub struct Sql {
 #[serde(rename_all = "camelCase")]
 pub struct Access {
     pub max_users: u32,
+    /// Who may log in (`roster`); `None`: nobody is managed by lifeboat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roster: Option<crate::roster::Roster>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -34,6 +34,8 @@ pub struct PlatformNames {
     pub nsg_citrix: String,
     pub nsg_gateway: String,
     pub log_analytics: String,
+    /// The action group every alert rule notifies.
+    pub action_group: String,
     pub key_vault: String,
     pub artifacts: String,
     pub gallery: String,
@@ -94,14 +96,8 @@ pub fn unique_suffix(subscription: &str, seed: &str, len: usize) -> String {
 pub fn stable_guid(seed: &str) -> String {
     let d = Sha256::digest(seed.as_bytes());
     let h: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-5{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    // A name-based GUID: version 5.
+    crate::id::guid_of_hex(&format!("{}5{}", &h[..12], &h[13..32]))
 }
 
 fn tier(
@@ -155,6 +151,7 @@ impl PlatformNames {
             nsg_citrix: format!("{x}-citrix-nsg"),
             nsg_gateway: format!("{x}-gateway-nsg"),
             log_analytics: format!("{x}-shared-law"),
+            action_group: format!("{x}-shared-alerts"),
             key_vault: format!("{x}-shared-kv{}", unique_suffix(sub, "shared-kv", 6)),
             artifacts: format!("{x}art{}", unique_suffix(sub, "artifacts", 10)),
             gallery: p.gallery.name.value.clone(),

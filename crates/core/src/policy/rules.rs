@@ -194,6 +194,12 @@ pub static RULES: &[Rule] = &[
         "set the disk's properties.encryption.type to the encryptionType of the disk encryption set it names (Azure refuses the PUT otherwise)",
     ),
     rule(
+        "LB-ALERTS",
+        Warning,
+        "Someone is told, 24x7, when log shipping stops, an RPO goes over target or a SQL VM is unavailable",
+        "add alerts: { email: [...], webhook: https://... } to platform.yaml (renders an action group and three log alert rules per hospital)",
+    ),
+    rule(
         "LB-SQL-PUBLIC",
         Error,
         "The SQL back-end has no public endpoint",
@@ -436,7 +442,24 @@ pub fn evaluate(project: &Project, graph: &Graph, locator: &mut Locator<'_>) -> 
     }
     shared_tiers(project, graph, &mut out);
     backup_regions(project, graph, &mut out);
+    alerts(project, graph, &mut out);
     out.findings
+}
+
+/// A shared layer without alerts: nobody hears that a hospital's copy went stale.
+fn alerts(project: &Project, graph: &Graph, out: &mut Out<'_, '_>) {
+    let p = &project.platform;
+    if p.alerts.is_some() || !graph.resources.iter().any(|r| r.layer == Layer::Shared) {
+        return;
+    }
+    let location = out.locator.manifest(&p.prefix);
+    out.push(
+        "LB-ALERTS",
+        None,
+        None,
+        "platform.yaml has no alerts: log shipping that stops, an RPO over target or a SQL VM that goes down is seen only when someone runs `lifeboat status`".into(),
+        location,
+    );
 }
 
 fn storage_account(r: &Resource, out: &mut Out) {

@@ -121,7 +121,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn json(status: u16, v: &Value) -> Reply {
+    pub(crate) fn json(status: u16, v: &Value) -> Reply {
         Reply {
             status,
             headers: vec![(
@@ -132,7 +132,7 @@ impl Reply {
             reset: false,
         }
     }
-    fn empty(status: u16) -> Reply {
+    pub(crate) fn empty(status: u16) -> Reply {
         Reply {
             status,
             headers: Vec::new(),
@@ -146,7 +146,7 @@ impl Reply {
             &json!({"error": {"code": code, "message": message}}),
         )
     }
-    fn header(mut self, k: &str, v: impl Into<String>) -> Reply {
+    pub(crate) fn header(mut self, k: &str, v: impl Into<String>) -> Reply {
         self.headers.push((k.to_string(), v.into()));
         self
     }
@@ -160,6 +160,8 @@ struct Buckets {
 
 pub struct Emulator {
     store: Store,
+    /// Microsoft Graph's directory (the roster's groups and guests).
+    graph: crate::graph::Directory,
     cfg: Config,
     buckets: Mutex<HashMap<String, Arc<Buckets>>>,
     /// Per-resource locks: read-modify-write of one resource is atomic.
@@ -222,6 +224,11 @@ impl Emulator {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| fastrand::u64(..));
         Emulator {
+            graph: crate::graph::Directory::open(
+                store.dir().to_path_buf(),
+                cfg.faults.graph429,
+                seed,
+            ),
             store,
             cfg,
             buckets: Mutex::new(HashMap::new()),
@@ -284,6 +291,10 @@ impl Emulator {
 
     /// Answer one request.
     pub fn handle(&self, req: &Request) -> Reply {
+        // Microsoft Graph has its own throttling (its faults), not ARM's buckets.
+        if req.path.starts_with("/v1.0/") {
+            return self.graph.handle(req);
+        }
         let class = match req.method.as_str() {
             "GET" | "HEAD" => Class::Read,
             "DELETE" => Class::Delete,
@@ -378,6 +389,13 @@ impl Emulator {
         }
         if req.method == "POST" && is_log_query(path) {
             return self.log_query(req);
+        }
+        if req.method == "GET"
+            && lower.starts_with("/subscriptions/")
+            && lower.ends_with("/providers/microsoft.alertsmanagement/alerts")
+            && lower.split('/').count() == 6
+        {
+            return self.fired_alerts(req, path.split('/').nth(2).unwrap_or(""));
         }
         for marker in [
             "/operations/",

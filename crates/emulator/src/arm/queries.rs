@@ -82,6 +82,112 @@ impl Emulator {
         )
     }
 
+    /// Alerts Management's fired alerts (`Alerts_GetAll`): lifeboat's log alert
+    /// rules evaluated now, on the emulator's clock, against what the SQL VMs
+    /// would report. The emulator does not run KQL: it recognises the three
+    /// rules the templates render by their queries (`age_min > N` over the
+    /// newest copied log backup; no monitor row, i.e. the VM is not running)
+    /// and evaluates those; any other rule never fires here.
+    pub(super) fn fired_alerts(&self, req: &Request, subscription: &str) -> Reply {
+        if query_param(&req.query, "api-version").is_none() {
+            return Reply::error(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            );
+        }
+        let now = now_ms();
+        let all = match self.store.scan() {
+            Ok(a) => a,
+            Err(e) => return Reply::error(500, "InternalServerError", &e.to_string()),
+        };
+        let mut fired = Vec::new();
+        for rule in all.iter().filter(|r| {
+            r.resource_type
+                .eq_ignore_ascii_case("Microsoft.Insights/scheduledQueryRules")
+                && r.id.subscription().eq_ignore_ascii_case(subscription)
+        }) {
+            let Some(body) = self.view_with(rule, now, &[]) else {
+                continue;
+            };
+            if body.pointer("/properties/enabled") == Some(&Value::Bool(false)) {
+                continue;
+            }
+            let query = body
+                .pointer("/properties/criteria/allOf/0/query")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let Some(vm_id) = query
+                .split_once("ResourceId =~ '")
+                .and_then(|(_, rest)| rest.split_once('\''))
+                .and_then(|(id, _)| lifeboat_core::id::ResourceId::parse(id).ok())
+            else {
+                continue;
+            };
+            let vm = all.get(&vm_id);
+            let running = vm.is_some_and(|v| self.power(v, now).as_deref() == Some("running"));
+            let firing = if query.contains("isnull(last)") {
+                !running
+            } else if let Some(limit) = query
+                .split_once("age_min > ")
+                .and_then(|(_, n)| n.trim().parse::<i64>().ok())
+            {
+                // A VM that is down reports nothing: its last row says nothing new.
+                vm.filter(|_| running)
+                    .and_then(|v| {
+                        crate::sql::monitor(
+                            v,
+                            now,
+                            self.cfg.time_scale,
+                            self.cfg.faults.shipping_stop_s,
+                        )
+                    })
+                    .and_then(|row| {
+                        let t = |k: &str| {
+                            row.get(k)
+                                .and_then(Value::as_str)
+                                .and_then(|s| s.parse::<jiff::Timestamp>().ok())
+                        };
+                        Some((t("now_utc")? - t("last_copied_date_utc")?).as_secs() / 60)
+                    })
+                    .is_some_and(|age| age > limit)
+            } else {
+                false
+            };
+            if !firing {
+                continue;
+            }
+            let severity = body
+                .pointer("/properties/severity")
+                .and_then(Value::as_u64)
+                .unwrap_or(3);
+            let target = body
+                .pointer("/properties/scopes/0")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let alert_id = lifeboat_core::model::naming::stable_guid(rule.id.key());
+            fired.push(json!({
+                "id": format!("/subscriptions/{subscription}/providers/Microsoft.AlertsManagement/alerts/{alert_id}"),
+                "type": "Microsoft.AlertsManagement/alerts",
+                "name": rule.id.name(),
+                "properties": {"essentials": {
+                    "severity": format!("Sev{severity}"),
+                    "signalType": "Log",
+                    "alertState": "New",
+                    "monitorCondition": "Fired",
+                    "monitorService": "Log Alerts V2",
+                    "targetResource": target,
+                    "targetResourceType": "microsoft.operationalinsights/workspaces",
+                    "alertRule": shape::canonical_id(rule.id.as_str()),
+                    "description": body.pointer("/properties/description").cloned().unwrap_or(Value::Null),
+                    "startDateTime": lifeboat_core::clock::stamp(),
+                    "lastModifiedDateTime": lifeboat_core::clock::stamp(),
+                }},
+            }));
+        }
+        Reply::json(200, &json!({"value": fired}))
+    }
+
     pub(super) fn resource_graph(&self, req: &Request) -> Reply {
         let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
         let top = body

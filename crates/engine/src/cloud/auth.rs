@@ -110,6 +110,17 @@ impl Credential {
         Self::for_scope(mode, scope, "LIFEBOAT_ACCESS_TOKEN")
     }
 
+    /// The same choice for Microsoft Graph (the roster): tokens for its own
+    /// audience (`<graph endpoint>/.default`); a fixed one comes from
+    /// `LIFEBOAT_GRAPH_ACCESS_TOKEN` (an ARM token is not valid for Graph).
+    pub fn for_graph(mode: AuthMode, endpoint: &str) -> Result<Credential, AuthError> {
+        Self::for_scope(
+            mode,
+            format!("{}/.default", endpoint.trim_end_matches('/')),
+            "LIFEBOAT_GRAPH_ACCESS_TOKEN",
+        )
+    }
+
     /// The same choice for Blob Storage (`--state azblob://`): tokens for
     /// `https://storage.azure.com`; a fixed one comes from
     /// `LIFEBOAT_STORAGE_ACCESS_TOKEN` (an ARM token is not valid for storage).

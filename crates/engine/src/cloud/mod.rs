@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod blob;
 pub mod client;
+pub mod graph;
 pub mod inventory;
 pub mod lro;
 pub mod ratelimit;

@@ -460,6 +460,15 @@ pub struct Run {
 }
 
 impl Run {
+    /// A run refused before its first step (nobody may log in, no MFA policy):
+    /// nothing was changed.
+    pub fn refused(kind: &str, tenant: &str, opts: &Options, error: String) -> Run {
+        Run {
+            outcome: "refused".into(),
+            ..Run::not_started(kind, tenant, opts, error)
+        }
+    }
+
     /// A run that never started (its tenant's lock was not granted, say): failed,
     /// with why.
     pub fn not_started(kind: &str, tenant: &str, opts: &Options, error: String) -> Run {

@@ -6,4 +6,5 @@
 pub mod catalog;
 pub mod dap;
 pub mod image;
+pub mod roster;
 pub mod status;

@@ -23,6 +23,10 @@ use lifeboat_core::plan::{ACTIVATION_TAG, Action, Plan};
 pub struct Reading {
     pub tenants: Vec<TenantStatus>,
     pub sql_unavailable: Option<crate::cloud::client::ArmError>,
+    /// Why the roster columns are empty (Microsoft Graph could not be read).
+    pub access_unavailable: Option<String>,
+    /// Why no alerts are shown (Alerts Management could not be read).
+    pub alerts_unavailable: Option<String>,
     /// The plan and prior state behind it (large: the caller decides when to free).
     pub plan: Plan,
     pub prior: PriorState,
@@ -45,9 +49,32 @@ pub fn collect(
     };
     let workspace = super::dap::log_workspace(&ws.project.platform);
     let s = &ws.session;
-    let (planned, rows) = std::thread::scope(|scope| {
+    let alerts_path = format!(
+        "/subscriptions/{}/providers/Microsoft.AlertsManagement/alerts?monitorCondition=Fired",
+        ws.project.platform.subscription_id
+    );
+    let (planned, rows, access, fired) = std::thread::scope(|scope| {
+        // Fired alerts (Alerts Management), at the same time.
+        let fired = scope.spawn(|| {
+            s.rt.block_on(
+                s.client
+                    .list(&alerts_path, lifeboat_core::api::ALERTS_MANAGEMENT),
+            )
+        });
         let la = scope.spawn(|| {
             s.rt.block_on(s.client.log_query(&workspace, SHIPPING_QUERY))
+        });
+        // Who may log in, from Microsoft Graph, at the same time.
+        let access = scope.spawn(|| {
+            let ts: Vec<&lifeboat_core::model::Tenant> = tenants
+                .iter()
+                .filter_map(|t| ws.project.tenant(t))
+                .collect();
+            s.rt.block_on(super::roster::access_all(
+                &s.graph,
+                &ws.project.platform,
+                &ts,
+            ))
         });
         let planned = ws.plan_with_prior(crate::review::PlanRequest {
             tenants: &tenants,
@@ -56,15 +83,62 @@ pub fn collect(
             allow_data_loss: &[],
             review: false,
         });
-        (planned, la.join().expect("the query thread does not panic"))
+        (
+            planned,
+            la.join().expect("the query thread does not panic"),
+            access.join().expect("the Graph thread does not panic"),
+            fired.join().expect("the alerts thread does not panic"),
+        )
     });
     let (plan, prior) = planned?;
     let (rows, sql_unavailable) = match rows {
         Ok(rows) => (rows, None),
         Err(e) => (Vec::new(), Some(e)),
     };
+    let (access, access_unavailable) = match access {
+        Ok(a) => (a, None),
+        Err(e) => (Default::default(), Some(e.to_string())),
+    };
+    let mut rows_by_tenant = build(&ws.project, &tenants, &plan, &prior, &rows);
+    let (fired, alerts_unavailable) = match fired {
+        Ok(f) => (f, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    for a in &fired {
+        // The rule's resource group says whose alert it is.
+        let rule = a
+            .pointer("/properties/essentials/alertRule")
+            .and_then(Value::as_str)
+            .and_then(|r| lifeboat_core::id::ResourceId::parse(r).ok());
+        let Some(rule) = rule else { continue };
+        let p = &ws.project.platform;
+        for t in &mut rows_by_tenant {
+            let Some(tenant) = ws.project.tenant(&t.tenant) else {
+                continue;
+            };
+            let rg = lifeboat_core::model::naming::TenantNames::derive(p, tenant).rg;
+            if rule
+                .resource_group()
+                .is_some_and(|g| g.eq_ignore_ascii_case(&rg))
+            {
+                let prefix = format!("{}-{}-", p.prefix.value, t.tenant);
+                let name = rule.name();
+                t.alerts
+                    .push(name.strip_prefix(&prefix).unwrap_or(name).to_string());
+            }
+        }
+    }
+    for t in &mut rows_by_tenant {
+        t.alerts.sort();
+        if let Some(a) = access.get(&t.tenant) {
+            t.roster_members = a.members;
+            t.mfa_policy = Some(a.mfa_policy.clone());
+        }
+    }
     Ok(Reading {
-        tenants: build(&ws.project, &tenants, &plan, &prior, &rows),
+        tenants: rows_by_tenant,
+        access_unavailable,
+        alerts_unavailable,
         sql_unavailable,
         plan,
         prior,
@@ -102,6 +176,14 @@ pub struct TenantStatus {
     pub last_drill_rto_seconds: Option<f64>,
     /// Whether the last drill passed (`None`: never drilled).
     pub last_drill_passed: Option<bool>,
+    /// Enabled members of the emergency group (`None`: no group).
+    pub roster_members: Option<usize>,
+    /// The MFA Conditional Access policy over the group: `enabled`, `disabled`,
+    /// `missing`, `not covering the group`.
+    pub mfa_policy: Option<String>,
+    /// Alert rules firing now (`rpo-over-target`, `shipping-stopped`,
+    /// `sql-unavailable`).
+    pub alerts: Vec<String>,
 }
 
 fn tag<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
@@ -203,6 +285,10 @@ pub fn build(
                 drift: drift.get(t.id.value.as_str()).copied().unwrap_or(0),
                 last_drill_rto_seconds: last_drill.as_deref().and_then(drill_rto),
                 last_drill_passed: last_drill.as_deref().map(|d| d.ends_with(" ok")),
+                // Filled in by `collect` from Microsoft Graph.
+                roster_members: None,
+                mfa_policy: None,
+                alerts: Vec::new(),
                 last_drill,
             }
         })

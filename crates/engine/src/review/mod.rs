@@ -116,6 +116,8 @@ impl ReviewError {
 pub struct Session {
     pub rt: tokio::runtime::Runtime,
     pub client: ArmClient,
+    /// Microsoft Graph (the roster), on the emulator's listener locally.
+    pub graph: crate::cloud::graph::GraphClient,
     pub state: StateStore,
     /// Where the client talks to (for messages).
     pub endpoint: String,

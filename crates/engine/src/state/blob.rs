@@ -60,15 +60,7 @@ fn random_hex(bytes: usize) -> String {
 
 /// A lease id: Azure wants a GUID.
 fn lease_id() -> String {
-    let h = random_hex(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    lifeboat_core::id::guid_of_hex(&random_hex(16))
 }
 
 fn lock_metadata(info: &LockInfo) -> Vec<(&'static str, String)> {
