@@ -432,3 +432,28 @@ fn a_disk_whose_encryption_type_differs_from_its_set_is_an_error() {
             .contains("EncryptionAtRestWithPlatformAndCustomerKeys")
     );
 }
+
+/// #18: a platform without alerts renders no action group or alert rules, and
+/// `check` says that nobody would be told (a warning at platform.yaml).
+#[test]
+fn a_platform_without_alerts_is_flagged_and_renders_no_alert_rules() {
+    let p = Project::example("check-alerts");
+    let r = p.run(&["--output", "json", "check"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(with_rule(&findings(&json(&r.stdout)), "LB-ALERTS").is_empty());
+    let platform = p.read("platform.yaml");
+    let start = platform.find("  alerts:").unwrap();
+    let end = start + platform[start..].find("\n  exceptions:").unwrap();
+    p.write(
+        "platform.yaml",
+        format!("{}{}", &platform[..start], &platform[end + 1..]),
+    );
+    let r = p.run(&["--output", "json", "check"]);
+    assert_eq!(r.code, 0, "a warning: {}", r.stderr);
+    let fs = findings(&json(&r.stdout));
+    let hits = with_rule(&fs, "LB-ALERTS");
+    assert_eq!(hits.len(), 1, "{fs:#?}");
+    assert_eq!(hits[0]["location"]["file"], "platform.yaml");
+    let plan = p.run(&["--output", "json", "plan"]);
+    assert!(!plan.stdout.contains("scheduledQueryRules") && !plan.stdout.contains("actionGroups"));
+}

@@ -466,3 +466,40 @@ fn an_edited_audit_trail_stops_the_roster() {
     assert!(r.stderr.contains("audit trail"), "{}", r.stderr);
     assert!(!r.stdout.contains("intruder"), "{}", r.stdout);
 }
+
+/// Display names are not unique in Entra ID: two groups of the emergency name
+/// stop the roster, naming both ids, before anything changes.
+#[test]
+fn two_groups_of_the_emergency_name_are_an_error_naming_both() {
+    let p = Project::example("roster-twins");
+    let d = directory(&p);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let g = graph(
+            &d,
+            "POST",
+            "/groups",
+            json!({"displayName": "lb-cwz-emergency", "mailNickname": "lb-cwz-emergency", "mailEnabled": false, "securityEnabled": true}),
+        );
+        ids.push(g["id"].as_str().unwrap().to_string());
+    }
+    let r = p.run(&["roster", "apply", "--tenant", "cwz", "--auto-approve"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("2 groups named lb-cwz-emergency"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        ids.iter().all(|id| r.stderr.contains(id.as_str())),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        graph(&d, "GET", "/users", Value::Null)["value"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
