@@ -503,3 +503,48 @@ fn two_groups_of_the_emergency_name_are_an_error_naming_both() {
         0
     );
 }
+
+/// A leaver whom Graph will not let go (every write throttled, past the
+/// retries) fails the run, exit 1, naming them: never a silent "done".
+#[test]
+fn a_leaver_that_cannot_be_removed_fails_the_run_naming_them() {
+    let p = Project::example("roster-stuck");
+    assert_eq!(
+        p.run(&["roster", "apply", "--tenant", "rst", "--auto-approve"])
+            .code,
+        0
+    );
+    p.edit(
+        "tenants/rst.yaml",
+        "expires: 2027-06-30",
+        "expires: 2026-01-01",
+    );
+    let r = p.run_env(
+        &["roster", "apply", "--tenant", "rst", "--auto-approve"],
+        &[
+            ("LIFEBOAT_EMULATOR_FAULTS", "graph429=1"),
+            ("LIFEBOAT_EMULATOR_TIME_SCALE", "0.001"),
+        ],
+    );
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("leaver(s) still have access: it.oncall@rst.nl"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("FAILED - rst it.oncall@rst.nl"),
+        "{}",
+        r.stdout
+    );
+    // The failure is in the trail too; the next run (no throttling) removes them.
+    let r = p.run(&["roster", "apply", "--tenant", "rst", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("- rst it.oncall@rst.nl (manual entry expired on 2026-01-01)"),
+        "{}",
+        r.stdout
+    );
+}
