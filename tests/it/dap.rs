@@ -331,6 +331,36 @@ fn stale_log_shipping_refuses_and_read_write_needs_the_tenant_typed_again() {
     let cwz = tenant(&status(&p, stop), "cwz").clone();
     assert_eq!(cwz["power"]["deallocated"], 20);
     assert_eq!(cwz["state"], "STANDBY");
+
+    // An hour of Azure time without a backup: shipping-stopped fires as well.
+    // And the SQL VM goes down: sql-unavailable (its rows stop, so the age
+    // rules say nothing new).
+    let fires = |name: &str| {
+        tenant(&status(&p, stop), "cwz")["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == name)
+    };
+    assert!(!fires("sql-unavailable"), "{cwz}");
+    // The emulator's clock runs on (an Azure hour is 3.6 s here).
+    common::wait_for(
+        "shipping-stopped to fire",
+        std::time::Duration::from_secs(30),
+        || fires("shipping-stopped"),
+    );
+    let store = lifeboat_emulator::store::Store::for_project(&p.dir);
+    let mut sql = store
+        .list()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id.as_str().ends_with("/virtualMachines/lb-cwz-sql"))
+        .unwrap();
+    sql.power = Some("deallocated".into());
+    sql.operation = None;
+    store.put(&sql).unwrap();
+    let cwz = tenant(&status(&p, stop), "cwz").clone();
+    assert_eq!(cwz["alerts"], json!(["sql-unavailable"]), "{cwz}");
 }
 
 #[test]
