@@ -24,25 +24,11 @@ fn sdk_path() -> std::path::PathBuf {
 #[test]
 fn microsofts_python_sdk_judges_the_embedded_cloud() {
     let p = Project::example("azure-sdk");
-    let port = free_port();
-    let _emu = p.spawn_env(
-        &[
-            "emulator",
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--time-scale",
-            "0.01",
-        ],
-        &[("LIFEBOAT_EMULATOR_TOKEN", "sdk-judge")],
-    );
-    wait_for("the emulator", Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (_emu, endpoint) = p.serve_emulator("sdk-judge", "0.01");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/azure-sdk/drive.py");
     let out = Command::new("python3")
         .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(&endpoint)
         .arg("sdk-judge")
         .arg(SUB)
         .env("PYTHONPATH", sdk_path())

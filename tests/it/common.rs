@@ -66,6 +66,28 @@ impl Project {
         self.spawn_env(args, &[])
     }
 
+    /// `lifeboat emulator serve` on a free loopback port with `token`, running
+    /// at `time_scale`, once it accepts connections: the process (killed when
+    /// dropped) and its endpoint.
+    pub fn serve_emulator(&self, token: &str, time_scale: &str) -> (Background, String) {
+        let port = free_port();
+        let emu = self.spawn_env(
+            &[
+                "emulator",
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--time-scale",
+                time_scale,
+            ],
+            &[("LIFEBOAT_EMULATOR_TOKEN", token)],
+        );
+        wait_for("the emulator", std::time::Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        (emu, format!("http://127.0.0.1:{port}"))
+    }
+
     /// [`Project::spawn`] with extra environment variables.
     pub fn spawn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Background {
         Background(

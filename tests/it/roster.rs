@@ -415,24 +415,10 @@ fn microsofts_graph_sdk_judges_the_embedded_graph() {
         deps.display()
     );
     let p = Project::example("msgraph-sdk");
-    let port = crate::common::free_port();
-    let _emu = p.spawn_env(
-        &[
-            "emulator",
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--time-scale",
-            "0.001",
-        ],
-        &[("LIFEBOAT_EMULATOR_TOKEN", "graph-judge")],
-    );
-    crate::common::wait_for("the emulator", std::time::Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let (_emu, endpoint) = p.serve_emulator("graph-judge", "0.001");
     let out = std::process::Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/msgraph-sdk/drive.py"))
-        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(&endpoint)
         .arg("graph-judge")
         .env("PYTHONPATH", &deps)
         .output()
