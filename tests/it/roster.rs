@@ -534,3 +534,37 @@ fn a_leaver_that_cannot_be_removed_fails_the_run_naming_them() {
         r.stdout
     );
 }
+
+/// Two operators run `roster apply` at once (a pipeline and an engineer): one
+/// waits for the other, then plans from what the first recorded, so every
+/// change happens once and is recorded once.
+#[test]
+fn two_roster_runs_at_once_change_and_record_everything_once() {
+    let p = Project::example("roster-twice");
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let a = s.spawn(|| p.run(&["roster", "apply", "--auto-approve"]));
+        let b = s.spawn(|| p.run(&["roster", "apply", "--auto-approve"]));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    for r in &runs {
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    }
+    let joins = p
+        .read(".lifeboat/state/audit.jsonl")
+        .lines()
+        .filter(|l| l.contains("\"roster apply\"") && l.contains("\"join\""))
+        .count();
+    assert_eq!(joins, 37, "each joiner recorded once");
+    assert!(
+        runs.iter()
+            .any(|r| r.stdout.contains("Roster applied: 0 change(s)")),
+        "the second run found nothing left to do"
+    );
+    let d = directory(&p);
+    let groups = graph(&d, "GET", "/groups", Value::Null);
+    assert_eq!(
+        groups["value"].as_array().unwrap().len(),
+        3,
+        "one group per tenant"
+    );
+}

@@ -127,14 +127,13 @@ fn apply(
         }
         // With no member to change, the groups and the MFA policy are still
         // made as they must be (a policy switched off is switched on again).
-        Ok::<_, anyhow::Error>(roster::apply(&s.graph, &plan).await?)
-    };
-    let applied =
-        s.rt.block_on(s.holding_locks(&["roster".to_string()], "roster apply", timeout, work))?;
-    let mut head = None;
-    for c in &applied.changes {
-        head = Some(
-            s.audit(Entry {
+        let applied = roster::apply(&s.graph, &plan).await?;
+        // Recorded before the lock goes: the next roster run reads who was
+        // added from these records.
+        let principal = s.client.credential().principal().await;
+        let mut head = None;
+        for c in &applied.changes {
+            let entry = Entry {
                 command: roster::AUDIT_COMMAND.into(),
                 tenants: vec![c.tenant.clone()],
                 reason: Some(c.detail.clone()),
@@ -146,11 +145,19 @@ fn apply(
                     "grant": c.grant,
                     "error": c.error,
                 }),
-                principal: None,
-            })
-            .context("recording a roster change in the audit trail")?,
-        );
-    }
+                principal: principal.clone(),
+            };
+            head = Some(
+                s.state
+                    .audit_append(entry)
+                    .await
+                    .context("recording a roster change in the audit trail")?,
+            );
+        }
+        Ok::<_, anyhow::Error>((applied, head))
+    };
+    let (applied, head) =
+        s.rt.block_on(s.holding_locks(&["roster".to_string()], "roster apply", timeout, work))?;
     if let Some(h) = &head {
         super::publish_head(h);
     }
