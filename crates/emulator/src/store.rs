@@ -164,6 +164,11 @@ impl Snapshot {
         self.by_key.get(id.key()).map(|r| r.as_ref())
     }
 
+    /// Every resource, sorted by id, shared (kept by a paged read).
+    pub fn shared(&self) -> impl Iterator<Item = &std::sync::Arc<StoredResource>> {
+        self.by_key.values()
+    }
+
     /// The direct children of `parent`, sorted by id (what
     /// [`Store::children`] reads from disk).
     pub fn children(&self, parent: &ResourceId) -> Vec<StoredResource> {

@@ -158,6 +158,15 @@ struct Buckets {
     deletes: TokenBucket,
 }
 
+/// What [`Emulator::view_with`] finds nothing for at `now`: deleted, not yet
+/// visible (replication), or not a resource body. A Resource Graph query decides
+/// its rows with this before it builds any.
+fn gone(r: &StoredResource, now: u64) -> bool {
+    matches!(&r.operation, Some(op) if now >= op.done_ms && op.kind == OpKind::Delete && op.failure.is_none())
+        || r.visible_from_ms.is_some_and(|t| now < t)
+        || !r.body.is_object()
+}
+
 pub struct Emulator {
     store: Store,
     /// Microsoft Graph's directory (the roster's groups and guests).
@@ -167,7 +176,7 @@ pub struct Emulator {
     /// Per-resource locks: read-modify-write of one resource is atomic.
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Resource Graph result sets being paged, by `$skipToken`.
-    pages: Mutex<HashMap<String, (Instant, Vec<Value>)>>,
+    pages: Mutex<HashMap<String, (Instant, queries::Cursor)>>,
     rng: Mutex<fastrand::Rng>,
     /// The fault seed (`LIFEBOAT_EMULATOR_SEED`, else random).
     seed: u64,
@@ -543,6 +552,9 @@ impl Emulator {
     /// [`Self::view`] with the resource's children given (Resource Graph reads
     /// them from one scan of the store).
     fn view_with(&self, r: &StoredResource, now: u64, kids: &[StoredResource]) -> Option<Value> {
+        if gone(r, now) {
+            return None;
+        }
         let mut body = r.body.clone();
         let state = match &r.operation {
             Some(op) if now < op.done_ms => match &op.kind {

@@ -197,87 +197,120 @@ impl Emulator {
             .clamp(1, 1000) as usize;
         let mut pages = self.pages.lock().expect("pages");
         pages.retain(|_, (at, _)| at.elapsed() < Duration::from_secs(600));
-        let rows = if let Some(token) = body.pointer("/options/$skipToken").and_then(Value::as_str)
-        {
-            match pages.remove(token) {
-                Some((_, rows)) => rows,
-                None => {
-                    return Reply::error(
-                        400,
-                        "InvalidSkipToken",
-                        "The $skipToken is invalid or expired.",
-                    );
+        let cursor =
+            if let Some(token) = body.pointer("/options/$skipToken").and_then(Value::as_str) {
+                match pages.remove(token) {
+                    Some((_, c)) => c,
+                    None => {
+                        return Reply::error(
+                            400,
+                            "InvalidSkipToken",
+                            "The $skipToken is invalid or expired.",
+                        );
+                    }
                 }
-            }
-        } else {
-            let text = body.get("query").and_then(Value::as_str).unwrap_or("");
-            let q = match Query::parse(text) {
-                Ok(q) => q,
-                Err(e) => {
-                    return Reply::error(400, "BadRequest", &format!("Query is invalid: {e}"));
+            } else {
+                let text = body.get("query").and_then(Value::as_str).unwrap_or("");
+                let q = match Query::parse(text) {
+                    Ok(q) => q,
+                    Err(e) => {
+                        return Reply::error(400, "BadRequest", &format!("Query is invalid: {e}"));
+                    }
+                };
+                let subs: Vec<String> = body
+                    .get("subscriptions")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(str::to_ascii_lowercase))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let now = now_ms();
+                let snap = match self.store.scan() {
+                    Ok(a) => a,
+                    Err(e) => return Reply::error(500, "InternalServerError", &e.to_string()),
+                };
+                // Which resources are rows is decided on their top-level fields (all
+                // the `where` clause can name); rows are built only for the page
+                // served, so a query costs its pages, not the fleet's bodies.
+                let rows: Vec<Arc<StoredResource>> = snap
+                    .shared()
+                    .filter(|r| {
+                        subs.is_empty() || subs.contains(&r.id.subscription().to_ascii_lowercase())
+                    })
+                    .filter(|r| Table::of(&r.resource_type).is_some_and(|t| q.tables.contains(&t)))
+                    .filter(|r| {
+                        let shown = match &r.indexing {
+                            Some(i) if now < i.at_ms => i.previous.as_ref(),
+                            _ if gone(r, now) => None,
+                            _ => Some(&r.body),
+                        };
+                        shown.is_some_and(|b| q.matches(&query::row(r, top_level(b))))
+                    })
+                    .cloned()
+                    .collect();
+                Cursor {
+                    snap,
+                    rows,
+                    next: 0,
+                    now,
+                    q,
                 }
             };
-            let subs: Vec<String> = body
-                .get("subscriptions")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_ascii_lowercase))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let now = now_ms();
-            let all = match self.store.scan() {
-                Ok(a) => a,
-                Err(e) => return Reply::error(500, "InternalServerError", &e.to_string()),
-            };
-            // Children shown inside their parents' rows, from the same scan.
-            let mut kids: HashMap<&str, Vec<StoredResource>> = HashMap::new();
-            for r in all.iter() {
-                if let Some(parent) = r.id.parent()
-                    && shape::inline_kinds(&parent.resource_type())
-                        .any(|k| k.child.eq_ignore_ascii_case(&r.resource_type))
-                {
-                    let key = r.id.key();
-                    let parent_key = &key[..parent.key().len()];
-                    kids.entry(parent_key).or_default().push(r.clone());
-                }
-            }
-            let mut rows: Vec<Value> = all
-                .iter()
-                .filter(|r| {
-                    subs.is_empty() || subs.contains(&r.id.subscription().to_ascii_lowercase())
-                })
-                .filter(|r| Table::of(&r.resource_type).is_some_and(|t| q.tables.contains(&t)))
-                .filter_map(|r| {
-                    // What ARG has indexed: the resource as it was before a write
-                    // younger than the lag.
-                    let shown = match &r.indexing {
-                        Some(i) if now < i.at_ms => i.previous.clone(),
-                        _ => self.view_with(
-                            r,
-                            now,
-                            kids.get(r.id.key()).map(Vec::as_slice).unwrap_or(&[]),
-                        ),
-                    };
-                    shown.map(|v| query::row(r, v))
-                })
-                .filter(|row| q.matches(row))
-                .map(|row| q.projected(row))
-                .collect();
-            rows.reverse(); // pop() from the end below keeps id order
-            rows
-        };
-        let mut rows = rows;
-        let total = rows.len();
-        let page: Vec<Value> = (0..top.min(total)).filter_map(|_| rows.pop()).collect();
+        let mut cursor = cursor;
+        let total = cursor.rows.len();
+        let end = (cursor.next + top).min(total);
+        let page: Vec<Value> = cursor.rows[cursor.next..end]
+            .iter()
+            .filter_map(|r| {
+                // What ARG has indexed: the resource as it was before a write
+                // younger than the lag.
+                let shown = match &r.indexing {
+                    Some(i) if cursor.now < i.at_ms => i.previous.clone(),
+                    _ => {
+                        let kids = if shape::inline_kinds(&r.resource_type).next().is_some() {
+                            cursor.snap.children(&r.id)
+                        } else {
+                            Vec::new()
+                        };
+                        self.view_with(r, cursor.now, &kids)
+                    }
+                };
+                shown.map(|v| cursor.q.projected(query::row(r, v)))
+            })
+            .collect();
+        cursor.next = end;
         let mut out = json!({"totalRecords": total, "count": page.len(), "data": page, "facets": [],
             "resultTruncated": "false"});
-        if !rows.is_empty() {
+        if end < total {
             let token = format!("{:032x}", fastrand::u128(..));
             out["$skipToken"] = json!(token);
-            pages.insert(token, (Instant::now(), rows));
+            pages.insert(token, (Instant::now(), cursor));
         }
         Reply::json(200, &out)
+    }
+}
+
+/// A Resource Graph result being paged: the snapshot it was taken from, the
+/// resources that are its rows, and where the next page starts.
+pub(super) struct Cursor {
+    snap: Arc<crate::store::Snapshot>,
+    rows: Vec<Arc<StoredResource>>,
+    next: usize,
+    now: u64,
+    q: Query,
+}
+
+/// A body's top-level fields without `properties` (what a `where` can test).
+fn top_level(body: &Value) -> Value {
+    match body.as_object() {
+        Some(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| k.as_str() != "properties")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        None => Value::Null,
     }
 }
