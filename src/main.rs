@@ -4,3 +4,6 @@
 fn main() -> std::process::ExitCode {
     lifeboat_cli::main()
 }
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

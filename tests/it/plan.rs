@@ -624,3 +624,52 @@ fn disruptive_changes_are_named_in_every_format() {
         r.stdout
     );
 }
+
+/// Resource Graph does not index Key Vault keys, blob services, containers or
+/// diagnostic settings: a plan lists them under each parent. Desired parents are
+/// listed while the Resource Graph pages still come in, the others (a removed
+/// manifest's) after the last page; either way each collection is read once.
+#[test]
+fn each_non_indexed_collection_is_listed_once_desired_or_removed() {
+    let p = Project::example("listed-once");
+    assert_eq!(p.run(&["plan", "--out", "plan.json"]).code, 0);
+    seed_from_plan(&p, "plan.json");
+    let plan: Value = serde_json::from_str(&p.read("plan.json")).unwrap();
+    let changes = plan["changes"].as_array().unwrap();
+    let lower = |c: &Value| c["type"].as_str().unwrap().to_ascii_lowercase();
+    let diagnosed: std::collections::HashSet<String> = changes
+        .iter()
+        .filter(|c| lower(c) == "microsoft.insights/diagnosticsettings")
+        .map(|c| {
+            let id = c["id"].as_str().unwrap();
+            let target = &id[..id
+                .to_ascii_lowercase()
+                .find("/providers/microsoft.insights/")
+                .unwrap()];
+            lifeboat_core::id::ResourceId::parse(target)
+                .unwrap()
+                .resource_type()
+                .to_ascii_lowercase()
+        })
+        .collect();
+    assert!(!diagnosed.is_empty());
+    let per_parent = |t: &str| match t {
+        "microsoft.keyvault/vaults" => 1,         // keys
+        "microsoft.storage/storageaccounts" => 2, // blob services, containers
+        _ => 0,
+    };
+    let expected: u64 = changes
+        .iter()
+        .map(|c| per_parent(&lower(c)) + u64::from(diagnosed.contains(&lower(c))))
+        .sum::<u64>()
+        + 1; // the region's Resource SKUs
+    let lists = |p: &Project| {
+        let r = p.run(&["--output", "json", "plan"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        v["requests"]["lists"].as_u64().unwrap()
+    };
+    assert_eq!(lists(&p), expected, "every manifest present");
+    p.remove("tenants/rst.yaml");
+    assert_eq!(lists(&p), expected, "rst's manifest removed");
+}

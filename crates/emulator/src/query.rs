@@ -333,6 +333,25 @@ impl Query {
         }
     }
 
+    /// The top-level row fields the `where` clause reads (`tags` for a tag).
+    pub fn fields(&self) -> Vec<&str> {
+        fn walk<'a>(e: &'a Expr, out: &mut Vec<&'a str>) {
+            match e {
+                Expr::Or(a, b) | Expr::And(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Expr::Cmp { field, .. } => {
+                    out.push(field.split('.').next().unwrap_or(field));
+                }
+                Expr::True => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.filter, &mut out);
+        out
+    }
+
     pub fn matches(&self, row: &Value) -> bool {
         eval(&self.filter, row)
     }
@@ -402,6 +421,10 @@ mod tests {
         assert!(q.matches(&json!({"tags": {"lifeboat-managed": "True"}})));
         assert!(q.matches(&json!({"resourceGroup": "LB-CWZ-RG"})));
         assert!(!q.matches(&json!({"resourceGroup": "other", "tags": {}})));
+        // The first page decides which resources are rows from these fields only.
+        assert_eq!(q.fields(), ["tags", "resourceGroup"]);
+        let all = Query::parse("resources | project id").unwrap();
+        assert!(all.fields().is_empty() && all.matches(&json!({})));
     }
 
     #[test]

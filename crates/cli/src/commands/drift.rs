@@ -16,7 +16,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &DriftArgs) -> anyhow::Result<ExitCode> {
         Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
-    let plan = ws.plan(PlanRequest::review(
+    let (plan, prior) = ws.plan_with_prior(PlanRequest::review(
         &args.tenants,
         args.shared,
         Refresh::Graph,
@@ -31,6 +31,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &DriftArgs) -> anyhow::Result<ExitCode> {
         .changes
         .iter()
         .any(|c| matches!(c.action, Action::Update | Action::Replace));
+    super::leave_to_exit((plan, prior));
     Ok(if args.detailed_exitcode && drifted {
         crate::exit::changes()
     } else {

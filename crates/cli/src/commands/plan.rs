@@ -14,7 +14,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
         Ok(ws) => ws,
         Err(code) => return Ok(code),
     };
-    let plan = ws.plan(PlanRequest::review(
+    let (plan, prior) = ws.plan_with_prior(PlanRequest::review(
         &args.tenants,
         args.shared,
         args.refresh.into(),
@@ -62,7 +62,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     } else {
         crate::exit::SUCCESS
     };
-    super::leave_to_exit(plan);
+    super::leave_to_exit((plan, prior));
     Ok(code)
 }
 

@@ -184,16 +184,19 @@ impl Emulator {
                     .collect()
             }
         };
-        let values: Vec<Value> = items.iter().filter_map(|r| self.view(r, now)).collect();
+        let mut values: Vec<Value> = items.iter().filter_map(|r| self.view(r, now)).collect();
         let skip = query_param(&req.query, "$skiptoken")
             .and_then(|s| s.parse::<usize>().ok())
             .unwrap_or(0);
         let top = query_param(&req.query, "$top")
             .and_then(|s| s.parse::<usize>().ok())
             .map_or(PAGE, |t| t.clamp(1, PAGE));
-        let page: Vec<Value> = values.iter().skip(skip).take(top).cloned().collect();
-        let mut out = json!({ "value": page });
-        if skip + top < values.len() {
+        let more = skip + top < values.len();
+        let page: Vec<Value> = values.drain(..).skip(skip).take(top).collect();
+        // Moved in: `json!` would serialize the page into a copy.
+        let mut out = json!({});
+        out["value"] = Value::Array(page);
+        if more {
             out["nextLink"] = json!(format!(
                 "{}{path}?api-version={api}&$top={top}&$skiptoken={}",
                 req.base,

@@ -234,6 +234,7 @@ impl Emulator {
                 // Which resources are rows is decided on their top-level fields (all
                 // the `where` clause can name); rows are built only for the page
                 // served, so a query costs its pages, not the fleet's bodies.
+                let fields = q.fields();
                 let rows: Vec<Arc<StoredResource>> = snap
                     .shared()
                     .filter(|r| {
@@ -246,7 +247,7 @@ impl Emulator {
                             _ if gone(r, now) => None,
                             _ => Some(&r.body),
                         };
-                        shown.is_some_and(|b| q.matches(&query::row(r, top_level(b))))
+                        shown.is_some_and(|b| q.matches(&query::row(r, top_level(b, &fields))))
                     })
                     .cloned()
                     .collect();
@@ -281,8 +282,11 @@ impl Emulator {
             })
             .collect();
         cursor.next = end;
-        let mut out = json!({"totalRecords": total, "count": page.len(), "data": page, "facets": [],
+        // `data` is moved in: `json!` would serialize the page into a copy.
+        let count = page.len();
+        let mut out = json!({"totalRecords": total, "count": count, "facets": [],
             "resultTruncated": "false"});
+        out["data"] = Value::Array(page);
         if end < total {
             let token = format!("{:032x}", fastrand::u128(..));
             out["$skipToken"] = json!(token);
@@ -302,12 +306,13 @@ pub(super) struct Cursor {
     q: Query,
 }
 
-/// A body's top-level fields without `properties` (what a `where` can test).
-fn top_level(body: &Value) -> Value {
+/// The body's top-level fields a `where` clause tests (`fields`; never
+/// `properties`).
+fn top_level(body: &Value, fields: &[&str]) -> Value {
     match body.as_object() {
         Some(o) => Value::Object(
             o.iter()
-                .filter(|(k, _)| k.as_str() != "properties")
+                .filter(|(k, _)| k.as_str() != "properties" && fields.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         ),

@@ -779,11 +779,30 @@ impl ArmClient {
         subscriptions: &[String],
         query: &str,
     ) -> Result<Vec<Value>, ArmError> {
+        let mut pages = Vec::new();
+        self.query_pages(subscriptions, query, |p| pages.push(p))
+            .await?;
+        let mut rows = Vec::new();
+        for p in pages {
+            rows.extend(p.rows()?);
+        }
+        Ok(rows)
+    }
+
+    /// Run a Resource Graph query and hand each page to `each` unparsed: the
+    /// next page is asked for as soon as this one's `$skipToken` is read, so a
+    /// caller that parses pages elsewhere overlaps that with the service
+    /// building the next one.
+    pub async fn query_pages(
+        &self,
+        subscriptions: &[String],
+        query: &str,
+        mut each: impl FnMut(GraphPage),
+    ) -> Result<(), ArmError> {
         let url = format!(
             "{}/providers/Microsoft.ResourceGraph/resources?api-version={RESOURCE_GRAPH_API}",
             self.cfg.endpoint
         );
-        let mut rows = Vec::new();
         let mut skip: Option<String> = None;
         loop {
             let mut options = json!({"$top": 1000, "resultFormat": "objectArray"});
@@ -794,25 +813,46 @@ impl ArmClient {
             let r = self
                 .send(Verb::Query, &url, Some(&body), "Resource Graph query", None)
                 .await?;
-            let mut page = r.json();
-            match page.get_mut("data").map(Value::take) {
-                Some(Value::Array(data)) => rows.extend(data),
-                _ => {
-                    return Err(ArmError::Protocol {
-                        target: "Resource Graph query".into(),
-                        message: "the response has no `data` array (resultFormat objectArray)"
-                            .into(),
-                    });
-                }
+            #[derive(serde::Deserialize)]
+            struct Head {
+                #[serde(rename = "$skipToken")]
+                skip: Option<String>,
             }
-            skip = page
-                .get("$skipToken")
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            // Only the token is read here; unknown fields (the rows) are
+            // skipped without being built.
+            skip = serde_json::from_slice::<Head>(&r.body)
+                .map_err(|e| GraphPage::malformed(&e.to_string()))?
+                .skip;
+            each(GraphPage(r.body));
             if skip.is_none() {
-                return Ok(rows);
+                return Ok(());
             }
         }
+    }
+}
+
+/// One page of a Resource Graph result as the service sent it.
+pub struct GraphPage(Bytes);
+
+impl GraphPage {
+    fn malformed(why: &str) -> ArmError {
+        ArmError::Protocol {
+            target: "Resource Graph query".into(),
+            message: format!(
+                "the response is not a page of rows (`data`, resultFormat objectArray): {why}"
+            ),
+        }
+    }
+
+    /// The page's rows.
+    pub fn rows(&self) -> Result<Vec<Value>, ArmError> {
+        #[derive(serde::Deserialize)]
+        struct Data {
+            data: Vec<Value>,
+        }
+        serde_json::from_slice::<Data>(&self.0)
+            .map(|d| d.data)
+            .map_err(|e| Self::malformed(&e.to_string()))
     }
 }
 

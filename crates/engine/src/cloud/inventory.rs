@@ -17,6 +17,8 @@
 //!
 //! Reads only; never decides what should change.
 
+use std::collections::HashSet;
+
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -112,39 +114,148 @@ fn id_of(row: &Value) -> Option<ResourceId> {
 }
 
 /// What the Resource Graph queries returned, with the inline children taken out
-/// of their parents' rows.
+/// of their parents' rows, and what was already listed while the pages came in.
 #[derive(Debug, Default)]
 pub struct Indexed {
     pub found: Vec<ObservedResource>,
+    /// Parents (lower-cased ids) whose non-indexed collections were listed.
+    pub listed: HashSet<String>,
+    /// Resources (lower-cased ids) whose diagnostic settings were listed.
+    pub diagnosed: HashSet<String>,
 }
 
-/// Run the two Resource Graph queries (concurrently).
-pub async fn indexed(
-    client: &ArmClient,
-    subscription: &str,
-    prefix: &str,
-) -> Result<Indexed, ArmError> {
-    let subs = [subscription.to_string()];
-    let (main_q, roles_q) = (managed_query(prefix), role_assignment_query(prefix));
-    let (main, roles) = futures::join!(client.query(&subs, &main_q), client.query(&subs, &roles_q));
-    let mut found = Vec::new();
-    for row in main?.into_iter().chain(roles?) {
-        let Some(id) = id_of(&row) else { continue };
+/// What the rendered graph says to list as soon as a row arrives: the
+/// non-indexed children of desired parents, and the diagnostic settings of
+/// every resource of a type the manifests diagnose.
+#[derive(Debug, Default)]
+pub struct Early {
+    /// Lower-cased ids of the desired resources.
+    pub desired: HashSet<String>,
+    /// Lower-cased types whose diagnostic settings the manifests declare.
+    pub diagnosed_types: HashSet<String>,
+    pub diagnostics_api: String,
+}
+
+/// A collection to list, and why.
+struct Listing {
+    path: String,
+    api_version: String,
+}
+
+/// Rows and listed children collected so far, and the lists still to run.
+struct Collector<'e> {
+    early: Option<&'e Early>,
+    indexed: Indexed,
+    queue: std::collections::VecDeque<Listing>,
+}
+
+impl Collector<'_> {
+    /// Add one observed resource; queue what it needs listed.
+    fn add(&mut self, r: ObservedResource) {
+        if let Some(early) = self.early {
+            let t = r.resource_type.to_ascii_lowercase();
+            if early.desired.contains(r.id.key()) {
+                for u in UNINDEXED.iter().filter(|u| u.parent == t) {
+                    self.queue.push_back(Listing {
+                        path: format!("{}{}", r.id.as_str(), u.collection),
+                        api_version: u.api_version.to_string(),
+                    });
+                    self.indexed.listed.insert(r.id.key().to_string());
+                }
+            }
+            if early.diagnosed_types.contains(&t) {
+                self.queue.push_back(Listing {
+                    path: format!("{}{DIAGNOSTIC_SETTINGS}", r.id.as_str()),
+                    api_version: early.diagnostics_api.clone(),
+                });
+                self.indexed.diagnosed.insert(r.id.key().to_string());
+            }
+        }
+        self.indexed.found.push(r);
+    }
+
+    /// A Resource Graph row and the children its parent row carries inline.
+    fn row(&mut self, row: Value) {
+        let Some(id) = id_of(&row) else { return };
         for kind in api::inline_children(&id.resource_type()) {
-            for child in row
+            let kids: Vec<ObservedResource> = row
                 .pointer(&format!("/properties/{}", kind.key))
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-            {
-                if let Some(cid) = id_of(child) {
-                    found.push(observed(cid, child.clone()));
-                }
+                .filter_map(|child| Some(observed(id_of(child)?, child.clone())))
+                .collect();
+            for k in kids {
+                self.add(k);
             }
         }
-        found.push(observed(id, row));
+        self.add(observed(id, row));
     }
-    Ok(Indexed { found })
+}
+
+/// Run the two Resource Graph queries (concurrently), taking in each page while
+/// the next is on its way. Once `early` tells what the graph declares, the
+/// collections Resource Graph does not index are listed as their parents'
+/// rows arrive (32 at a time), instead of after the last page; `early`
+/// resolving to `None` leaves all listing to [`complete`].
+pub async fn indexed(
+    client: &ArmClient,
+    subscription: &str,
+    prefix: &str,
+    early: impl std::future::Future<Output = Option<Early>>,
+) -> Result<Indexed, ArmError> {
+    let subs = [subscription.to_string()];
+    let (main_q, roles_q) = (managed_query(prefix), role_assignment_query(prefix));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let pages = async move {
+        let send = |p| {
+            let _ = tx.send(p);
+        };
+        let (main, roles) = futures::join!(
+            client.query_pages(&subs, &main_q, send),
+            client.query_pages(&subs, &roles_q, send)
+        );
+        main.and(roles)
+    };
+    let collect = async {
+        let early = early.await;
+        let mut c = Collector {
+            early: early.as_ref(),
+            indexed: Indexed::default(),
+            queue: Default::default(),
+        };
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut open = true;
+        loop {
+            while running.len() < 32
+                && let Some(l) = c.queue.pop_front()
+            {
+                running.push(async move { client.list(&l.path, &l.api_version).await });
+            }
+            tokio::select! {
+                page = rx.recv(), if open => match page {
+                    Some(page) => {
+                        for row in crate::cloud::client::GraphPage::rows(&page)? {
+                            c.row(row);
+                        }
+                    }
+                    None => open = false,
+                },
+                Some(items) = running.next(), if !running.is_empty() => {
+                    for item in items? {
+                        if let Some(id) = id_of(&item) {
+                            c.add(observed(id, item));
+                        }
+                    }
+                }
+                else => break,
+            }
+        }
+        Ok::<_, ArmError>(c.indexed)
+    };
+    let (read, collected) = futures::join!(pages, collect);
+    read?;
+    collected
 }
 
 /// What else `complete` reads: the parent types whose diagnostic settings the
@@ -154,15 +265,15 @@ pub struct Completion<'a> {
     /// The resource groups (lower-cased ids) the plan covers: only journal
     /// entries in them are re-read (a tenant's plan reads that tenant, not the
     /// fleet).
-    pub groups: &'a std::collections::HashSet<String>,
+    pub groups: &'a HashSet<String>,
     /// The desired resources (lower-cased ids): their non-indexed children are
     /// listed.
-    pub desired: &'a std::collections::HashSet<String>,
+    pub desired: &'a HashSet<String>,
     /// Which other parents to list: managed ones in the plan's scope that it
     /// would delete or keep (a removed manifest's protected Key Vault key and
     /// backup containers are named as kept).
     pub orphan_in_scope: &'a (dyn Fn(&ObservedResource, &PriorState) -> bool + Sync),
-    pub diagnosed_types: &'a std::collections::HashSet<String>,
+    pub diagnosed_types: &'a HashSet<String>,
     pub diagnostics_api: &'a str,
     pub recent: &'a [Wanted],
     /// Resources the desired ones reference and that must exist first (HiX image
@@ -180,10 +291,16 @@ pub async fn complete(
     indexed: Indexed,
     how: Completion<'_>,
 ) -> Result<Vec<ObservedResource>, ArmError> {
-    let state = PriorState::new(indexed.found, Requests::default());
-    let listable: std::collections::HashSet<String> = state
+    let Indexed {
+        found,
+        listed,
+        diagnosed,
+    } = indexed;
+    let state = PriorState::new(found, Requests::default());
+    let listable: HashSet<String> = state
         .resources
         .iter()
+        .filter(|r| !listed.contains(r.id.key()))
         .filter(|r| how.desired.contains(r.id.key()) || (how.orphan_in_scope)(r, &state))
         .map(|r| r.id.key().to_string())
         .collect();
@@ -209,8 +326,10 @@ pub async fn complete(
     let lists: Vec<(String, &str)> = found
         .iter()
         .filter(|r| {
-            how.diagnosed_types
-                .contains(&r.resource_type.to_ascii_lowercase())
+            !diagnosed.contains(r.id.key())
+                && how
+                    .diagnosed_types
+                    .contains(&r.resource_type.to_ascii_lowercase())
         })
         .map(|r| {
             (

@@ -261,12 +261,17 @@ impl Session {
 
     /// Resource Graph's two queries (they need nothing from the manifests, so
     /// they run while the templates render).
-    fn indexed(&self, project: &Project) -> Result<inventory::Indexed, ReviewError> {
+    fn indexed(
+        &self,
+        project: &Project,
+        early: impl std::future::Future<Output = Option<inventory::Early>>,
+    ) -> Result<inventory::Indexed, ReviewError> {
         self.rt
             .block_on(inventory::indexed(
                 &self.client,
                 &project.platform.subscription_id,
                 &project.platform.prefix.value,
+                early,
             ))
             .map_err(self.read_error())
     }
@@ -292,24 +297,13 @@ impl Session {
                 ))
             })
             .collect();
-        let desired_keys: std::collections::HashSet<String> = graph
-            .resources
-            .iter()
-            .map(|r| r.id.key().to_string())
-            .collect();
-        let mut diagnosed = std::collections::HashSet::new();
-        let mut diagnostics_api = "2021-05-01-preview";
+        let inventory::Early {
+            desired: desired_keys,
+            diagnosed_types: diagnosed,
+            diagnostics_api,
+        } = early_lists(graph);
         let desired: std::collections::HashMap<&str, &lifeboat_core::graph::Resource> =
             graph.resources.iter().map(|r| (r.id.key(), r)).collect();
-        for r in &graph.resources {
-            if r.resource_type
-                .eq_ignore_ascii_case(inventory::DIAGNOSTIC_SETTINGS_TYPE)
-                && let Some(target) = r.id.parent()
-            {
-                diagnosed.insert(target.resource_type().to_ascii_lowercase());
-                diagnostics_api = &r.api_version;
-            }
-        }
         let mut referenced: Vec<Wanted> = graph
             .resources
             .iter()
@@ -363,7 +357,7 @@ impl Session {
                     desired: &desired_keys,
                     orphan_in_scope: &orphan_in_scope,
                     diagnosed_types: &diagnosed,
-                    diagnostics_api,
+                    diagnostics_api: &diagnostics_api,
                     recent: &recent,
                     referenced: &referenced,
                     fresh: &fresh,
@@ -509,7 +503,8 @@ impl Session {
         let before = self.client.stats.snapshot();
         match refresh {
             Refresh::Graph => {
-                let indexed = self.indexed(project)?;
+                let indexed =
+                    self.indexed(project, std::future::ready(Some(early_lists(graph))))?;
                 self.completed(graph, None, indexed, before)
             }
             Refresh::Direct => {
@@ -532,6 +527,33 @@ impl Session {
             }
         }
     }
+}
+
+/// What `graph` tells to list while Resource Graph pages come in: its
+/// resources, and the types it declares diagnostic settings for (with the
+/// api-version it declares them with).
+fn early_lists(graph: &Graph) -> inventory::Early {
+    let mut early = inventory::Early {
+        desired: graph
+            .resources
+            .iter()
+            .map(|r| r.id.key().to_string())
+            .collect(),
+        diagnosed_types: Default::default(),
+        diagnostics_api: "2021-05-01-preview".into(),
+    };
+    for r in &graph.resources {
+        if r.resource_type
+            .eq_ignore_ascii_case(inventory::DIAGNOSTIC_SETTINGS_TYPE)
+            && let Some(target) = r.id.parent()
+        {
+            early
+                .diagnosed_types
+                .insert(target.resource_type().to_ascii_lowercase());
+            early.diagnostics_api = r.api_version.clone();
+        }
+    }
+    early
 }
 
 /// The Resource SKUs api-version.
@@ -623,8 +645,17 @@ impl Workspace {
             Refresh::Graph => {
                 let before = self.session.client.stats.snapshot();
                 let (graph, indexed) = std::thread::scope(|s| {
-                    let rendering = s.spawn(render);
-                    let indexed = self.session.indexed(project);
+                    // The graph's lists start while Resource Graph pages still
+                    // come in (see `inventory::indexed`).
+                    let (tell, told) = tokio::sync::oneshot::channel();
+                    let rendering = s.spawn(move || {
+                        let graph = render();
+                        let _ = tell.send(graph.as_ref().ok().map(early_lists));
+                        graph
+                    });
+                    let indexed = self
+                        .session
+                        .indexed(project, async { told.await.ok().flatten() });
                     let graph = rendering.join().expect("rendering does not panic");
                     Ok::<_, ReviewError>((graph?, indexed?))
                 })?;
@@ -656,54 +687,72 @@ impl Workspace {
                 });
             }
         }
-        let ledger = if review {
-            Some(
-                self.session
-                    .rt
-                    .block_on(self.session.state.ledger())
-                    .map_err(ReviewError::state("reading the ledger"))?,
-            )
-        } else {
-            None
-        };
-        let (inputs, elsewhere, findings, cost) = if let Some((findings, elsewhere)) = early {
+        // The ledger and the region's SKUs are read while the cost is worked out;
+        // the prior state's fingerprint while the plan is.
+        let price_table = cost::PriceTable::for_project(project)?;
+        let (reads, cost) = std::thread::scope(|s| {
+            let cost = s.spawn(|| match (&early, &price_table) {
+                (Some(_), Some(t)) => Some(cost::estimate(&graph, &prior, t)),
+                _ => None,
+            });
+            let reads = || -> Result<_, ReviewError> {
+                let ledger = match review {
+                    true => Some(
+                        self.session
+                            .rt
+                            .block_on(self.session.state.ledger())
+                            .map_err(ReviewError::state("reading the ledger"))?,
+                    ),
+                    false => None,
+                };
+                // Sizes as the cloud's Resource SKUs state them (capacity
+                // figures and quota needs); the shipped snapshot covers what the
+                // list lacks.
+                let before_skus = self.session.client.stats.snapshot();
+                let skus = self.session.region_skus(
+                    &project.platform.subscription_id,
+                    &project.platform.region.value,
+                )?;
+                let skus_reads = self
+                    .session
+                    .client
+                    .stats
+                    .snapshot()
+                    .since(&before_skus)
+                    .reads();
+                Ok((ledger, skus, skus_reads))
+            };
+            let reads = reads();
             (
-                inputs(project, templates, &prior),
-                elsewhere,
-                findings,
-                cost::PriceTable::for_project(project)?.map(|t| cost::estimate(&graph, &prior, &t)),
+                reads,
+                cost.join().expect("the cost estimate does not panic"),
             )
-        } else {
-            // Without review (status) deletes do not matter: skip rendering the rest.
-            Default::default()
-        };
-        // Sizes as the cloud's Resource SKUs state them (capacity figures and
-        // quota needs); the shipped snapshot covers what the list lacks.
-        let before_skus = self.session.client.stats.snapshot();
-        let skus = self.session.region_skus(
-            &project.platform.subscription_id,
-            &project.platform.region.value,
-        )?;
+        });
+        let (ledger, skus, skus_reads) = reads?;
         lifeboat_core::model::sizes::adopt(&skus);
-        let skus_reads = self
-            .session
-            .client
-            .stats
-            .snapshot()
-            .since(&before_skus)
-            .reads();
-        let mut plan = plan::plan(
-            graph,
-            &prior,
-            PlanOptions {
-                scope,
-                allow_data_loss,
-                inputs,
-                declared_elsewhere: &elsewhere,
-                ledger: ledger.as_ref(),
-                destroying: false,
-            },
-        )?;
+        let (findings, elsewhere) = early.unwrap_or_default();
+        let (plan, inputs) = std::thread::scope(|s| {
+            let inputs = s.spawn(|| match review {
+                true => inputs(project, templates, &prior),
+                // Without review (status) deletes do not matter: skip rendering the rest.
+                false => Inputs::default(),
+            });
+            let plan = plan::plan(
+                graph,
+                &prior,
+                PlanOptions {
+                    scope,
+                    allow_data_loss,
+                    inputs: Inputs::default(),
+                    declared_elsewhere: &elsewhere,
+                    ledger: ledger.as_ref(),
+                    destroying: false,
+                },
+            );
+            (plan, inputs.join().expect("the fingerprint does not panic"))
+        });
+        let mut plan = plan?;
+        plan.inputs = inputs;
         plan.attach_findings(findings);
         plan.cost = cost;
         let usages = self
