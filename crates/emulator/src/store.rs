@@ -172,12 +172,20 @@ impl Snapshot {
     /// The direct children of `parent`, sorted by id (what
     /// [`Store::children`] reads from disk).
     pub fn children(&self, parent: &ResourceId) -> Vec<StoredResource> {
+        self.children_shared(parent)
+            .into_iter()
+            .map(|r| r.as_ref().clone())
+            .collect()
+    }
+
+    /// [`Snapshot::children`], shared.
+    pub fn children_shared(&self, parent: &ResourceId) -> Vec<&std::sync::Arc<StoredResource>> {
         let prefix = format!("{}/", parent.key());
         self.by_key
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
             .filter(|(_, r)| Store::indexed_parent(&r.id).as_ref() == Some(parent))
-            .map(|(_, r)| r.as_ref().clone())
+            .map(|(_, r)| r)
             .collect()
     }
 }

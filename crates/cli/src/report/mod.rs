@@ -15,37 +15,65 @@ use serde_json::{Value, json};
 use lifeboat_core::plan::{Action, Change, Plan};
 
 /// `plan --format json`: exactly the documented shape.
-pub fn plan_json(plan: &Plan) -> Value {
-    let changes: Vec<Value> = plan
-        .changes
-        .iter()
-        .map(|c| {
-            json!({
-                "id": c.id,
-                "type": c.resource_type,
-                "tenant": c.tenant,
-                "layer": c.layer,
-                "action": c.action,
-                "diff": c.diff,
-            })
-        })
-        .collect();
-    json!({
-        "format_version": plan.format_version,
-        "summary": plan.summary,
-        "changes": changes,
-        "requests": plan.requests,
-        "kept": plan.kept,
-        "deferred": plan.deferred,
-        "capacity_reductions": plan.capacity_reductions,
-        "quota": plan.quota,
-        "disruptions": plan.disruptions,
-        "activated": plan.activated,
-        "shared_dependents": plan.shared_dependents,
-        "policy": lifeboat_core::policy::summarize(&plan.findings),
-        "findings": plan.findings,
-        "cost": plan.cost,
-    })
+/// Written field by field from the plan (a fleet's plan is 15,000 changes: no
+/// intermediate JSON tree of them).
+pub fn plan_json(plan: &Plan) -> impl serde::Serialize + '_ {
+    #[derive(serde::Serialize)]
+    struct ChangeRow<'a> {
+        id: &'a lifeboat_core::id::ResourceId,
+        #[serde(rename = "type")]
+        resource_type: &'a str,
+        tenant: &'a Option<String>,
+        layer: lifeboat_core::id::Layer,
+        action: Action,
+        diff: &'a [lifeboat_core::plan::DiffEntry],
+    }
+    #[derive(serde::Serialize)]
+    struct PlanJson<'a, C: serde::Serialize> {
+        format_version: &'a str,
+        summary: &'a lifeboat_core::plan::Summary,
+        changes: C,
+        requests: &'a lifeboat_core::observed::Requests,
+        kept: &'a [lifeboat_core::plan::Kept],
+        deferred: &'a [lifeboat_core::plan::Kept],
+        capacity_reductions: &'a [lifeboat_core::plan::capacity::CapacityReduction],
+        quota: &'a [lifeboat_core::plan::quota::QuotaNeed],
+        disruptions: &'a [lifeboat_core::plan::Kept],
+        activated: &'a [String],
+        shared_dependents: &'a BTreeMap<String, Vec<String>>,
+        policy: lifeboat_core::policy::Summary,
+        findings: &'a [lifeboat_core::policy::Finding],
+        cost: &'a Option<lifeboat_core::cost::CostEstimate>,
+    }
+    struct Rows<'a>(&'a [Change]);
+    impl serde::Serialize for Rows<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().map(|c| ChangeRow {
+                id: &c.id,
+                resource_type: &c.resource_type,
+                tenant: &c.tenant,
+                layer: c.layer,
+                action: c.action,
+                diff: &c.diff,
+            }))
+        }
+    }
+    PlanJson {
+        format_version: &plan.format_version,
+        summary: &plan.summary,
+        changes: Rows(&plan.changes),
+        requests: &plan.requests,
+        kept: &plan.kept,
+        deferred: &plan.deferred,
+        capacity_reductions: &plan.capacity_reductions,
+        quota: &plan.quota,
+        disruptions: &plan.disruptions,
+        activated: &plan.activated,
+        shared_dependents: &plan.shared_dependents,
+        policy: lifeboat_core::policy::summarize(&plan.findings),
+        findings: &plan.findings,
+        cost: &plan.cost,
+    }
 }
 
 /// The cost rows as aligned text (or Markdown table rows).

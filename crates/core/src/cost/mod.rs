@@ -171,7 +171,7 @@ impl PriceTable {
         deallocated: bool,
         unpriced: &mut Vec<String>,
     ) -> Cost {
-        let s = |p: &str| body.pointer(p).and_then(Value::as_str);
+        let s = |p: &str| crate::observed::at(body, p).and_then(Value::as_str);
         let mut c = Cost::default();
         match resource_type.to_ascii_lowercase().as_str() {
             "microsoft.compute/virtualmachines" => {
@@ -184,8 +184,7 @@ impl PriceTable {
                 // Windows images' OS disks are 128 GiB unless sized.
                 let os = "/properties/storageProfile/osDisk";
                 if let Some(sku) = s(&format!("{os}/managedDisk/storageAccountType")) {
-                    let gib = body
-                        .pointer(&format!("{os}/diskSizeGB"))
+                    let gib = crate::observed::at(body, &format!("{os}/diskSizeGB"))
                         .and_then(Value::as_u64)
                         .unwrap_or(128) as u32;
                     c += self.disk(sku, gib, unpriced);
@@ -194,8 +193,7 @@ impl PriceTable {
             "microsoft.compute/disks" => {
                 if let (Some(sku), Some(gib)) = (
                     s("/sku/name"),
-                    body.pointer("/properties/diskSizeGB")
-                        .and_then(Value::as_u64),
+                    crate::observed::at(body, "/properties/diskSizeGB").and_then(Value::as_u64),
                 ) {
                     c += self.disk(sku, gib as u32, unpriced);
                 }
@@ -240,11 +238,10 @@ pub fn estimate(graph: &Graph, prior: &PriorState, prices: &PriceTable) -> CostE
         // A VM the manifests no longer declare idles as it is now: a deallocated
         // front-end costs its disk, not its compute (removing one saves ~10 USD
         // a month, not ~160).
-        let observed_deallocated = o
-            .body
-            .pointer("/properties/extended/instanceView/powerState/code")
-            .and_then(serde_json::Value::as_str)
-            .is_some_and(|c| c.eq_ignore_ascii_case("PowerState/deallocated"));
+        let observed_deallocated =
+            crate::observed::at(&o.body, "/properties/extended/instanceView/powerState/code")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|c| c.eq_ignore_ascii_case("PowerState/deallocated"));
         let d = deallocated
             .get(o.id.key())
             .copied()
@@ -453,6 +450,7 @@ mod current_cost_tests {
                 "tags": {"lifeboat-managed": "true", "lifeboat-layer": "tenant", "lifeboat-tenant": "cwz"},
                 "properties": {"hardwareProfile": {"vmSize": "Standard_D4s_v5"},
                     "extended": {"instanceView": {"powerState": {"code": power}}}}}),
+            matched: None,
         }
         };
         let mut graph = Graph::default();

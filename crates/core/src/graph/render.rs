@@ -618,15 +618,22 @@ fn into_resource(
     line: u32,
 ) -> Result<Resource, String> {
     let id = resource_id(&raw, &p.subscription_id)?;
-    let mut body = raw.body;
+    // Sized for what is added (a map grown entry by entry keeps up to twice its
+    // room; a fleet's graph has tens of thousands of these).
+    let mut body = Map::with_capacity(raw.body.len() + 2);
+    body.extend(raw.body);
     if let Some(loc) = &raw.location {
         body.insert("location".into(), Value::String(loc.clone()));
     }
     if !is_untagged_type(&raw.resource_type) {
         let mut tags = match body.remove("tags") {
-            Some(Value::Object(m)) => m,
+            Some(Value::Object(m)) => {
+                let mut t = Map::with_capacity(m.len() + 5);
+                t.extend(m);
+                t
+            }
             Some(_) => return Err("`body.tags` must be a mapping".into()),
-            None => Map::new(),
+            None => Map::with_capacity(5),
         };
         tags.insert("lifeboat-managed".into(), "true".into());
         tags.insert("lifeboat-layer".into(), layer.as_str().into());

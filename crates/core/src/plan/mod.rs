@@ -9,6 +9,7 @@
 pub mod capacity;
 pub mod diff;
 pub mod quota;
+pub mod settle;
 pub mod window;
 
 use std::collections::{BTreeMap, HashSet};
@@ -352,7 +353,34 @@ fn desired_changes(
     activated: &HashSet<String>,
 ) -> Result<Desired, PlanError> {
     let ids: Vec<ResourceId> = graph.resources.iter().map(|r| r.id.clone()).collect();
-    let Graph { resources, deps } = graph;
+    let Graph {
+        mut resources,
+        mut deps,
+    } = graph;
+    // Each resource is compared on its own: a fleet's halves go to two threads
+    // (the order of the result is the graph's either way).
+    let half = resources.len() / 2;
+    let (later, later_deps) = (resources.split_off(half), deps.split_off(half));
+    let (first, second) = std::thread::scope(|s| {
+        let second = s.spawn(|| desired_part(later, later_deps, &ids, prior, opts, activated));
+        let first = desired_part(resources, deps, &ids, prior, opts, activated);
+        (first, second.join().expect("comparing does not panic"))
+    });
+    let (mut out, second) = (first?, second?);
+    out.changes.extend(second.changes);
+    out.deferred.extend(second.deferred);
+    out.capacity_reductions.extend(second.capacity_reductions);
+    Ok(out)
+}
+
+fn desired_part(
+    resources: Vec<crate::graph::Resource>,
+    deps: Vec<Vec<usize>>,
+    ids: &[ResourceId],
+    prior: &PriorState,
+    opts: &PlanOptions<'_>,
+    activated: &HashSet<String>,
+) -> Result<Desired, PlanError> {
     let mut out = Desired {
         changes: Vec::with_capacity(resources.len()),
         deferred: Vec::new(),
@@ -441,15 +469,19 @@ fn compare(
     protected: bool,
     rollout: Option<&ResourceId>,
 ) -> Result<(Action, Vec<DiffEntry>, Option<String>), PlanError> {
-    let mut entries = diff(
-        &r.body,
-        &o.body,
-        &DiffOptions {
-            ignore: &r.lifecycle.ignore,
-            replace_on: &r.lifecycle.replace_on,
-            prior,
-        },
-    );
+    // A settled resource matched this very body as it was read.
+    let mut entries = match o.matched {
+        Some(_) => Vec::new(),
+        None => diff(
+            &r.body,
+            &o.body,
+            &DiffOptions {
+                ignore: &r.lifecycle.ignore,
+                replace_on: &r.lifecycle.replace_on,
+                prior,
+            },
+        ),
+    };
     let triggers: Vec<&str> = entries
         .iter()
         .filter(|e| e.forces_replacement)
@@ -695,9 +727,7 @@ fn activated_tenants(prior: &PriorState) -> std::collections::HashSet<String> {
 
 /// The gallery image version a VM body is built from, if any.
 fn gallery_image(body: &Value) -> Option<ResourceId> {
-    let id = body
-        .pointer("/properties/storageProfile/imageReference/id")?
-        .as_str()?;
+    let id = crate::observed::at(body, "/properties/storageProfile/imageReference/id")?.as_str()?;
     let id = ResourceId::parse(id).ok()?;
     id.resource_type()
         .eq_ignore_ascii_case(IMAGE_VERSION)
@@ -752,8 +782,7 @@ fn hold_image(
 }
 
 fn failed(o: &crate::observed::ObservedResource) -> bool {
-    o.body
-        .pointer("/properties/provisioningState")
+    crate::observed::at(&o.body, "/properties/provisioningState")
         .and_then(Value::as_str)
         .is_some_and(|s| s.eq_ignore_ascii_case("failed"))
 }
@@ -821,11 +850,7 @@ mod tests {
     fn observed(r: &Resource) -> ObservedResource {
         let mut body = r.body.clone();
         body["properties"]["provisioningState"] = json!("Succeeded");
-        ObservedResource {
-            id: r.id.clone(),
-            resource_type: r.resource_type.clone(),
-            body,
-        }
+        ObservedResource::new(r.id.clone(), r.resource_type.clone(), body)
     }
 
     fn run(
@@ -872,6 +897,7 @@ mod tests {
             .unwrap(),
             resource_type: "Microsoft.Network/networkSecurityGroups".into(),
             body: json!({"tags": {"lifeboat-managed": "true", "lifeboat-layer": "tenant", "lifeboat-tenant": "cwz"}}),
+            matched: None,
         };
         let mut ledger = crate::observed::Ledger::default();
         ledger.recorded.insert(RG.to_ascii_lowercase());

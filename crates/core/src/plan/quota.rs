@@ -69,7 +69,7 @@ impl QuotaNeed {
 }
 
 fn vm_size(body: &Value) -> Option<&str> {
-    body.pointer("/properties/hardwareProfile/vmSize")?.as_str()
+    crate::observed::at(body, "/properties/hardwareProfile/vmSize")?.as_str()
 }
 
 fn region(body: &Value) -> String {

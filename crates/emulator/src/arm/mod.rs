@@ -177,6 +177,8 @@ pub struct Emulator {
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Resource Graph result sets being paged, by `$skipToken`.
     pages: Mutex<HashMap<String, (Instant, queries::Cursor)>>,
+    /// Resource Graph's index: each settled resource's row as served, by id.
+    rows: Mutex<HashMap<String, queries::IndexedRow>>,
     rng: Mutex<fastrand::Rng>,
     /// The fault seed (`LIFEBOAT_EMULATOR_SEED`, else random).
     seed: u64,
@@ -243,6 +245,7 @@ impl Emulator {
             buckets: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             pages: Mutex::new(HashMap::new()),
+            rows: Mutex::new(HashMap::new()),
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             seed,
             cores: Mutex::new(None),

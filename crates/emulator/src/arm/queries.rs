@@ -262,37 +262,118 @@ impl Emulator {
         let mut cursor = cursor;
         let total = cursor.rows.len();
         let end = (cursor.next + top).min(total);
-        let page: Vec<Value> = cursor.rows[cursor.next..end]
+        let page: Vec<Arc<str>> = cursor.rows[cursor.next..end]
             .iter()
-            .filter_map(|r| {
-                // What ARG has indexed: the resource as it was before a write
-                // younger than the lag.
-                let shown = match &r.indexing {
-                    Some(i) if cursor.now < i.at_ms => i.previous.clone(),
-                    _ => {
-                        let kids = if shape::inline_kinds(&r.resource_type).next().is_some() {
-                            cursor.snap.children(&r.id)
-                        } else {
-                            Vec::new()
-                        };
-                        self.view_with(r, cursor.now, &kids)
-                    }
-                };
-                shown.map(|v| cursor.q.projected(query::row(r, v)))
-            })
+            .filter_map(|r| self.indexed_row(r, &cursor))
             .collect();
         cursor.next = end;
-        // `data` is moved in: `json!` would serialize the page into a copy.
-        let count = page.len();
-        let mut out = json!({"totalRecords": total, "count": count, "facets": [],
-            "resultTruncated": "false"});
-        out["data"] = Value::Array(page);
+        // The page is written around the rows' JSON as indexed.
+        let mut out = Vec::with_capacity(page.iter().map(|r| r.len() + 1).sum::<usize>() + 256);
+        out.extend_from_slice(
+            format!(
+                "{{\"totalRecords\":{total},\"count\":{},\"data\":[",
+                page.len()
+            )
+            .as_bytes(),
+        );
+        for (i, row) in page.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(row.as_bytes());
+        }
+        out.extend_from_slice(b"],\"facets\":[],\"resultTruncated\":\"false\"");
         if end < total {
             let token = format!("{:032x}", fastrand::u128(..));
-            out["$skipToken"] = json!(token);
+            out.extend_from_slice(format!(",\"$skipToken\":\"{token}\"").as_bytes());
             pages.insert(token, (Instant::now(), cursor));
         }
-        Reply::json(200, &out)
+        out.push(b'}');
+        let mut reply = Reply::empty(200).header("content-type", "application/json; charset=utf-8");
+        reply.body = out;
+        reply
+    }
+
+    /// One resource's row, as Resource Graph has indexed it when the cursor was
+    /// opened; `None` when it has no row. A settled resource's row (no write
+    /// younger than the index lag, no operation, build or replication still
+    /// running) depends on nothing but the resource and its inline children, so
+    /// it is kept and served again until one of them changes, as Resource
+    /// Graph serves rows from its index rather than from the providers.
+    fn indexed_row(&self, r: &Arc<StoredResource>, cursor: &Cursor) -> Option<Arc<str>> {
+        let now = cursor.now;
+        // What ARG has indexed: the resource as it was before a write younger
+        // than the lag.
+        if let Some(i) = &r.indexing
+            && now < i.at_ms
+        {
+            let row = cursor.q.projected(query::row(r, i.previous.clone()?));
+            return Some(row.to_string().into());
+        }
+        let kids: Vec<&Arc<StoredResource>> =
+            if shape::inline_kinds(&r.resource_type).next().is_some() {
+                cursor.snap.children_shared(&r.id)
+            } else {
+                Vec::new()
+            };
+        let key = r.id.key();
+        if let Some(hit) = self.rows.lock().expect("rows").get(key)
+            && hit.serves(r, &kids, &cursor.q.project)
+        {
+            return hit.json.clone();
+        }
+        let owned: Vec<StoredResource> = kids.iter().map(|k| k.as_ref().clone()).collect();
+        let json: Option<Arc<str>> = self
+            .view_with(r, now, &owned)
+            .map(|v| cursor.q.projected(query::row(r, v)).to_string().into());
+        if std::iter::once(r)
+            .chain(kids.iter().copied())
+            .all(|x| settled(x, now))
+        {
+            self.rows.lock().expect("rows").insert(
+                key.to_string(),
+                IndexedRow {
+                    resource: r.clone(),
+                    kids: kids.into_iter().cloned().collect(),
+                    project: cursor.q.project.clone(),
+                    json: json.clone(),
+                },
+            );
+        }
+        json
+    }
+}
+
+/// Nothing about the resource changes with the clock any more: its operation,
+/// build, replication and indexing are over.
+fn settled(r: &StoredResource, now: u64) -> bool {
+    r.operation.as_ref().is_none_or(|o| now >= o.done_ms)
+        && r.visible_from_ms.is_none_or(|t| now >= t)
+        && r.replicated_ms.is_none_or(|t| now >= t)
+        && r.indexing.as_ref().is_none_or(|i| now >= i.at_ms)
+}
+
+/// A settled resource's row as served (`None`: no row), with what it was made
+/// from: the same stored resource and children (held, so compared by
+/// identity) and the same projection serve it again.
+pub(super) struct IndexedRow {
+    resource: Arc<StoredResource>,
+    kids: Vec<Arc<StoredResource>>,
+    project: Option<Vec<String>>,
+    json: Option<Arc<str>>,
+}
+
+impl IndexedRow {
+    fn serves(
+        &self,
+        r: &Arc<StoredResource>,
+        kids: &[&Arc<StoredResource>],
+        project: &Option<Vec<String>>,
+    ) -> bool {
+        Arc::ptr_eq(&self.resource, r)
+            && self.kids.len() == kids.len()
+            && self.kids.iter().zip(kids).all(|(a, b)| Arc::ptr_eq(a, b))
+            && &self.project == project
     }
 }
 

@@ -100,11 +100,7 @@ fn observed(id: ResourceId, mut body: Value) -> ObservedResource {
             o.remove(k);
         }
     }
-    ObservedResource {
-        resource_type: id.resource_type(),
-        id,
-        body,
-    }
+    ObservedResource::new(id.clone(), id.resource_type(), body)
 }
 
 fn id_of(row: &Value) -> Option<ResourceId> {
@@ -134,6 +130,9 @@ pub struct Early {
     /// Lower-cased types whose diagnostic settings the manifests declare.
     pub diagnosed_types: HashSet<String>,
     pub diagnostics_api: String,
+    /// When set, each desired resource is settled against its declaration as
+    /// it arrives (`lifeboat_core::plan::settle`).
+    pub settle: Option<lifeboat_core::plan::settle::Settler>,
 }
 
 /// A collection to list, and why.
@@ -169,6 +168,10 @@ impl Collector<'_> {
                     api_version: early.diagnostics_api.clone(),
                 });
                 self.indexed.diagnosed.insert(r.id.key().to_string());
+            }
+            if let Some(s) = &early.settle {
+                self.indexed.found.push(s.settle(r));
+                return;
             }
         }
         self.indexed.found.push(r);

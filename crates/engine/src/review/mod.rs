@@ -301,6 +301,7 @@ impl Session {
             desired: desired_keys,
             diagnosed_types: diagnosed,
             diagnostics_api,
+            ..
         } = early_lists(graph);
         let desired: std::collections::HashMap<&str, &lifeboat_core::graph::Resource> =
             graph.resources.iter().map(|r| (r.id.key(), r)).collect();
@@ -335,16 +336,17 @@ impl Session {
         let fresh = |row: &lifeboat_core::observed::ObservedResource, prior: &PriorState| {
             !by_dap.contains(row.id.key())
                 && desired.get(row.id.key()).is_some_and(|r| {
-                    lifeboat_core::plan::diff::diff(
-                        &r.body,
-                        &row.body,
-                        &lifeboat_core::plan::diff::DiffOptions {
-                            ignore: &r.lifecycle.ignore,
-                            replace_on: &r.lifecycle.replace_on,
-                            prior,
-                        },
-                    )
-                    .is_empty()
+                    row.matched.is_some()
+                        || lifeboat_core::plan::diff::diff(
+                            &r.body,
+                            &row.body,
+                            &lifeboat_core::plan::diff::DiffOptions {
+                                ignore: &r.lifecycle.ignore,
+                                replace_on: &r.lifecycle.replace_on,
+                                prior,
+                            },
+                        )
+                        .is_empty()
                 })
         };
         let found = self
@@ -541,6 +543,7 @@ fn early_lists(graph: &Graph) -> inventory::Early {
             .collect(),
         diagnosed_types: Default::default(),
         diagnostics_api: "2021-05-01-preview".into(),
+        settle: None,
     };
     for r in &graph.resources {
         if r.resource_type
@@ -648,9 +651,15 @@ impl Workspace {
                     // The graph's lists start while Resource Graph pages still
                     // come in (see `inventory::indexed`).
                     let (tell, told) = tokio::sync::oneshot::channel();
+                    // Desired resources are settled as their rows arrive
+                    // (`lifeboat_core::plan::settle`): the graph is shared with
+                    // the reads until they end.
                     let rendering = s.spawn(move || {
-                        let graph = render();
-                        let _ = tell.send(graph.as_ref().ok().map(early_lists));
+                        let graph = render().map(std::sync::Arc::new);
+                        let _ = tell.send(graph.as_ref().ok().map(|g| inventory::Early {
+                            settle: Some(lifeboat_core::plan::settle::Settler::new(g.clone())),
+                            ..early_lists(g)
+                        }));
                         graph
                     });
                     let indexed = self
@@ -659,6 +668,8 @@ impl Workspace {
                     let graph = rendering.join().expect("rendering does not panic");
                     Ok::<_, ReviewError>((graph?, indexed?))
                 })?;
+                // The reads have let go of it by now (a copy otherwise).
+                let graph = std::sync::Arc::try_unwrap(graph).unwrap_or_else(|g| (*g).clone());
                 let (prior, early) = std::thread::scope(|s| {
                     let early = s.spawn(|| from_graph(&graph));
                     let prior = self.session.completed(&graph, Some(scope), indexed, before);
