@@ -16,7 +16,8 @@
 //! - [`graph`]: renders the Tera templates into resources with ARM ids and edges.
 //! - [`policy`]: CIS Azure and no-single-point-of-failure findings, with waivers.
 //! - [`cost`]: idle-per-month and activated-per-hour cost from the price table.
-//! - [`plan`]: desired graph vs. prior state -> a serializable plan.
+//! - [`plan`]: desired graph vs. prior state -> a serializable plan (`settle`
+//!   compares an observed resource the moment it is read).
 //! - [`export`]: the graph as Terraform JSON (azapi).
 
 pub mod api;
