@@ -136,3 +136,97 @@ fn managed_query_is_understood_by_the_emulator() {
     let q = lifeboat_engine::cloud::inventory::managed_query("lb");
     lifeboat_emulator::query::Query::parse(&q).expect("the emulator understands it");
 }
+
+/// The emulator keeps settled Resource Graph rows and serves them again (as
+/// Resource Graph serves its index): a write to the resource, or to a child its
+/// row carries inline (a subnet in its VNet's row), must show in the next query
+/// once indexed, never the kept row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_resource_graph_rows_follow_writes_to_the_resource_and_its_children() {
+    let (c, dir) = local("graph-index", 0.001).await;
+    let subs = [SUB.trim_start_matches("/subscriptions/").to_string()];
+    let rg = ResourceId::parse(&format!("{SUB}/resourceGroups/lb-x-rg")).unwrap();
+    c.put(&rg, "2021-04-01", &json!({"location": "westeurope"}))
+        .await
+        .unwrap();
+    let vnet = ResourceId::parse(&format!(
+        "{}/providers/Microsoft.Network/virtualNetworks/lb-x-vnet",
+        rg.as_str()
+    ))
+    .unwrap();
+    let subnet = ResourceId::parse(&format!("{}/subnets/frontend", vnet.as_str())).unwrap();
+    let vnet_body = |tag: &str| {
+        json!({"location": "westeurope", "tags": {"lifeboat-managed": "true", "v": tag},
+            "properties": {"addressSpace": {"addressPrefixes": ["10.1.0.0/16"]}}})
+    };
+    let put_subnet = |prefix: &'static str| {
+        let (c, subnet) = (&c, &subnet);
+        async move {
+            c.put(
+                subnet,
+                "2024-05-01",
+                &json!({"properties": {"addressPrefix": prefix}}),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    c.put(&vnet, "2024-05-01", &vnet_body("1")).await.unwrap();
+    put_subnet("10.1.0.0/24").await;
+    // The row as served, once the writes are done and indexed (10 Azure-s).
+    let row = || async {
+        let mut last = json!(null);
+        for _ in 0..200 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let rows = c
+                .query(
+                    &subs,
+                    &lifeboat_engine::cloud::inventory::managed_query("lb"),
+                )
+                .await
+                .unwrap();
+            last = rows
+                .into_iter()
+                .find(|r| r["type"] == "microsoft.network/virtualnetworks")
+                .unwrap_or(json!(null));
+            let settled = last["properties"]["provisioningState"] == "Succeeded"
+                && last["properties"]["subnets"][0]["properties"]["provisioningState"]
+                    == "Succeeded";
+            if settled {
+                break;
+            }
+        }
+        last
+    };
+    let prefix = |r: &serde_json::Value| {
+        r["properties"]["subnets"][0]["properties"]["addressPrefix"].clone()
+    };
+    let first = row().await;
+    assert_eq!(prefix(&first), "10.1.0.0/24");
+    assert_eq!(row().await, first, "served again unchanged");
+    // A write to the child its row carries inline.
+    put_subnet("10.1.1.0/24").await;
+    let mut seen = row().await;
+    for _ in 0..100 {
+        if prefix(&seen) == "10.1.1.0/24" {
+            break;
+        }
+        seen = row().await;
+    }
+    assert_eq!(
+        prefix(&seen),
+        "10.1.1.0/24",
+        "the subnet's write shows in its VNet's row"
+    );
+    // A write to the resource itself.
+    c.put(&vnet, "2024-05-01", &vnet_body("2")).await.unwrap();
+    let mut seen = row().await;
+    for _ in 0..100 {
+        if seen["tags"]["v"] == "2" {
+            break;
+        }
+        seen = row().await;
+    }
+    assert_eq!(seen["tags"]["v"], "2");
+    let _ = std::fs::remove_dir_all(dir);
+}
