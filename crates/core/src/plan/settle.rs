@@ -128,8 +128,10 @@ fn refs(v: &Value, out: &mut HashMap<String, Vec<String>>) -> bool {
 
 /// `observed`, settled against `desired` when it already matches it (see the
 /// module docs); unchanged otherwise. `referenced`: the paths other resources'
-/// `$ref`s read from it.
-pub fn settle(
+/// `$ref`s read from it. (What [`Settler::settle`] does for one resource, with
+/// the `$ref` check it makes once per graph; the tests' entry.)
+#[cfg(test)]
+fn settle(
     desired: &Resource,
     observed: ObservedResource,
     referenced: &[String],
@@ -140,7 +142,7 @@ pub fn settle(
     settle_checked(desired, observed, referenced)
 }
 
-/// [`settle`] of a desired resource known to name no `$ref`.
+/// Settle `observed` against `desired`, known to name no `$ref`.
 fn settle_checked(
     desired: &Resource,
     mut observed: ObservedResource,
