@@ -66,16 +66,24 @@ impl Table {
     /// The table ARG indexes a type in, by its ARM type; `None`: not indexed
     /// (or only inside its parent's row).
     pub fn of(resource_type: &str) -> Option<Table> {
-        let t = resource_type.to_ascii_lowercase();
-        match t.as_str() {
-            "microsoft.resources/resourcegroups" => Some(Table::ResourceContainers),
-            "microsoft.authorization/roleassignments" => Some(Table::AuthorizationResources),
-            "microsoft.compute/galleries/images"
-            | "microsoft.compute/galleries/images/versions"
-            | "microsoft.compute/virtualmachines/extensions" => Some(Table::Resources),
-            "microsoft.insights/diagnosticsettings" => None,
-            _ if t.matches('/').count() == 1 => Some(Table::Resources),
-            _ => None,
+        // Without lower-casing a copy: a query's first page asks this of every
+        // stored resource.
+        let is = |t: &str| resource_type.eq_ignore_ascii_case(t);
+        if is("microsoft.resources/resourcegroups") {
+            Some(Table::ResourceContainers)
+        } else if is("microsoft.authorization/roleassignments") {
+            Some(Table::AuthorizationResources)
+        } else if is("microsoft.compute/galleries/images")
+            || is("microsoft.compute/galleries/images/versions")
+            || is("microsoft.compute/virtualmachines/extensions")
+        {
+            Some(Table::Resources)
+        } else if is("microsoft.insights/diagnosticsettings") {
+            None
+        } else if resource_type.matches('/').count() == 1 {
+            Some(Table::Resources)
+        } else {
+            None
         }
     }
 

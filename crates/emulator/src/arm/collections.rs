@@ -163,24 +163,29 @@ impl Emulator {
                 if let Err(r) = rules::check_api_version(probe, api) {
                     return r;
                 }
-                if let Some(rg) = parent.resource_group()
-                    && let Some(missing) = self.group_missing(parent, rg)
-                {
-                    return missing;
-                }
                 // From the shared snapshot: a list costs its own items, not a
-                // directory read per child.
+                // directory read per child, nor a view of its parent and group
+                // (only whether they exist: a fleet's plan makes thousands).
                 let snap = match self.store.scan() {
                     Ok(s) => s,
                     Err(e) => return Reply::error(500, "InternalServerError", &e.to_string()),
                 };
-                let kids = snap.children(parent);
-                match snap.get(parent) {
-                    Some(p) if self.view_with(p, now, &kids).is_some() => {}
-                    _ => return Self::not_found(parent),
+                if let Some(rg) = parent.resource_group()
+                    && let Ok(group) = ResourceId::parse(&format!(
+                        "/subscriptions/{}/resourceGroups/{rg}",
+                        parent.subscription()
+                    ))
+                    && !snap.get(&group).is_some_and(|g| shown(g, now))
+                {
+                    return Self::not_found(&group);
                 }
-                kids.into_iter()
+                if !snap.get(parent).is_some_and(|p| shown(p, now)) {
+                    return Self::not_found(parent);
+                }
+                snap.children_shared(parent)
+                    .into_iter()
                     .filter(|r| r.resource_type.eq_ignore_ascii_case(rtype))
+                    .map(|r| r.as_ref().clone())
                     .collect()
             }
         };

@@ -167,6 +167,12 @@ fn gone(r: &StoredResource, now: u64) -> bool {
         || !r.body.is_object()
 }
 
+/// Whether a GET finds `r` now: what [`Emulator::view_with`] answers `Some`
+/// for, without building the view.
+fn shown(r: &StoredResource, now: u64) -> bool {
+    !gone(r, now) && r.body.get("properties").is_none_or(Value::is_object)
+}
+
 pub struct Emulator {
     store: Store,
     /// Microsoft Graph's directory (the roster's groups and guests).
@@ -919,6 +925,72 @@ mod tests {
             Value::Null,
         ));
         assert_eq!(body(&got)["properties"]["provisioningState"], "Succeeded");
+    }
+
+    /// A child collection is answered from the shared snapshot (its group and
+    /// parent checked there, not loaded and viewed): the same answers as a GET of
+    /// the group and the parent would give.
+    #[test]
+    fn a_child_collection_needs_its_group_and_parent_as_a_get_does() {
+        let emu = emulator(0.001, Faults::default());
+        let list = |group: &str| {
+            emu.handle(&request(
+                "GET",
+                &format!(
+                    "{SUB}/resourceGroups/{group}/providers/Microsoft.Network/virtualNetworks/v/subnets?api-version=2024-05-01"
+                ),
+                Value::Null,
+            ))
+        };
+        let r = list("nope");
+        assert_eq!(r.status, 404);
+        assert_eq!(body(&r)["error"]["code"], "ResourceGroupNotFound");
+        assert!(
+            body(&r)["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("resourceGroups/nope")
+        );
+        rg(&emu, "lb-net");
+        let r = list("lb-net");
+        assert_eq!(r.status, 404);
+        assert_eq!(body(&r)["error"]["code"], "ResourceNotFound");
+        let vnet =
+            format!("{SUB}/resourceGroups/lb-net/providers/Microsoft.Network/virtualNetworks/v");
+        let put = |path: &str, body: Value| {
+            let r = emu.handle(&request(
+                "PUT",
+                &format!("{path}?api-version=2024-05-01"),
+                body,
+            ));
+            assert!(matches!(r.status, 200 | 201), "{r:?}");
+            std::thread::sleep(Duration::from_millis(60));
+        };
+        put(
+            &vnet,
+            json!({"location": "westeurope",
+                   "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}}}),
+        );
+        put(
+            &format!("{vnet}/subnets/a"),
+            json!({"properties": {"addressPrefix": "10.0.1.0/24"}}),
+        );
+        let r = list("lb-net");
+        assert_eq!(r.status, 200, "{r:?}");
+        let items = body(&r)["value"].as_array().unwrap().clone();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0]["name"], "a");
+        assert_eq!(items[0]["properties"]["provisioningState"], "Succeeded");
+        let del = emu.handle(&request(
+            "DELETE",
+            &format!("{vnet}?api-version=2024-05-01"),
+            Value::Null,
+        ));
+        assert!(matches!(del.status, 200 | 202 | 204), "{del:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        let r = list("lb-net");
+        assert_eq!(r.status, 404, "a deleted parent has no children to list");
+        assert_eq!(body(&r)["error"]["code"], "ResourceNotFound");
     }
 
     #[test]

@@ -237,10 +237,11 @@ impl Emulator {
                 let fields = q.fields();
                 let rows: Vec<Arc<StoredResource>> = snap
                     .shared()
-                    .filter(|r| {
-                        subs.is_empty() || subs.contains(&r.id.subscription().to_ascii_lowercase())
-                    })
                     .filter(|r| Table::of(&r.resource_type).is_some_and(|t| q.tables.contains(&t)))
+                    .filter(|r| {
+                        let sub = r.id.subscription();
+                        subs.is_empty() || subs.iter().any(|s| s.eq_ignore_ascii_case(sub))
+                    })
                     .filter(|r| {
                         let shown = match &r.indexing {
                             Some(i) if now < i.at_ms => i.previous.as_ref(),
