@@ -31,12 +31,13 @@ fn graph() -> Graph {
     .unwrap()
 }
 
-fn of_type<'a>(g: &'a Graph, t: &str) -> Vec<&'a Value> {
-    let v: Vec<&Value> = g
+/// The bodies of type `t`, as the `Value`s a schema validator reads.
+fn of_type(g: &Graph, t: &str) -> Vec<Value> {
+    let v: Vec<Value> = g
         .resources
         .iter()
         .filter(|r| r.resource_type == t)
-        .map(|r| &r.body)
+        .map(|r| r.body.to_value())
         .collect();
     assert!(!v.is_empty(), "no {t} rendered");
     v
@@ -188,7 +189,7 @@ fn compute_storage_and_key_vault_bodies_have_the_shape_of_the_official_examples(
     );
     let vm_req = &vm_example["parameters"]["parameters"];
     for vm in of_type(&g, "Microsoft.Compute/virtualMachines") {
-        same_shape(vm, vm_req, "vm");
+        same_shape(&vm, vm_req, "vm");
         assert!(vm["properties"]["hardwareProfile"]["vmSize"].is_string());
         assert_eq!(
             vm["properties"]["storageProfile"]["osDisk"]["createOption"],
@@ -207,7 +208,7 @@ fn compute_storage_and_key_vault_bodies_have_the_shape_of_the_official_examples(
 
     let disk = load("examples/Microsoft.Compute/DiskRP-2024-03-02/Disk_Create_Empty.json");
     for d in of_type(&g, "Microsoft.Compute/disks") {
-        same_shape(d, &disk["parameters"]["disk"], "disk");
+        same_shape(&d, &disk["parameters"]["disk"], "disk");
         assert_eq!(d["properties"]["creationData"]["createOption"], "Empty");
     }
     assert!(
@@ -218,12 +219,12 @@ fn compute_storage_and_key_vault_bodies_have_the_shape_of_the_official_examples(
 
     let gallery = load("examples/Microsoft.Compute/GalleryRP-2023-07-03/Gallery_Create.json");
     for d in of_type(&g, "Microsoft.Compute/galleries") {
-        same_shape(d, &gallery["parameters"]["gallery"], "gallery");
+        same_shape(&d, &gallery["parameters"]["gallery"], "gallery");
     }
 
     let sa = load("examples/Microsoft.Storage/2023-05-01/StorageAccountCreate.json");
     for d in of_type(&g, "Microsoft.Storage/storageAccounts") {
-        same_shape(d, &sa["parameters"]["parameters"], "storage account");
+        same_shape(&d, &sa["parameters"]["parameters"], "storage account");
         assert_eq!(d["properties"]["minimumTlsVersion"], "TLS1_2");
         assert_eq!(d["properties"]["allowBlobPublicAccess"], false);
     }
@@ -248,7 +249,7 @@ fn compute_storage_and_key_vault_bodies_have_the_shape_of_the_official_examples(
 
     let rg = load("examples/Microsoft.Resources/2021-04-01/CreateResourceGroup.json");
     for d in of_type(&g, "Microsoft.Resources/resourceGroups") {
-        same_shape(d, &rg["parameters"]["parameters"], "resource group");
+        same_shape(&d, &rg["parameters"]["parameters"], "resource group");
     }
 }
 
@@ -267,7 +268,7 @@ fn every_taggable_resource_carries_the_lifeboat_tags() {
         assert_eq!(tags["lifeboat-managed"], "true", "{}", r.id);
         assert_eq!(tags["lifeboat-layer"], r.layer.as_str());
         assert_eq!(
-            tags.get("lifeboat-tenant").and_then(Value::as_str),
+            tags.get("lifeboat-tenant").and_then(|t| t.as_str()),
             r.tenant.as_deref()
         );
         assert!(tags["cost-center"].is_string());

@@ -9,6 +9,8 @@
 //! - [`clock`]: the one clock (`LIFEBOAT_NOW`). [`api`]: the api-version table.
 //! - [`quota`]: ARM's request quotas as token buckets (client and emulator).
 //! - [`location`]: where state lives (`local` or `azblob://`), as a value.
+//! - [`body`]: rendered ARM bodies held compactly, and the [`body::Json`] reader
+//!   shared by desired and observed bodies.
 //! - [`observed`]: the cloud's resources as read (prior state), and ownership.
 //! - [`model`]: the typed, validated project; derived Azure names, address plan.
 //! - [`manifest`]: reads `platform.yaml` and `tenants/*.yaml` into the model,
@@ -21,6 +23,7 @@
 //! - [`export`]: the graph as Terraform JSON (azapi).
 
 pub mod api;
+pub mod body;
 pub mod clock;
 pub mod cost;
 pub mod diag;

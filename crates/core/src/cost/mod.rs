@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::body::Json;
+
 use crate::graph::{Graph, PowerState};
 use crate::model::sizes;
 use crate::observed::PriorState;
@@ -164,14 +166,14 @@ impl PriceTable {
 
     /// The cost of one resource body. `deallocated` VMs cost nothing for compute
     /// while idle, but their disks still do.
-    pub fn resource(
+    pub fn resource<J: Json>(
         &self,
         resource_type: &str,
-        body: &Value,
+        body: &J,
         deallocated: bool,
         unpriced: &mut Vec<String>,
     ) -> Cost {
-        let s = |p: &str| crate::observed::at(body, p).and_then(Value::as_str);
+        let s = |p: &str| crate::observed::at(body, p).and_then(J::as_str);
         let mut c = Cost::default();
         match resource_type.to_ascii_lowercase().as_str() {
             "microsoft.compute/virtualmachines" => {
@@ -185,7 +187,7 @@ impl PriceTable {
                 let os = "/properties/storageProfile/osDisk";
                 if let Some(sku) = s(&format!("{os}/managedDisk/storageAccountType")) {
                     let gib = crate::observed::at(body, &format!("{os}/diskSizeGB"))
-                        .and_then(Value::as_u64)
+                        .and_then(J::as_u64)
                         .unwrap_or(128) as u32;
                     c += self.disk(sku, gib, unpriced);
                 }
@@ -193,7 +195,7 @@ impl PriceTable {
             "microsoft.compute/disks" => {
                 if let (Some(sku), Some(gib)) = (
                     s("/sku/name"),
-                    crate::observed::at(body, "/properties/diskSizeGB").and_then(Value::as_u64),
+                    crate::observed::at(body, "/properties/diskSizeGB").and_then(J::as_u64),
                 ) {
                     c += self.disk(sku, gib as u32, unpriced);
                 }
@@ -216,23 +218,31 @@ pub fn estimate(graph: &Graph, prior: &PriorState, prices: &PriceTable) -> CostE
     for r in &graph.resources {
         let d = r.lifecycle.power_state == Some(PowerState::Deallocated);
         deallocated.insert(r.id.key(), d);
-        let e = rows.entry(r.tenant.clone()).or_insert_with(|| TenantCost {
-            tenant: r.tenant.clone(),
-            declared: Cost::default(),
-            current: Cost::default(),
-            delta_idle_monthly: 0.0,
-            delta_active_hourly: 0.0,
-            unpriced: Vec::new(),
-        });
+        // Looked up before inserting: a fleet's graph would clone its tenant's
+        // name for each of its ~15,000 resources.
+        if !rows.contains_key(&r.tenant) {
+            rows.insert(
+                r.tenant.clone(),
+                TenantCost {
+                    tenant: r.tenant.clone(),
+                    declared: Cost::default(),
+                    current: Cost::default(),
+                    delta_idle_monthly: 0.0,
+                    delta_active_hourly: 0.0,
+                    unpriced: Vec::new(),
+                },
+            );
+        }
+        let e = rows.get_mut(&r.tenant).expect("just inserted");
         let c = prices.resource(&r.resource_type, &r.body, d, &mut e.unpriced);
         e.declared += c;
     }
-    let layers: Vec<Option<String>> = rows.keys().cloned().collect();
     for o in &prior.resources {
         let Some(owner) = prior.ownership(o) else {
             continue;
         };
-        if !layers.contains(&owner.tenant) {
+        // Only the layers the graph covers.
+        if !rows.contains_key(&owner.tenant) {
             continue;
         }
         // A VM the manifests no longer declare idles as it is now: a deallocated
@@ -460,7 +470,7 @@ mod current_cost_tests {
             api_version: "2021-04-01".into(),
             layer: crate::id::Layer::Tenant,
             tenant: Some("cwz".into()),
-            body: serde_json::json!({"location": "westeurope"}),
+            body: serde_json::json!({"location": "westeurope"}).into(),
             depends_on: vec![],
             lifecycle: Default::default(),
             template: String::new(),

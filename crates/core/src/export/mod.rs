@@ -33,7 +33,7 @@ pub fn terraform(graph: &Graph, subscription_id: &str) -> Vec<(String, Value)> {
             secrets: &mut secrets,
             exports: &mut exports,
         };
-        let mut body = r.body.clone();
+        let mut body = r.body.to_value();
         let obj = body.as_object_mut().expect("bodies are objects");
         let location = obj.remove("location");
         let tags = obj.remove("tags");

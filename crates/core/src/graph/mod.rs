@@ -13,8 +13,8 @@ pub mod templates;
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+pub use crate::body::Body;
 pub use crate::id::{Layer, ResourceId};
 pub use render::{RenderError, is_untagged_type};
 pub use templates::TemplateSet;
@@ -61,7 +61,7 @@ pub struct Resource {
     pub layer: Layer,
     pub tenant: Option<String>,
     /// The PUT body: template body plus `location` and the lifeboat tags.
-    pub body: Value,
+    pub body: Body,
     pub depends_on: Vec<ResourceId>,
     pub lifecycle: Lifecycle,
     /// `tenant/sql.yaml.tera` and the line of the resource in the rendered output.
@@ -216,7 +216,7 @@ pub fn confine(project: &Project, resources: &[Resource]) -> Result<(), GraphErr
                     .unwrap_or_default()
             )));
         }
-        if let Some(loc) = r.body.get("location").and_then(Value::as_str)
+        if let Some(loc) = r.body.get("location").and_then(Body::as_str)
             && !regions.contains(&loc.to_ascii_lowercase())
             // Azure deploys action groups only to `global` (their data stays in
             // the resource group's region).
@@ -338,13 +338,13 @@ fn nearest_node(index: &HashMap<&str, usize>, key: &str) -> Option<usize> {
 }
 
 /// Every string in a body that looks like an ARM id.
-fn collect_refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+fn collect_refs<'a>(v: &'a Body, out: &mut Vec<&'a str>) {
     match v {
-        Value::String(s) if s.len() > 15 && s[..15].eq_ignore_ascii_case("/subscriptions/") => {
+        Body::String(s) if s.len() > 15 && s[..15].eq_ignore_ascii_case("/subscriptions/") => {
             out.push(s)
         }
-        Value::Array(items) => items.iter().for_each(|i| collect_refs(i, out)),
-        Value::Object(m) => m.values().for_each(|i| collect_refs(i, out)),
+        Body::Array(items) => items.iter().for_each(|i| collect_refs(i, out)),
+        Body::Object(m) => m.iter().for_each(|(_, i)| collect_refs(i, out)),
         _ => {}
     }
 }
@@ -429,6 +429,8 @@ impl Graph {
 mod tests {
     use super::*;
 
+    use serde_json::Value;
+
     fn res(id: &str, deps: &[&str], body: Value) -> Resource {
         Resource {
             id: ResourceId::parse(id).unwrap(),
@@ -436,7 +438,7 @@ mod tests {
             api_version: "2024-01-01".into(),
             layer: Layer::Tenant,
             tenant: Some("t".into()),
-            body,
+            body: body.into(),
             depends_on: deps.iter().map(|d| ResourceId::parse(d).unwrap()).collect(),
             lifecycle: Lifecycle::default(),
             template: "tenant/test.yaml.tera".into(),

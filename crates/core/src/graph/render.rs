@@ -666,7 +666,7 @@ fn into_resource(
         api_version: raw.api_version,
         layer,
         tenant: tenant.map(|t| t.id.value.clone()),
-        body,
+        body: body.into(),
         depends_on,
         lifecycle: raw.lifecycle,
         template: template.to_string(),

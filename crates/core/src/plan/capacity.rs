@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::body::{Body, Json};
 use crate::id::ResourceId;
 use crate::model::sizes;
 
@@ -42,12 +43,12 @@ impl CapacityReduction {
     }
 }
 
-fn str_at<'a>(v: &'a Value, ptr: &str) -> Option<&'a str> {
-    v.pointer(ptr)?.as_str()
+fn str_at<'a, J: Json>(v: &'a J, ptr: &str) -> Option<&'a str> {
+    v.at(ptr)?.as_str()
 }
 
 /// Figures of a VM or managed-disk body: (description, [(what, value)]).
-fn figures(body: &Value) -> Option<(String, Vec<(&'static str, u32)>)> {
+fn figures<J: Json>(body: &J) -> Option<(String, Vec<(&'static str, u32)>)> {
     if let Some(size) = str_at(body, "/properties/hardwareProfile/vmSize") {
         let s = sizes::lookup(size)?;
         return Some((
@@ -56,7 +57,7 @@ fn figures(body: &Value) -> Option<(String, Vec<(&'static str, u32)>)> {
         ));
     }
     let sku = str_at(body, "/sku/name")?;
-    let gib = body.pointer("/properties/diskSizeGB")?.as_u64()? as u32;
+    let gib = body.at("/properties/diskSizeGB")?.as_u64()? as u32;
     let p = sizes::disk_perf(sku, gib)?;
     Some((
         format!("{sku} {gib} GiB ({})", p.tier),
@@ -69,7 +70,7 @@ pub fn reduction(
     id: &ResourceId,
     tenant: Option<&str>,
     observed: &Value,
-    desired: &Value,
+    desired: &Body,
 ) -> Option<CapacityReduction> {
     let (before_name, before) = figures(observed)?;
     let (after_name, after) = figures(desired)?;
@@ -110,7 +111,7 @@ mod tests {
             &id(),
             Some("cwz"),
             &vm("Standard_E8ds_v5"),
-            &vm("Standard_D8ds_v5"),
+            &vm("Standard_D8ds_v5").into(),
         )
         .unwrap();
         assert_eq!(
@@ -130,7 +131,7 @@ mod tests {
                 &id(),
                 None,
                 &vm("Standard_E4ds_v5"),
-                &vm("Standard_E8ds_v5")
+                &vm("Standard_E8ds_v5").into()
             )
             .is_none()
         );
@@ -144,7 +145,7 @@ mod tests {
             &id(),
             None,
             &disk("Premium_LRS", 1024),
-            &disk("StandardSSD_LRS", 1024),
+            &disk("StandardSSD_LRS", 1024).into(),
         )
         .unwrap();
         assert_eq!(r.lower.len(), 2, "{r:?}");
@@ -161,7 +162,7 @@ mod tests {
                 &id(),
                 None,
                 &disk("Premium_LRS", 1024),
-                &disk("Premium_LRS", 2048)
+                &disk("Premium_LRS", 2048).into()
             )
             .is_none()
         );

@@ -4,8 +4,9 @@
 //! an element present only in the cloud is a difference (the template owns the list).
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use crate::body::Body;
 use crate::observed::PriorState;
 
 /// One changed property.
@@ -25,14 +26,6 @@ pub struct DiffOptions<'a> {
     pub replace_on: &'a [String],
     /// Used to resolve `$ref` values against the referenced resource's state.
     pub prior: &'a PriorState,
-}
-
-fn child(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
 }
 
 /// `a.b` covers `a.b`, `a.b.c` and `a.b[x]`.
@@ -102,60 +95,79 @@ pub fn keep_ignored(desired: &mut Value, actual: &Value, ignore: &[String]) {
     }
 }
 
-pub fn diff(desired: &Value, actual: &Value, opts: &DiffOptions<'_>) -> Vec<DiffEntry> {
+pub fn diff(desired: &Body, actual: &Value, opts: &DiffOptions<'_>) -> Vec<DiffEntry> {
     let mut out = Vec::new();
-    walk(desired, Some(actual), "", opts, &mut out);
+    walk(desired, Some(actual), &mut String::new(), opts, &mut out);
     for e in &mut out {
         e.forces_replacement = covered(&e.path, opts.replace_on) || e.path == "location";
     }
     out
 }
 
-fn push(out: &mut Vec<DiffEntry>, path: &str, before: Option<&Value>, after: Option<&Value>) {
+fn push(out: &mut Vec<DiffEntry>, path: &str, before: Option<&Value>, after: Option<&Body>) {
     out.push(DiffEntry {
         path: path.to_string(),
         before: before.cloned(),
-        after: after.cloned(),
+        after: after.map(Body::to_value),
         forces_replacement: false,
     });
 }
 
+/// `m[key]`. A settle compares every property of a fleet's bodies, so small
+/// objects (most of them) are scanned rather than hashed.
+fn field<'v>(m: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
+    if m.len() <= 16 {
+        m.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    } else {
+        m.get(key)
+    }
+}
+
+/// Walk `desired` against `actual`. `path` is the dotted path of `desired`; it
+/// is one buffer, extended and truncated on the way down, because this runs for
+/// every declared property of every settled resource.
 fn walk(
-    desired: &Value,
+    desired: &Body,
     actual: Option<&Value>,
-    path: &str,
+    path: &mut String,
     opts: &DiffOptions<'_>,
     out: &mut Vec<DiffEntry>,
 ) {
     if !path.is_empty() && covered(path, opts.ignore) {
         return;
     }
+    let len = path.len();
     match desired {
-        Value::Null => {}
-        Value::Object(d) if d.contains_key("$secret") => {}
-        Value::Object(d) if d.contains_key("$ref") => {
+        Body::Null => {}
+        Body::Object(_) if desired.get("$secret").is_some() => {}
+        Body::Object(_) if desired.get("$ref").is_some() => {
             // Compare against the referenced value when it is known; unknown until
             // apply otherwise, and then not drift.
-            if let Some(resolved) = resolve_ref(&d["$ref"], opts.prior)
+            if let Some(resolved) = resolve_ref(&desired["$ref"], opts.prior).map(Body::from)
                 && !scalar_eq(&resolved, actual.unwrap_or(&Value::Null))
             {
                 push(out, path, actual, Some(&resolved));
             }
         }
-        Value::Object(d) => {
+        Body::Object(d) => {
             let a = actual.and_then(Value::as_object);
-            for (k, dv) in d {
+            for (k, dv) in d.iter() {
                 let av = a.and_then(|a| {
-                    a.get(k).or_else(|| {
+                    field(a, k).or_else(|| {
                         a.iter()
                             .find(|(ak, _)| ak.eq_ignore_ascii_case(k))
                             .map(|(_, v)| v)
                     })
                 });
-                walk(dv, av, &child(path, k), opts, out);
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                walk(dv, av, path, opts, out);
+                path.truncate(len);
             }
         }
-        Value::Array(d) => {
+        Body::Array(d) => {
             let Some(a) = actual.and_then(Value::as_array) else {
                 if !(d.is_empty() && actual.is_none_or(Value::is_null)) {
                     push(out, path, actual, Some(desired));
@@ -164,20 +176,25 @@ fn walk(
             };
             let named = !d.is_empty()
                 && d.iter()
-                    .all(|e| e.get("name").and_then(Value::as_str).is_some());
+                    .all(|e| e.get("name").and_then(Body::as_str).is_some());
+            let element = |path: &mut String, name: &dyn std::fmt::Display| {
+                use std::fmt::Write;
+                let _ = write!(path, "[{name}]");
+            };
             if named {
-                for de in d {
+                for de in d.iter() {
                     let name = de["name"].as_str().unwrap_or_default();
                     let ae = a.iter().find(|x| {
                         x.get("name")
                             .and_then(Value::as_str)
                             .is_some_and(|n| n.eq_ignore_ascii_case(name))
                     });
-                    let p = format!("{path}[{name}]");
+                    element(path, &name);
                     match ae {
-                        Some(ae) => walk(de, Some(ae), &p, opts, out),
-                        None => push(out, &p, None, Some(de)),
+                        Some(ae) => walk(de, Some(ae), path, opts, out),
+                        None => push(out, path, None, Some(de)),
                     }
+                    path.truncate(len);
                 }
                 for ae in a {
                     let name = ae.get("name").and_then(Value::as_str).unwrap_or_default();
@@ -187,14 +204,18 @@ fn walk(
                             .is_some_and(|n| n.eq_ignore_ascii_case(name))
                     });
                     if !declared {
-                        push(out, &format!("{path}[{name}]"), Some(ae), None);
+                        element(path, &name);
+                        push(out, path, Some(ae), None);
+                        path.truncate(len);
                     }
                 }
             } else if d.len() != a.len() {
                 push(out, path, actual, Some(desired));
             } else {
                 for (i, (de, ae)) in d.iter().zip(a).enumerate() {
-                    walk(de, Some(ae), &format!("{path}[{i}]"), opts, out);
+                    element(path, &i);
+                    walk(de, Some(ae), path, opts, out);
+                    path.truncate(len);
                 }
             }
         }
@@ -209,18 +230,18 @@ fn walk(
 
 /// Scalars compare by value; ARM ids compare case-insensitively (ARM may change
 /// their casing in responses); numbers compare numerically.
-fn scalar_eq(d: &Value, a: &Value) -> bool {
+fn scalar_eq(d: &Body, a: &Value) -> bool {
     match (d, a) {
-        (Value::String(x), Value::String(y)) if x.starts_with("/subscriptions/") => {
+        (Body::String(x), Value::String(y)) if x.starts_with("/subscriptions/") => {
             x.eq_ignore_ascii_case(y)
         }
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Body::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => d == a,
     }
 }
 
 /// The value a `$ref` points at, if the referenced resource is in the prior state.
-pub fn resolve_ref(r: &Value, prior: &PriorState) -> Option<Value> {
+pub fn resolve_ref(r: &Body, prior: &PriorState) -> Option<Value> {
     let id = crate::id::ResourceId::parse(r.get("id")?.as_str()?).ok()?;
     let path = r.get("path")?.as_str()?;
     let mut cur = &prior.get(&id)?.body;
@@ -238,7 +259,7 @@ mod tests {
     fn d(desired: Value, actual: Value) -> Vec<DiffEntry> {
         let prior = PriorState::default();
         diff(
-            &desired,
+            &desired.into(),
             &actual,
             &DiffOptions {
                 ignore: &["properties.ignored".to_string()],

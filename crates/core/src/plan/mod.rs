@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::body::{Body, Json};
 use crate::graph::{Graph, Layer, Lifecycle, ResourceId, Scope};
 use crate::observed::{PriorState, Requests};
 pub use diff::DiffEntry;
@@ -92,7 +93,7 @@ pub struct Change {
     pub diff: Vec<DiffEntry>,
     pub api_version: String,
     /// Desired PUT body (absent for deletes). Secrets are `$secret` references.
-    pub body: Option<Value>,
+    pub body: Option<Body>,
     /// Ids this change waits for (from the graph; for deletes, the reverse order is
     /// derived by apply from these and the ids' parents).
     pub depends_on: Vec<ResourceId>,
@@ -402,8 +403,10 @@ fn desired_part(
                     continue;
                 }
                 Hold::Pin(current, reason) => {
-                    r.body["properties"]["storageProfile"]["imageReference"]["id"] =
-                        Value::String(current);
+                    r.body.edit(|b| {
+                        b["properties"]["storageProfile"]["imageReference"]["id"] =
+                            Value::String(current)
+                    });
                     out.deferred.push(Kept {
                         id: r.id.clone(),
                         tenant: r.tenant.clone(),
@@ -424,14 +427,16 @@ fn desired_part(
         if action == Action::Update
             && let Some(o) = observed
         {
-            diff::keep_ignored(&mut r.body, &o.body, &r.lifecycle.ignore);
+            r.body
+                .edit(|b| diff::keep_ignored(b, &o.body, &r.lifecycle.ignore));
         }
         // A PUT replaces all tags: keep the activation mark `activate` set, so an
         // update during an emergency does not make the tenant look idle.
         if let Some(mark) = observed.and_then(|o| o.tag(ACTIVATION_TAG))
-            && let Some(tags) = r.body.get_mut("tags").and_then(Value::as_object_mut)
+            && r.body.get("tags").is_some_and(Body::is_object)
         {
-            tags.insert(ACTIVATION_TAG.into(), Value::from(mark));
+            r.body
+                .edit(|b| b["tags"][ACTIVATION_TAG] = Value::from(mark));
         }
         if r.lifecycle.guard_capacity
             && matches!(action, Action::Update | Action::Replace)
@@ -726,7 +731,7 @@ fn activated_tenants(prior: &PriorState) -> std::collections::HashSet<String> {
 }
 
 /// The gallery image version a VM body is built from, if any.
-fn gallery_image(body: &Value) -> Option<ResourceId> {
+fn gallery_image<J: Json>(body: &J) -> Option<ResourceId> {
     let id = crate::observed::at(body, "/properties/storageProfile/imageReference/id")?.as_str()?;
     let id = ResourceId::parse(id).ok()?;
     id.resource_type()
@@ -832,7 +837,7 @@ mod tests {
             api_version: "2024-03-02".into(),
             layer: Layer::Tenant,
             tenant: Some("cwz".into()),
-            body: json!({"zones": [zone], "properties": {"diskSizeGB": size}, "tags": {"lifeboat-managed": "true", "lifeboat-layer": "tenant", "lifeboat-tenant": "cwz", "lifeboat-protected": "true"}}),
+            body: json!({"zones": [zone], "properties": {"diskSizeGB": size}, "tags": {"lifeboat-managed": "true", "lifeboat-layer": "tenant", "lifeboat-tenant": "cwz", "lifeboat-protected": "true"}}).into(),
             depends_on: vec![],
             lifecycle: Lifecycle {
                 prevent_destroy: true,
@@ -848,7 +853,7 @@ mod tests {
     }
 
     fn observed(r: &Resource) -> ObservedResource {
-        let mut body = r.body.clone();
+        let mut body = r.body.to_value();
         body["properties"]["provisioningState"] = json!("Succeeded");
         ObservedResource::new(r.id.clone(), r.resource_type.clone(), body)
     }
@@ -1007,10 +1012,12 @@ mod tests {
     fn deletes_respect_scope() {
         let mut r = disk(64, "1");
         r.lifecycle.prevent_destroy = false;
-        r.body["tags"]
-            .as_object_mut()
-            .unwrap()
-            .remove("lifeboat-protected");
+        r.body.edit(|b| {
+            b["tags"]
+                .as_object_mut()
+                .unwrap()
+                .remove("lifeboat-protected")
+        });
         let only_mst = Scope {
             shared: false,
             tenants: Some(vec!["mst".into()]),

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::{Action, Change};
+use crate::body::Json;
 use crate::model::sizes;
 use crate::observed::PriorState;
 
@@ -68,13 +68,13 @@ impl QuotaNeed {
     }
 }
 
-fn vm_size(body: &Value) -> Option<&str> {
+fn vm_size<J: Json>(body: &J) -> Option<&str> {
     crate::observed::at(body, "/properties/hardwareProfile/vmSize")?.as_str()
 }
 
-fn region(body: &Value) -> String {
-    body.get("location")
-        .and_then(Value::as_str)
+fn region<J: Json>(body: &J) -> String {
+    Json::get(body, "location")
+        .and_then(J::as_str)
         .unwrap_or("")
         .replace(' ', "")
         .to_ascii_lowercase()

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::diff::{DiffOptions, diff};
+use crate::body::Body;
 use crate::graph::{Graph, Resource};
 use crate::observed::{ObservedResource, PriorState, body_digest};
 
@@ -94,15 +95,15 @@ impl Settler {
 }
 
 /// Add the `$ref`s in `v` to `out` (see [`Settler`]); whether there were any.
-fn refs(v: &Value, out: &mut HashMap<String, Vec<String>>) -> bool {
+fn refs(v: &Body, out: &mut HashMap<String, Vec<String>>) -> bool {
     match v {
-        Value::Object(m) => {
+        Body::Object(m) => {
             let mut found = false;
-            if let Some(r) = m.get("$ref") {
+            if let Some(r) = v.get("$ref") {
                 found = true;
                 if let (Some(id), Some(path)) = (
-                    r.get("id").and_then(Value::as_str),
-                    r.get("path").and_then(Value::as_str),
+                    r.get("id").and_then(Body::as_str),
+                    r.get("path").and_then(Body::as_str),
                 ) {
                     out.entry(id.to_ascii_lowercase())
                         .or_default()
@@ -110,14 +111,14 @@ fn refs(v: &Value, out: &mut HashMap<String, Vec<String>>) -> bool {
                 }
             }
             // Every value is walked (no short cut): all references are collected.
-            for x in m.values() {
+            for (_, x) in m.iter() {
                 found |= refs(x, out);
             }
             found
         }
-        Value::Array(a) => {
+        Body::Array(a) => {
             let mut found = false;
-            for x in a {
+            for x in a.iter() {
                 found |= refs(x, out);
             }
             found
@@ -243,7 +244,7 @@ mod tests {
             api_version: "2024-07-01".into(),
             layer: crate::id::Layer::Tenant,
             tenant: Some("t".into()),
-            body,
+            body: body.into(),
             depends_on: Vec::new(),
             lifecycle: Default::default(),
             template: "t".into(),

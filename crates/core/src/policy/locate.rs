@@ -119,18 +119,19 @@ fn score(d: &Doc, body_keys: &HashSet<&str>) -> f64 {
 }
 
 /// Object keys and string values of a body.
-fn collect_keys<'v>(v: &'v serde_json::Value, out: &mut HashSet<&'v str>) {
+fn collect_keys<'v>(v: &'v crate::body::Body, out: &mut HashSet<&'v str>) {
+    use crate::body::Body;
     match v {
-        serde_json::Value::String(s) => {
+        Body::String(s) => {
             out.insert(s);
         }
-        serde_json::Value::Object(m) => {
-            for (k, v) in m {
+        Body::Object(m) => {
+            for (k, v) in m.iter() {
                 out.insert(k);
                 collect_keys(v, out);
             }
         }
-        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_keys(v, out)),
+        Body::Array(a) => a.iter().for_each(|v| collect_keys(v, out)),
         _ => {}
     }
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde_json::Value;
+use crate::body::Body;
 
 use super::locate::Locator;
 use super::{Finding, Rule, Severity};
@@ -287,19 +287,17 @@ const DIAGNOSABLE: &[&str] = &[
 
 const DIAGNOSTIC_SETTINGS: &str = "microsoft.insights/diagnosticsettings";
 
-fn ptr<'a>(b: &'a Value, p: &str) -> Option<&'a Value> {
+fn ptr<'a>(b: &'a Body, p: &str) -> Option<&'a Body> {
     b.pointer(p)
 }
-fn s<'a>(b: &'a Value, p: &str) -> Option<&'a str> {
+fn s<'a>(b: &'a Body, p: &str) -> Option<&'a str> {
     ptr(b, p)?.as_str()
 }
-fn is_true(b: &Value, p: &str) -> bool {
-    ptr(b, p).and_then(Value::as_bool) == Some(true)
+fn is_true(b: &Body, p: &str) -> bool {
+    ptr(b, p).and_then(Body::as_bool) == Some(true)
 }
-fn arr<'a>(b: &'a Value, p: &str) -> &'a [Value] {
-    ptr(b, p)
-        .and_then(Value::as_array)
-        .map_or(&[], |v| v.as_slice())
+fn arr<'a>(b: &'a Body, p: &str) -> &'a [Body] {
+    ptr(b, p).and_then(Body::as_array).unwrap_or_default()
 }
 fn key(id: &str) -> String {
     id.to_ascii_lowercase()
@@ -480,7 +478,7 @@ fn storage_account(r: &Resource, out: &mut Out) {
             &["requireInfrastructureEncryption", "encryption"],
         );
     }
-    if ptr(b, "/properties/allowBlobPublicAccess").and_then(Value::as_bool) != Some(false) {
+    if ptr(b, "/properties/allowBlobPublicAccess").and_then(Body::as_bool) != Some(false) {
         out.hit(
             "CIS-3.7",
             r,
@@ -551,7 +549,7 @@ fn container(r: &Resource, out: &mut Out) {
 fn key_vault(r: &Resource, out: &mut Out) {
     let b = &r.body;
     let soft_delete_off =
-        ptr(b, "/properties/enableSoftDelete").and_then(Value::as_bool) == Some(false);
+        ptr(b, "/properties/enableSoftDelete").and_then(Body::as_bool) == Some(false);
     if soft_delete_off || !is_true(b, "/properties/enablePurgeProtection") {
         out.hit(
             "CIS-8.5",
@@ -606,14 +604,14 @@ fn vault_key(r: &Resource, out: &mut Out) {
 /// Whether a rule's sources reach it from the internet: a tag for it, or
 /// prefixes that together cover a large part of public IPv4 space (two /1s are
 /// the whole internet as surely as 0.0.0.0/0 is).
-fn from_internet(rule: &Value) -> bool {
+fn from_internet(rule: &Body) -> bool {
     let mut sources: Vec<&str> = s(rule, "/properties/sourceAddressPrefix")
         .into_iter()
         .collect();
     sources.extend(
         arr(rule, "/properties/sourceAddressPrefixes")
             .iter()
-            .filter_map(Value::as_str),
+            .filter_map(Body::as_str),
     );
     if sources.iter().any(|p| {
         matches!(
@@ -711,14 +709,14 @@ fn role_assignment(r: &Resource, out: &mut Out) {
 }
 
 /// Whether the rule's destination ports include `port` (`None`: every port).
-fn covers(rule: &Value, port: Option<u16>) -> bool {
+fn covers(rule: &Body, port: Option<u16>) -> bool {
     let mut ranges: Vec<&str> = s(rule, "/properties/destinationPortRange")
         .into_iter()
         .collect();
     ranges.extend(
         arr(rule, "/properties/destinationPortRanges")
             .iter()
-            .filter_map(Value::as_str),
+            .filter_map(Body::as_str),
     );
     ranges.iter().any(|r| {
         let r = r.trim();
@@ -735,7 +733,7 @@ fn covers(rule: &Value, port: Option<u16>) -> bool {
 
 /// One inbound rule of an NSG (inline, or its own resource `r`); `nsg` is the
 /// NSG's key (the gateway's may take HTTPS from the internet).
-fn nsg_rule(r: &Resource, nsg: &str, name: &str, rule: &Value, ctx: &Ctx, out: &mut Out) {
+fn nsg_rule(r: &Resource, nsg: &str, name: &str, rule: &Body, ctx: &Ctx, out: &mut Out) {
     let inbound_allow = s(rule, "/properties/direction")
         .is_some_and(|d| d.eq_ignore_ascii_case("inbound"))
         && s(rule, "/properties/access").is_some_and(|a| a.eq_ignore_ascii_case("allow"));
@@ -871,7 +869,7 @@ fn disk_encryption_type(r: &Resource, ctx: &Ctx, out: &mut Out) {
     }
 }
 
-fn disk_has_cmk(disk: &Value) -> bool {
+fn disk_has_cmk(disk: &Body) -> bool {
     s(disk, "/properties/encryption/type").is_some_and(|t| t.contains("CustomerKey"))
         && s(disk, "/properties/encryption/diskEncryptionSetId").is_some()
 }
@@ -885,7 +883,7 @@ fn vm(r: &Resource, ctx: &Ctx, out: &mut Out) {
     if unmanaged {
         out.hit("CIS-7.2", r, "a disk is an unmanaged VHD".into(), &["vhd"]);
     }
-    let data_disk = |d: &Value| -> Option<&Resource> {
+    let data_disk = |d: &Body| -> Option<&Resource> {
         s(d, "/managedDisk/id").and_then(|id| ctx.by_key.get(&key(id)).copied())
     };
     let at_host = is_true(b, "/properties/securityProfile/encryptionAtHost");
@@ -1060,7 +1058,7 @@ fn shared_tiers(project: &Project, graph: &Graph, out: &mut Out) {
         let vms = members.get(role).map_or(&[][..], |v| v.as_slice());
         let zones: HashSet<&str> = vms
             .iter()
-            .flat_map(|v| arr(&v.body, "/zones").iter().filter_map(Value::as_str))
+            .flat_map(|v| arr(&v.body, "/zones").iter().filter_map(Body::as_str))
             .collect();
         if vms.len() < 2 || zones.len() < 2 {
             let location = out.locator.manifest(count);
@@ -1141,7 +1139,7 @@ mod tests {
 
     #[test]
     fn internet_sources_and_port_ranges() {
-        let r = json!({"properties": {"sourceAddressPrefix": "Internet", "destinationPortRanges": ["1000-4000", "22"]}});
+        let r: Body = json!({"properties": {"sourceAddressPrefix": "Internet", "destinationPortRanges": ["1000-4000", "22"]}}).into();
         assert!(from_internet(&r));
         assert!(
             covers(&r, Some(3389))
@@ -1149,9 +1147,9 @@ mod tests {
                 && !covers(&r, Some(443))
                 && !covers(&r, None)
         );
-        let r = json!({"properties": {"sourceAddressPrefixes": ["10.0.0.0/8", "0.0.0.0/0"], "destinationPortRange": "*"}});
+        let r: Body = json!({"properties": {"sourceAddressPrefixes": ["10.0.0.0/8", "0.0.0.0/0"], "destinationPortRange": "*"}}).into();
         assert!(from_internet(&r) && covers(&r, None) && covers(&r, Some(1)));
-        let r = json!({"properties": {"sourceAddressPrefix": "10.0.0.0/24", "destinationPortRange": "3389"}});
+        let r: Body = json!({"properties": {"sourceAddressPrefix": "10.0.0.0/24", "destinationPortRange": "3389"}}).into();
         assert!(!from_internet(&r));
     }
 
@@ -1159,7 +1157,8 @@ mod tests {
     /// not; one hospital's public /28 is not "the internet".
     #[test]
     fn internet_is_judged_by_public_address_coverage() {
-        let with = |p: &[&str]| from_internet(&json!({"properties": {"sourceAddressPrefixes": p}}));
+        let with =
+            |p: &[&str]| from_internet(&json!({"properties": {"sourceAddressPrefixes": p}}).into());
         assert!(with(&["0.0.0.0/1", "128.0.0.0/1"]));
         assert!(with(&["1.0.0.0/8", "2.0.0.0/8"]));
         assert!(with(&["::/0"]));

@@ -426,7 +426,8 @@ impl Run<'_> {
             self.client.wait_settled(&c.id, &c.api_version).await?;
         }
         let empty = Value::Null;
-        let body = c.body.as_ref().unwrap_or(&empty);
+        let planned = c.body.as_ref().map_or(Value::Null, |b| b.to_value());
+        let body = &planned;
         let fresh;
         let body = if c.action == Action::Update && !c.lifecycle.ignore.is_empty() {
             // Values `lifecycle.ignore` keeps are the cloud's at the moment of the

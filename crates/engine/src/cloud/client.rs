@@ -191,7 +191,7 @@ pub struct Response {
 
 impl Response {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+        lifeboat_core::observed::parse(&self.body).unwrap_or(Value::Null)
     }
 }
 
@@ -848,10 +848,10 @@ impl GraphPage {
     pub fn rows(&self) -> Result<Vec<Value>, ArmError> {
         #[derive(serde::Deserialize)]
         struct Data {
-            data: Vec<Value>,
+            data: Vec<lifeboat_core::observed::Exact>,
         }
         serde_json::from_slice::<Data>(&self.0)
-            .map(|d| d.data)
+            .map(|d| d.data.into_iter().map(|e| e.0).collect())
             .map_err(|e| Self::malformed(&e.to_string()))
     }
 }

@@ -149,8 +149,18 @@ struct Collector<'e> {
 }
 
 impl Collector<'_> {
-    /// Add one observed resource; queue what it needs listed.
+    /// Add one listed resource; queue what it needs listed.
     fn add(&mut self, r: ObservedResource) {
+        self.note(&r);
+        let settle = self.early.and_then(|e| e.settle.as_ref());
+        self.indexed.found.push(match settle {
+            Some(s) => s.settle(r),
+            None => r,
+        });
+    }
+
+    /// Queue what `r` needs listed.
+    fn note(&mut self, r: &ObservedResource) {
         if let Some(early) = self.early {
             let t = r.resource_type.to_ascii_lowercase();
             if early.desired.contains(r.id.key()) {
@@ -169,31 +179,40 @@ impl Collector<'_> {
                 });
                 self.indexed.diagnosed.insert(r.id.key().to_string());
             }
-            if let Some(s) = &early.settle {
-                self.indexed.found.push(s.settle(r));
-                return;
-            }
         }
-        self.indexed.found.push(r);
     }
+}
 
-    /// A Resource Graph row and the children its parent row carries inline.
-    fn row(&mut self, row: Value) {
-        let Some(id) = id_of(&row) else { return };
+/// A page's rows as observed resources, with the children a parent row carries
+/// inline taken out of it, each settled as it is taken in. Pure CPU work (most
+/// of a fleet's reading): [`indexed`] runs it off the collecting task, so pages
+/// are taken in on every core while lists are in flight.
+fn take_in(
+    page: &crate::cloud::client::GraphPage,
+    settle: Option<&lifeboat_core::plan::settle::Settler>,
+) -> Result<Vec<ObservedResource>, ArmError> {
+    // Each row is settled as soon as it is parsed: its full body is dropped
+    // before the next one is taken.
+    let take = |r: ObservedResource| match settle {
+        Some(s) => s.settle(r),
+        None => r,
+    };
+    let rows = page.rows()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(id) = id_of(&row) else { continue };
         for kind in api::inline_children(&id.resource_type()) {
-            let kids: Vec<ObservedResource> = row
-                .pointer(&format!("/properties/{}", kind.key))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|child| Some(observed(id_of(child)?, child.clone())))
-                .collect();
-            for k in kids {
-                self.add(k);
-            }
+            out.extend(
+                row.pointer(&format!("/properties/{}", kind.key))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|child| Some(take(observed(id_of(child)?, child.clone())))),
+            );
         }
-        self.add(observed(id, row));
+        out.push(take(observed(id, row)));
     }
+    Ok(out)
 }
 
 /// Run the two Resource Graph queries (concurrently), taking in each page while
@@ -221,13 +240,17 @@ pub async fn indexed(
         main.and(roles)
     };
     let collect = async {
-        let early = early.await;
+        let early = early.await.map(std::sync::Arc::new);
         let mut c = Collector {
-            early: early.as_ref(),
+            early: early.as_deref(),
             indexed: Indexed::default(),
             queue: Default::default(),
         };
         let mut running = futures::stream::FuturesUnordered::new();
+        // Pages being taken in, kept in the order they came; as many at once
+        // as this machine has cores (each holds a page's rows in full).
+        let mut taking = futures::stream::FuturesOrdered::new();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut open = true;
         loop {
             while running.len() < 32
@@ -236,13 +259,21 @@ pub async fn indexed(
                 running.push(async move { client.list(&l.path, &l.api_version).await });
             }
             tokio::select! {
-                page = rx.recv(), if open => match page {
+                page = rx.recv(), if open && taking.len() < cores => match page {
                     Some(page) => {
-                        for row in crate::cloud::client::GraphPage::rows(&page)? {
-                            c.row(row);
-                        }
+                        let early = early.clone();
+                        taking.push_back(tokio::task::spawn_blocking(move || {
+                            take_in(&page, early.as_ref().and_then(|e| e.settle.as_ref()))
+                        }));
                     }
                     None => open = false,
+                },
+                Some(taken) = taking.next(), if !taking.is_empty() => {
+                    let taken = taken.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                    for r in taken? {
+                        c.note(&r);
+                        c.indexed.found.push(r);
+                    }
                 },
                 Some(items) = running.next(), if !running.is_empty() => {
                     for item in items? {

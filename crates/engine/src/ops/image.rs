@@ -183,7 +183,9 @@ async fn build_one(
         // place, so apply replaces them).
         for r in &t.resources {
             if client.get(&r.id, &r.api_version).await?.is_none() {
-                client.put(&r.id, &r.api_version, &r.body).await?;
+                client
+                    .put(&r.id, &r.api_version, &r.body.to_value())
+                    .await?;
             }
         }
         let api = t
