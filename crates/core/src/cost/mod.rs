@@ -214,7 +214,7 @@ impl PriceTable {
 /// Declared and current cost per layer of `graph` (shared first, then tenants).
 pub fn estimate(graph: &Graph, prior: &PriorState, prices: &PriceTable) -> CostEstimate {
     let mut rows: BTreeMap<Option<String>, TenantCost> = BTreeMap::new();
-    let mut deallocated: std::collections::HashMap<&str, bool> = Default::default();
+    let mut deallocated: hashbrown::HashMap<&str, bool> = Default::default();
     for r in &graph.resources {
         let d = r.lifecycle.power_state == Some(PowerState::Deallocated);
         deallocated.insert(r.id.key(), d);

@@ -4,9 +4,10 @@
 //! an element present only in the cloud is a difference (the template owns the list).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::body::Body;
+use crate::body::field;
 use crate::observed::PriorState;
 
 /// One changed property.
@@ -111,16 +112,6 @@ fn push(out: &mut Vec<DiffEntry>, path: &str, before: Option<&Value>, after: Opt
         after: after.map(Body::to_value),
         forces_replacement: false,
     });
-}
-
-/// `m[key]`. A settle compares every property of a fleet's bodies, so small
-/// objects (most of them) are scanned rather than hashed.
-fn field<'v>(m: &'v Map<String, Value>, key: &str) -> Option<&'v Value> {
-    if m.len() <= 16 {
-        m.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
-    } else {
-        m.get(key)
-    }
 }
 
 /// Walk `desired` against `actual`. `path` is the dotted path of `desired`; it

@@ -48,8 +48,9 @@ pub const KEPT: &[&str] = &[
 #[derive(Debug)]
 pub struct Settler {
     graph: Arc<Graph>,
-    /// Lower-cased id -> index in `graph.resources`.
-    index: HashMap<String, usize>,
+    /// Lower-cased id -> index in `graph.resources` (asked of every row read:
+    /// a fast hash, not SipHash).
+    index: hashbrown::HashMap<String, usize>,
     /// Whether each resource's body names a `$ref`.
     names_a_ref: Vec<bool>,
     /// The paths other resources' `$ref`s read (JSON pointers), by the

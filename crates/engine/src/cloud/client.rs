@@ -780,8 +780,11 @@ impl ArmClient {
         query: &str,
     ) -> Result<Vec<Value>, ArmError> {
         let mut pages = Vec::new();
-        self.query_pages(subscriptions, query, |p| pages.push(p))
-            .await?;
+        self.query_pages(subscriptions, query, |p| {
+            pages.push(p);
+            std::future::ready(())
+        })
+        .await?;
         let mut rows = Vec::new();
         for p in pages {
             rows.extend(p.rows()?);
@@ -790,14 +793,15 @@ impl ArmClient {
     }
 
     /// Run a Resource Graph query and hand each page to `each` unparsed: the
-    /// next page is asked for as soon as this one's `$skipToken` is read, so a
-    /// caller that parses pages elsewhere overlaps that with the service
-    /// building the next one.
-    pub async fn query_pages(
+    /// next page is asked for as soon as this one's `$skipToken` is read and
+    /// `each` has taken it, so a caller that parses pages elsewhere overlaps
+    /// that with the service building the next one (and, by taking its time,
+    /// bounds how many wait).
+    pub async fn query_pages<F: std::future::Future<Output = ()>>(
         &self,
         subscriptions: &[String],
         query: &str,
-        mut each: impl FnMut(GraphPage),
+        mut each: impl FnMut(GraphPage) -> F,
     ) -> Result<(), ArmError> {
         let url = format!(
             "{}/providers/Microsoft.ResourceGraph/resources?api-version={RESOURCE_GRAPH_API}",
@@ -823,7 +827,7 @@ impl ArmClient {
             skip = serde_json::from_slice::<Head>(&r.body)
                 .map_err(|e| GraphPage::malformed(&e.to_string()))?
                 .skip;
-            each(GraphPage(r.body));
+            each(GraphPage(r.body)).await;
             if skip.is_none() {
                 return Ok(());
             }

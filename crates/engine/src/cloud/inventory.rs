@@ -118,6 +118,9 @@ pub struct Indexed {
     pub listed: HashSet<String>,
     /// Resources (lower-cased ids) whose diagnostic settings were listed.
     pub diagnosed: HashSet<String>,
+    /// What the graph said to list (its settler let go, and with it the
+    /// graph), for [`complete`] to list the rest by.
+    pub early: Option<Early>,
 }
 
 /// What the rendered graph says to list as soon as a row arrives: the
@@ -133,6 +136,13 @@ pub struct Early {
     /// When set, each desired resource is settled against its declaration as
     /// it arrives (`lifeboat_core::plan::settle`).
     pub settle: Option<lifeboat_core::plan::settle::Settler>,
+}
+
+/// Whether `resource_type` is one of the (lower-cased, few) types whose
+/// diagnostic settings the manifests declare; asked of every row, so without
+/// lower-casing a copy.
+fn diagnosed(types: &HashSet<String>, resource_type: &str) -> bool {
+    types.iter().any(|t| t.eq_ignore_ascii_case(resource_type))
 }
 
 /// A collection to list, and why.
@@ -162,9 +172,12 @@ impl Collector<'_> {
     /// Queue what `r` needs listed.
     fn note(&mut self, r: &ObservedResource) {
         if let Some(early) = self.early {
-            let t = r.resource_type.to_ascii_lowercase();
+            let t = &r.resource_type;
             if early.desired.contains(r.id.key()) {
-                for u in UNINDEXED.iter().filter(|u| u.parent == t) {
+                for u in UNINDEXED
+                    .iter()
+                    .filter(|u| u.parent.eq_ignore_ascii_case(t))
+                {
                     self.queue.push_back(Listing {
                         path: format!("{}{}", r.id.as_str(), u.collection),
                         api_version: u.api_version.to_string(),
@@ -172,7 +185,7 @@ impl Collector<'_> {
                     self.indexed.listed.insert(r.id.key().to_string());
                 }
             }
-            if early.diagnosed_types.contains(&t) {
+            if diagnosed(&early.diagnosed_types, t) {
                 self.queue.push_back(Listing {
                     path: format!("{}{DIAGNOSTIC_SETTINGS}", r.id.as_str()),
                     api_version: early.diagnostics_api.clone(),
@@ -228,10 +241,15 @@ pub async fn indexed(
 ) -> Result<Indexed, ArmError> {
     let subs = [subscription.to_string()];
     let (main_q, roles_q) = (managed_query(prefix), role_assignment_query(prefix));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // A few pages wait (the service keeps building the next while the graph
+    // renders); more would only hold raw JSON the collector cannot take yet.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let pages = async move {
         let send = |p| {
-            let _ = tx.send(p);
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(p).await;
+            }
         };
         let (main, roles) = futures::join!(
             client.query_pages(&subs, &main_q, send),
@@ -285,7 +303,12 @@ pub async fn indexed(
                 else => break,
             }
         }
-        Ok::<_, ArmError>(c.indexed)
+        let mut indexed = c.indexed;
+        // Every page taken in has let go of its share by now.
+        indexed.early = early
+            .and_then(|e| std::sync::Arc::try_unwrap(e).ok())
+            .map(|e| Early { settle: None, ..e });
+        Ok::<_, ArmError>(indexed)
     };
     let (read, collected) = futures::join!(pages, collect);
     read?;
@@ -329,6 +352,7 @@ pub async fn complete(
         found,
         listed,
         diagnosed,
+        ..
     } = indexed;
     let state = PriorState::new(found, Requests::default());
     let listable: HashSet<String> = state
@@ -351,8 +375,10 @@ pub async fn complete(
         None => true,
     };
     for r in found.iter().filter(|r| listable.contains(r.id.key())) {
-        let t = r.resource_type.to_ascii_lowercase();
-        for u in UNINDEXED.iter().filter(|u| u.parent == t) {
+        for u in UNINDEXED
+            .iter()
+            .filter(|u| u.parent.eq_ignore_ascii_case(&r.resource_type))
+        {
             lists.push((format!("{}{}", r.id.as_str(), u.collection), u.api_version));
         }
     }
@@ -361,9 +387,7 @@ pub async fn complete(
         .iter()
         .filter(|r| {
             !diagnosed.contains(r.id.key())
-                && how
-                    .diagnosed_types
-                    .contains(&r.resource_type.to_ascii_lowercase())
+                && self::diagnosed(how.diagnosed_types, &r.resource_type)
         })
         .map(|r| {
             (
@@ -428,6 +452,9 @@ fn merge(
     found: &mut Vec<ObservedResource>,
     reads: Vec<(ResourceId, Result<Option<Value>, ArmError>)>,
 ) -> Result<(), ArmError> {
+    if reads.is_empty() {
+        return Ok(());
+    }
     let mut by_key: std::collections::HashMap<String, usize> = found
         .iter()
         .enumerate()

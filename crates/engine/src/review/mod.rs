@@ -282,29 +282,39 @@ impl Session {
         &self,
         graph: &Graph,
         scope: Option<&Scope>,
-        indexed: inventory::Indexed,
+        mut indexed: inventory::Indexed,
         before: crate::cloud::client::StatsSnapshot,
     ) -> Result<PriorState, ReviewError> {
         let (recent, by_dap) = self.recent_writes()?;
-        let groups: std::collections::HashSet<String> = graph
-            .resources
-            .iter()
-            .filter_map(|r| {
-                Some(format!(
+        // The graph is sorted by layer and tenant: a group's resources are
+        // neighbours, and its id is made once, not once per resource.
+        let mut groups = std::collections::HashSet::new();
+        let mut last = None;
+        for r in &graph.resources {
+            let Some(rg) = r.id.resource_group() else {
+                continue;
+            };
+            let group = (r.id.subscription(), rg);
+            if last != Some(group) {
+                groups.insert(format!(
                     "/subscriptions/{}/resourcegroups/{}",
-                    r.id.subscription().to_ascii_lowercase(),
-                    r.id.resource_group()?.to_ascii_lowercase()
-                ))
-            })
-            .collect();
+                    group.0.to_ascii_lowercase(),
+                    group.1.to_ascii_lowercase()
+                ));
+                last = Some(group);
+            }
+        }
         let inventory::Early {
             desired: desired_keys,
             diagnosed_types: diagnosed,
             diagnostics_api,
             ..
-        } = early_lists(graph);
-        let desired: std::collections::HashMap<&str, &lifeboat_core::graph::Resource> =
-            graph.resources.iter().map(|r| (r.id.key(), r)).collect();
+        } = indexed.early.take().unwrap_or_else(|| early_lists(graph));
+        // Only rows the latest apply wrote are judged fresh (none, from a fresh
+        // agent): the lookup is built on the first.
+        let desired = std::sync::OnceLock::<
+            std::collections::HashMap<&str, &lifeboat_core::graph::Resource>,
+        >::new();
         let mut referenced: Vec<Wanted> = graph
             .resources
             .iter()
@@ -335,19 +345,22 @@ impl Session {
         };
         let fresh = |row: &lifeboat_core::observed::ObservedResource, prior: &PriorState| {
             !by_dap.contains(row.id.key())
-                && desired.get(row.id.key()).is_some_and(|r| {
-                    row.matched.is_some()
-                        || lifeboat_core::plan::diff::diff(
-                            &r.body,
-                            &row.body,
-                            &lifeboat_core::plan::diff::DiffOptions {
-                                ignore: &r.lifecycle.ignore,
-                                replace_on: &r.lifecycle.replace_on,
-                                prior,
-                            },
-                        )
-                        .is_empty()
-                })
+                && desired
+                    .get_or_init(|| graph.resources.iter().map(|r| (r.id.key(), r)).collect())
+                    .get(row.id.key())
+                    .is_some_and(|r| {
+                        row.matched.is_some()
+                            || lifeboat_core::plan::diff::diff(
+                                &r.body,
+                                &row.body,
+                                &lifeboat_core::plan::diff::DiffOptions {
+                                    ignore: &r.lifecycle.ignore,
+                                    replace_on: &r.lifecycle.replace_on,
+                                    prior,
+                                },
+                            )
+                            .is_empty()
+                    })
         };
         let found = self
             .rt
