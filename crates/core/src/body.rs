@@ -14,7 +14,6 @@
 //! Entry order is kept, so a body serializes byte-for-byte as the `Value` it came
 //! from.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Mutex, OnceLock};
 
@@ -44,9 +43,9 @@ static NULL: Body = Body::Null;
 /// keys of the inputs (templates, and a saved plan, whose size is limited).
 fn intern(key: &str) -> Key {
     thread_local! {
-        static LOCAL: std::cell::RefCell<HashSet<Key>> = Default::default();
+        static LOCAL: std::cell::RefCell<hashbrown::HashSet<Key>> = Default::default();
     }
-    static GLOBAL: OnceLock<Mutex<HashSet<Key>>> = OnceLock::new();
+    static GLOBAL: OnceLock<Mutex<hashbrown::HashSet<Key>>> = OnceLock::new();
     if let Some(k) = LOCAL.with(|l| l.borrow().get(key).copied()) {
         return k;
     }
@@ -145,6 +144,19 @@ impl Body {
     }
     pub fn is_string(&self) -> bool {
         matches!(self, Body::String(_))
+    }
+
+    /// An object of `entries` in their order; a repeated key keeps its first
+    /// place and its last value (as `serde_json::Map` does when extended).
+    pub fn object(entries: Vec<(String, Body)>) -> Body {
+        let mut out: Vec<(Key, Body)> = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            match out.iter_mut().find(|(x, _)| *x == k) {
+                Some(slot) => slot.1 = v,
+                None => out.push((intern(&k), v)),
+            }
+        }
+        Body::Object(out.into())
     }
 
     /// The body as a `serde_json::Value` (a copy), for code that edits it.

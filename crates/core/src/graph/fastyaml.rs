@@ -7,9 +7,10 @@
 //! checks both paths agree on every rendered document of the example fleet.
 //!
 //! Why: a 200-hospital fleet renders ~14k documents, and the general parser spent
-//! ~40% of `validate`/`plan` there.
+//! ~40% of `validate`/`plan` there. It builds the graph's [`Body`] directly (no
+//! `serde_json::Value` in between, whose maps hash every key).
 
-use serde_json::{Map, Value};
+use crate::body::Body;
 
 struct Line<'a> {
     indent: usize,
@@ -17,7 +18,7 @@ struct Line<'a> {
 }
 
 /// Parse `doc`, or `None` when it is outside the subset.
-pub fn parse(doc: &str) -> Option<Value> {
+pub fn parse(doc: &str) -> Option<Body> {
     let mut lines = Vec::new();
     for raw in doc.lines() {
         if raw.contains('\t') {
@@ -35,7 +36,7 @@ pub fn parse(doc: &str) -> Option<Value> {
         lines.push(Line { indent, text });
     }
     if lines.is_empty() {
-        return Some(Value::Null);
+        return Some(Body::Null);
     }
     let mut p = Parser { lines, pos: 0 };
     let indent = p.lines[0].indent;
@@ -137,7 +138,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A block node whose lines start at `indent`.
-    fn block(&mut self, indent: usize) -> Option<Value> {
+    fn block(&mut self, indent: usize) -> Option<Body> {
         let line = self.peek()?;
         if line.indent != indent {
             return None;
@@ -156,8 +157,8 @@ impl<'a> Parser<'a> {
 
     /// Mapping entries at `indent`; `first` is an entry already split off a
     /// sequence item's line (`- key: value`).
-    fn mapping(&mut self, indent: usize, first: Option<(String, &'a str)>) -> Option<Value> {
-        let mut entries: Vec<(String, Value)> = Vec::new();
+    fn mapping(&mut self, indent: usize, first: Option<(String, &'a str)>) -> Option<Body> {
+        let mut entries: Vec<(String, Body)> = Vec::new();
         if let Some((k, rest)) = first {
             let v = self.entry_value(indent, rest)?;
             entries.push((k, v));
@@ -174,14 +175,12 @@ impl<'a> Parser<'a> {
             let v = self.entry_value(indent, rest)?;
             entries.push((k, v));
         }
-        let mut m = Map::with_capacity(entries.len());
-        m.extend(entries);
-        Some(Value::Object(m))
+        Some(Body::object(entries))
     }
 
     /// The value of `key:` at `indent` whose inline rest is `rest` (the key's line
     /// is already consumed).
-    fn entry_value(&mut self, indent: usize, rest: &str) -> Option<Value> {
+    fn entry_value(&mut self, indent: usize, rest: &str) -> Option<Body> {
         if !rest.is_empty() {
             let v = value_inline(rest)?;
             // A more indented line after an inline value would be a multi-line
@@ -200,11 +199,11 @@ impl<'a> Parser<'a> {
             Some(l) if l.indent == indent && (l.text == "-" || l.text.starts_with("- ")) => {
                 self.sequence(indent)
             }
-            _ => Some(Value::Null),
+            _ => Some(Body::Null),
         }
     }
 
-    fn sequence(&mut self, indent: usize) -> Option<Value> {
+    fn sequence(&mut self, indent: usize) -> Option<Body> {
         let mut items = Vec::new();
         while let Some(line) = self.peek() {
             if line.indent != indent || !(line.text == "-" || line.text.starts_with("- ")) {
@@ -234,12 +233,12 @@ impl<'a> Parser<'a> {
             };
             items.push(item);
         }
-        Some(Value::Array(items))
+        Some(Body::Array(items.into()))
     }
 }
 
 /// A value written on one line: flow collection, quoted or plain scalar.
-fn value_inline(text: &str) -> Option<Value> {
+fn value_inline(text: &str) -> Option<Body> {
     let mut f = Flow {
         b: text.as_bytes(),
         s: text,
@@ -262,8 +261,10 @@ fn value_inline(text: &str) -> Option<Value> {
     Some(v)
 }
 
-fn plain(text: &str) -> Option<Value> {
-    crate::graph::render::scalar(text.to_string(), yaml_rust2::scanner::TScalarStyle::Plain).ok()
+fn plain(text: &str) -> Option<Body> {
+    crate::graph::render::scalar(text.to_string(), yaml_rust2::scanner::TScalarStyle::Plain)
+        .ok()
+        .map(Body::from)
 }
 
 /// Decode a double-quoted scalar's body (YAML escapes, a superset of JSON's).
@@ -325,7 +326,7 @@ impl Flow<'_> {
         }
     }
 
-    fn value(&mut self) -> Option<Value> {
+    fn value(&mut self) -> Option<Body> {
         self.ws();
         match *self.b.get(self.i)? {
             b'{' => self.map(),
@@ -334,13 +335,13 @@ impl Flow<'_> {
                 let end = skip_double(self.b, self.i)?;
                 let v = unquote_double(&self.s[self.i + 1..end])?;
                 self.i = end + 1;
-                Some(Value::String(v))
+                Some(Body::String(v.into()))
             }
             b'\'' => {
                 let end = skip_single(self.b, self.i)?;
                 let v = self.s[self.i + 1..end].replace("''", "'");
                 self.i = end + 1;
-                Some(Value::String(v))
+                Some(Body::String(v.into()))
             }
             b'&' | b'*' | b'!' | b'|' | b'>' | b'?' | b'@' | b'`' | b'%' => None,
             _ => {
@@ -368,14 +369,14 @@ impl Flow<'_> {
         }
     }
 
-    fn seq(&mut self) -> Option<Value> {
+    fn seq(&mut self) -> Option<Body> {
         self.i += 1;
         let mut items = Vec::new();
         loop {
             self.ws();
             if self.b.get(self.i) == Some(&b']') {
                 self.i += 1;
-                return Some(Value::Array(items));
+                return Some(Body::Array(items.into()));
             }
             items.push(self.value()?);
             self.ws();
@@ -387,21 +388,19 @@ impl Flow<'_> {
         }
     }
 
-    fn map(&mut self) -> Option<Value> {
+    fn map(&mut self) -> Option<Body> {
         self.i += 1;
-        let mut entries: Vec<(String, Value)> = Vec::new();
+        let mut entries: Vec<(String, Body)> = Vec::new();
         loop {
             self.ws();
             if self.b.get(self.i) == Some(&b'}') {
                 self.i += 1;
-                let mut m = Map::with_capacity(entries.len());
-                m.extend(entries);
-                return Some(Value::Object(m));
+                return Some(Body::object(entries));
             }
             let key = match self.value()? {
-                Value::String(s) => s,
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
+                Body::String(s) => s.into(),
+                Body::Number(n) => n.to_string(),
+                Body::Bool(b) => b.to_string(),
                 _ => return None,
             };
             self.ws();
@@ -411,7 +410,7 @@ impl Flow<'_> {
             self.i += 1;
             self.ws();
             let v = if matches!(self.b.get(self.i), Some(b',' | b'}')) {
-                Value::Null
+                Body::Null
             } else {
                 self.value()?
             };
@@ -435,7 +434,7 @@ mod tests {
     fn subset_parses() {
         let doc = "type: T  # comment\napiVersion: \"2024-05-01\"\nbody:\n  a: [1, 2.5, true, null, \"t\\u00e9\", 'it''s']\n  b: { c: 10.0.0.0/24, d: -3, e: {} }\n  list:\n    - name: x\n      properties: { p: 1 }\n    - plain value\n  same:\n  - 1\n  - 2\n  empty:\n";
         assert_eq!(
-            parse(doc),
+            parse(doc).map(Body::into_value),
             Some(json!({"type": "T", "apiVersion": "2024-05-01", "body": {
                 "a": [1, 2.5, true, null, "té", "it's"],
                 "b": {"c": "10.0.0.0/24", "d": -3, "e": {}},

@@ -235,21 +235,24 @@ pub fn confine(project: &Project, resources: &[Resource]) -> Result<(), GraphErr
 /// Index, de-duplicate, derive edges, check for cycles.
 pub fn connect(mut resources: Vec<Resource>, scope: &Scope) -> Result<Graph, GraphError> {
     resources.sort_by(|a, b| (a.layer, &a.tenant, &a.id).cmp(&(b.layer, &b.tenant, &b.id)));
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(resources.len());
+    // Looked up for every id every body names (~50,000 for a fleet): a fast
+    // hash, not SipHash.
+    let mut by_key: hashbrown::HashMap<&str, usize> =
+        hashbrown::HashMap::with_capacity(resources.len());
     for (i, r) in resources.iter().enumerate() {
-        if let Some(&j) = index.get(r.id.key()) {
+        if let Some(&j) = by_key.get(r.id.key()) {
             return Err(GraphError::Duplicate {
                 id: r.id.clone(),
                 first: resources[j].template.clone(),
                 second: r.template.clone(),
             });
         }
-        index.insert(r.id.key(), i);
+        by_key.insert(r.id.key(), i);
     }
     // Edges per resource are independent: derive them on all cores.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = resources.len().div_ceil(workers).max(1);
-    let index = &index;
+    let index = &by_key;
     let parts: Vec<Result<Vec<Vec<usize>>, GraphError>> = std::thread::scope(|s| {
         let handles: Vec<_> = resources
             .chunks(chunk)
@@ -272,6 +275,8 @@ pub fn connect(mut resources: Vec<Resource>, scope: &Scope) -> Result<Graph, Gra
     for p in parts {
         deps.extend(p?);
     }
+    // (hashbrown's map, unlike std's, holds its borrow until dropped)
+    drop(by_key);
     let graph = Graph { resources, deps };
     graph.check_acyclic()?;
     Ok(graph)
@@ -283,7 +288,7 @@ pub fn connect(mut resources: Vec<Resource>, scope: &Scope) -> Result<Graph, Gra
 fn edges(
     i: usize,
     r: &Resource,
-    index: &HashMap<&str, usize>,
+    index: &hashbrown::HashMap<&str, usize>,
     scope: &Scope,
 ) -> Result<Vec<usize>, GraphError> {
     let mut d: Vec<usize> = Vec::new();
@@ -327,7 +332,7 @@ fn strip_pair(key: &str) -> Option<&str> {
 
 /// The node at `key` (lower-cased) or its nearest ancestor that is one. Walking
 /// by pairs passes `providers/NAMESPACE` segments, which are never nodes.
-fn nearest_node(index: &HashMap<&str, usize>, key: &str) -> Option<usize> {
+fn nearest_node(index: &hashbrown::HashMap<&str, usize>, key: &str) -> Option<usize> {
     let mut probe = key;
     loop {
         if let Some(&j) = index.get(probe) {

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::templates::{TemplateSet, error_chain};
 use super::{Layer, Lifecycle, Resource, ResourceId, Scope};
+use crate::body::{Body, Key};
 use crate::model::naming::{PlatformNames, PlatformNet, TenantNames, TenantNet, stable_guid};
 use crate::model::{Platform, Project, Tenant};
 
@@ -80,7 +81,7 @@ struct RawResource {
     #[serde(default)]
     lifecycle: Lifecycle,
     #[serde(skip)]
-    body: Map<String, Value>,
+    body: Vec<(Key, Body)>,
 }
 
 pub fn render_all(
@@ -457,19 +458,22 @@ fn render_layer(
 fn parse_document(doc: &str) -> Result<RawResource, String> {
     let value = match super::fastyaml::parse(doc) {
         Some(v) => v,
-        None => parse_yaml(doc)?,
+        None => Body::from(parse_yaml(doc)?),
     };
-    let Value::Object(mut top) = value else {
+    let Body::Object(top) = value else {
         return Err("a resource must be a mapping".into());
     };
+    let mut top = top.into_vec();
     // The body is moved, not deserialized again (it is most of the bytes).
-    let body = match top.remove("body") {
-        None => Map::new(),
-        Some(Value::Object(m)) => m,
-        Some(other) => return Err(format!("body: expected a mapping, found {other}")),
+    let body = match top.iter().position(|(k, _)| *k == "body") {
+        None => Vec::new(),
+        Some(i) => match top.remove(i).1 {
+            Body::Object(m) => m.into_vec(),
+            other => return Err(format!("body: expected a mapping, found {other}")),
+        },
     };
     let mut raw: RawResource =
-        serde_json::from_value(Value::Object(top)).map_err(|e| e.to_string())?;
+        serde_json::from_value(Body::Object(top.into()).into_value()).map_err(|e| e.to_string())?;
     raw.body = body;
     Ok(raw)
 }
@@ -620,30 +624,41 @@ fn into_resource(
     let id = resource_id(&raw, &p.subscription_id)?;
     // Sized for what is added (a map grown entry by entry keeps up to twice its
     // room; a fleet's graph has tens of thousands of these).
-    let mut body = Map::with_capacity(raw.body.len() + 2);
+    // As a JSON map does it: a key set again keeps its place; the tags are
+    // taken out (the last entry moving into their place) and put back last.
+    fn set(entries: &mut Vec<(Key, Body)>, key: &'static str, value: Body) {
+        match entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => entries.push((key, value)),
+        }
+    }
+    let text = |s: &str| Body::String(s.into());
+    let mut body = Vec::with_capacity(raw.body.len() + 2);
     body.extend(raw.body);
     if let Some(loc) = &raw.location {
-        body.insert("location".into(), Value::String(loc.clone()));
+        set(&mut body, "location", text(loc));
     }
     if !is_untagged_type(&raw.resource_type) {
-        let mut tags = match body.remove("tags") {
-            Some(Value::Object(m)) => {
-                let mut t = Map::with_capacity(m.len() + 5);
-                t.extend(m);
-                t
-            }
-            Some(_) => return Err("`body.tags` must be a mapping".into()),
-            None => Map::with_capacity(5),
+        let mut tags = match body.iter().position(|(k, _)| *k == "tags") {
+            Some(i) => match body.swap_remove(i).1 {
+                Body::Object(m) => {
+                    let mut t = Vec::with_capacity(m.len() + 5);
+                    t.extend(m.into_vec());
+                    t
+                }
+                _ => return Err("`body.tags` must be a mapping".into()),
+            },
+            None => Vec::with_capacity(5),
         };
-        tags.insert("lifeboat-managed".into(), "true".into());
-        tags.insert("lifeboat-layer".into(), layer.as_str().into());
+        set(&mut tags, "lifeboat-managed", text("true"));
+        set(&mut tags, "lifeboat-layer", text(layer.as_str()));
         if let Some(t) = tenant {
-            tags.insert("lifeboat-tenant".into(), t.id.value.clone().into());
+            set(&mut tags, "lifeboat-tenant", text(&t.id.value));
         }
-        let cost = tenant.map_or("shared".to_string(), |t| t.cost_center.value.clone());
-        tags.insert("cost-center".into(), cost.into());
+        let cost = tenant.map_or("shared", |t| t.cost_center.value.as_str());
+        set(&mut tags, "cost-center", text(cost));
         if raw.lifecycle.prevent_destroy {
-            tags.insert("lifeboat-protected".into(), "true".into());
+            set(&mut tags, "lifeboat-protected", text("true"));
         }
         if tags.len() > MAX_TAGS {
             return Err(format!(
@@ -651,9 +666,9 @@ fn into_resource(
                 tags.len()
             ));
         }
-        body.insert("tags".into(), Value::Object(tags));
+        set(&mut body, "tags", Body::Object(tags.into()));
     }
-    let body = Value::Object(body);
+    let body = Body::Object(body.into());
     let secrets = check_secrets(&body)?;
     let depends_on = raw
         .depends_on
@@ -666,7 +681,7 @@ fn into_resource(
         api_version: raw.api_version,
         layer,
         tenant: tenant.map(|t| t.id.value.clone()),
-        body: body.into(),
+        body,
         depends_on,
         lifecycle: raw.lifecycle,
         template: template.to_string(),
@@ -742,19 +757,19 @@ fn show(path: &[Seg<'_>]) -> String {
 /// its `$secret` references name. A secret-bearing key must hold
 /// `{"$secret": {"vault": ID, "name": NAME}}`; `$ref` objects must name an id and
 /// a path.
-fn check_secrets(body: &Value) -> Result<Vec<String>, String> {
+fn check_secrets(body: &Body) -> Result<Vec<String>, String> {
     let mut secrets = Vec::new();
     walk_secrets(body, &mut Vec::new(), &mut secrets)?;
     Ok(secrets)
 }
 
 fn walk_secrets<'a>(
-    v: &'a Value,
+    v: &'a Body,
     path: &mut Vec<Seg<'a>>,
     secrets: &mut Vec<String>,
 ) -> Result<(), String> {
     match v {
-        Value::Object(m) => {
+        Body::Object(m) => {
             for (marker, id_key, name_key, shape) in [
                 (
                     "$secret",
@@ -769,14 +784,14 @@ fn walk_secrets<'a>(
                     "{id: <resource id>, path: <property path>}",
                 ),
             ] {
-                let Some(r) = m.get(marker) else { continue };
+                let Some(r) = v.get(marker) else { continue };
                 let id = r
                     .get(id_key)
-                    .and_then(Value::as_str)
+                    .and_then(Body::as_str)
                     .filter(|v| ResourceId::parse(v).is_ok());
                 let name = r
                     .get(name_key)
-                    .and_then(Value::as_str)
+                    .and_then(Body::as_str)
                     .filter(|n| !n.is_empty());
                 let (Some(id), Some(name), 1) = (id, name, m.len()) else {
                     return Err(format!("{}: `{marker}` needs exactly {shape}", show(path)));
@@ -786,9 +801,9 @@ fn walk_secrets<'a>(
                 }
                 return Ok(());
             }
-            for (k, child) in m {
+            for (k, child) in m.iter() {
                 path.push(Seg::Key(k));
-                if SECRET_KEYS.contains(&k.as_str()) && !child.is_object() && !child.is_null() {
+                if SECRET_KEYS.contains(k) && !child.is_object() && !child.is_null() {
                     return Err(format!(
                         "{}: secrets must be Key Vault references ({{$secret: {{vault, name}}}}), never literal values",
                         show(path)
@@ -799,7 +814,7 @@ fn walk_secrets<'a>(
             }
             Ok(())
         }
-        Value::Array(items) => {
+        Body::Array(items) => {
             for (i, c) in items.iter().enumerate() {
                 path.push(Seg::Index(i));
                 walk_secrets(c, path, secrets)?;
@@ -829,7 +844,7 @@ mod tests {
         let r = parse_document(doc).unwrap();
         assert_eq!(r.api_version, "2024-05-01");
         assert_eq!(
-            Value::Object(r.body),
+            Body::Object(r.body.into()).into_value(),
             json!({"a": [1, 2.5, true, null, "true", "x"], "b": {"c": "10.0.0.0/24", "d": -3}})
         );
         let e = parse_document("type: T\nx: &a 1\ny: *a\n").err().unwrap();
@@ -870,7 +885,12 @@ mod tests {
                     let fast = super::super::fastyaml::parse(doc).unwrap_or_else(|| {
                         panic!("{} line {line}: not on the fast path:\n{doc}", src.name)
                     });
-                    assert_eq!(fast, parse_yaml(doc).unwrap(), "{} line {line}", src.name);
+                    assert_eq!(
+                        fast,
+                        Body::from(parse_yaml(doc).unwrap()),
+                        "{} line {line}",
+                        src.name
+                    );
                     checked += 1;
                 }
             }
@@ -880,20 +900,20 @@ mod tests {
 
     #[test]
     fn literal_secrets_are_refused() {
-        let err =
-            check_secrets(&json!({"properties": {"osProfile": {"adminPassword": "hunter2"}}}))
-                .unwrap_err();
+        let err = check_secrets(
+            &json!({"properties": {"osProfile": {"adminPassword": "hunter2"}}}).into(),
+        )
+        .unwrap_err();
         assert!(err.contains("properties.osProfile.adminPassword"), "{err}");
         assert_eq!(
-            check_secrets(
-                &json!({"a": [{"adminPassword": {"$secret": {"vault": "/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/V", "name": "X"}}}]})
-            ),
+            check_secrets(&json!({"a": [{"adminPassword": {"$secret": {"vault": "/subscriptions/s/resourceGroups/r/providers/Microsoft.KeyVault/vaults/V", "name": "X"}}}]}).into()),
             Ok(vec![
                 "/subscriptions/s/resourcegroups/r/providers/microsoft.keyvault/vaults/v/secrets/x"
                     .to_string()
             ])
         );
-        let err = check_secrets(&json!({"a": [{"b": {"$secret": {"name": "x"}}}]})).unwrap_err();
+        let err =
+            check_secrets(&json!({"a": [{"b": {"$secret": {"name": "x"}}}]}).into()).unwrap_err();
         assert!(err.starts_with("a[0].b: `$secret` needs exactly"), "{err}");
     }
 }
