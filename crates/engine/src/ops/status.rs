@@ -217,82 +217,94 @@ pub fn build(
         .iter()
         .filter_map(|row| Some((row.get("ResourceId")?.as_str()?.to_ascii_lowercase(), row)))
         .collect();
-    tenants
-        .iter()
-        .filter_map(|id| project.tenant(id))
-        .map(|t| {
-            let target = Target::derive(p, t);
-            let rg = prior.get(&target.rg);
-            let mark = rg.and_then(|r| tag(&r.body, ACTIVATION_TAG));
-            let state = match (rg, mark) {
-                (None, _) => "NOT PROVISIONED",
-                (_, Some("active")) => "ACTIVE",
-                (_, Some("deactivating")) => "DEACTIVATING",
-                (_, Some(_)) => "ACTIVATING",
-                _ => "STANDBY",
-            };
-            let rg_tag = |n: &str| rg.and_then(|r| tag(&r.body, n)).map(str::to_string);
-            let sql = by_vm
-                .get(target.sql_vm.key())
-                .and_then(|row| SqlState::from_row(row));
-            let target_s = i64::from(t.sql.rpo_target_minutes) * 60;
-            let mut images: BTreeMap<String, usize> = BTreeMap::new();
-            let mut power: BTreeMap<String, usize> = BTreeMap::new();
-            let mut shortfall = Vec::new();
-            for fe in &target.frontends {
-                let Some(o) = prior.get(fe) else {
-                    if state == "ACTIVE" {
-                        shortfall.push(format!("{} (not built)", fe.name()));
-                    }
-                    continue;
-                };
-                let version = o
-                    .body
-                    .pointer("/properties/storageProfile/imageReference/id")
-                    .and_then(Value::as_str)
-                    .and_then(|i| i.rsplit('/').next())
-                    .unwrap_or("?")
-                    .to_string();
-                *images.entry(version).or_default() += 1;
-                let ps = o
-                    .body
-                    .pointer("/properties/extended/instanceView/powerState/code")
-                    .and_then(Value::as_str)
-                    .and_then(|c| c.strip_prefix("PowerState/"))
-                    .unwrap_or("unknown")
-                    .to_string();
-                if state == "ACTIVE" && ps != "running" {
-                    shortfall.push(format!("{} ({ps})", fe.name()));
+    let one = |t: &lifeboat_core::model::Tenant| {
+        let target = Target::derive(p, t);
+        let rg = prior.get(&target.rg);
+        let mark = rg.and_then(|r| tag(&r.body, ACTIVATION_TAG));
+        let state = match (rg, mark) {
+            (None, _) => "NOT PROVISIONED",
+            (_, Some("active")) => "ACTIVE",
+            (_, Some("deactivating")) => "DEACTIVATING",
+            (_, Some(_)) => "ACTIVATING",
+            _ => "STANDBY",
+        };
+        let rg_tag = |n: &str| rg.and_then(|r| tag(&r.body, n)).map(str::to_string);
+        let sql = by_vm
+            .get(target.sql_vm.key())
+            .and_then(|row| SqlState::from_row(row));
+        let target_s = i64::from(t.sql.rpo_target_minutes) * 60;
+        let mut images: BTreeMap<String, usize> = BTreeMap::new();
+        let mut power: BTreeMap<String, usize> = BTreeMap::new();
+        let mut shortfall = Vec::new();
+        for fe in &target.frontends {
+            let Some(o) = prior.get(fe) else {
+                if state == "ACTIVE" {
+                    shortfall.push(format!("{} (not built)", fe.name()));
                 }
-                *power.entry(ps).or_default() += 1;
+                continue;
+            };
+            let version = o
+                .body
+                .pointer("/properties/storageProfile/imageReference/id")
+                .and_then(Value::as_str)
+                .and_then(|i| i.rsplit('/').next())
+                .unwrap_or("?")
+                .to_string();
+            *images.entry(version).or_default() += 1;
+            let ps = o
+                .body
+                .pointer("/properties/extended/instanceView/powerState/code")
+                .and_then(Value::as_str)
+                .and_then(|c| c.strip_prefix("PowerState/"))
+                .unwrap_or("unknown")
+                .to_string();
+            if state == "ACTIVE" && ps != "running" {
+                shortfall.push(format!("{} ({ps})", fe.name()));
             }
-            let last_drill = rg_tag(LAST_DRILL_TAG);
-            TenantStatus {
-                tenant: t.id.value.clone(),
-                state: state.into(),
-                activated_at: rg_tag(ACTIVATED_AT_TAG),
-                reason: rg_tag(REASON_TAG),
-                rpo_ok: sql
-                    .as_ref()
-                    .is_some_and(|s| s.rpo_within(t.sql.rpo_target_minutes)),
-                sql,
-                rpo_target_seconds: target_s,
-                declared_image: t.hix.image_version(),
-                images,
-                frontends_declared: target.frontends.len(),
-                power,
-                shortfall,
-                drift: drift.get(t.id.value.as_str()).copied().unwrap_or(0),
-                last_drill_rto_seconds: last_drill.as_deref().and_then(drill_rto),
-                last_drill_passed: last_drill.as_deref().map(|d| d.ends_with(" ok")),
-                // Filled in by `collect` from Microsoft Graph.
-                roster_members: None,
-                mfa_policy: None,
-                alerts: Vec::new(),
-                last_drill,
-            }
-        })
-        .collect()
+            *power.entry(ps).or_default() += 1;
+        }
+        let last_drill = rg_tag(LAST_DRILL_TAG);
+        TenantStatus {
+            tenant: t.id.value.clone(),
+            state: state.into(),
+            activated_at: rg_tag(ACTIVATED_AT_TAG),
+            reason: rg_tag(REASON_TAG),
+            rpo_ok: sql
+                .as_ref()
+                .is_some_and(|s| s.rpo_within(t.sql.rpo_target_minutes)),
+            sql,
+            rpo_target_seconds: target_s,
+            declared_image: t.hix.image_version(),
+            images,
+            frontends_declared: target.frontends.len(),
+            power,
+            shortfall,
+            drift: drift.get(t.id.value.as_str()).copied().unwrap_or(0),
+            last_drill_rto_seconds: last_drill.as_deref().and_then(drill_rto),
+            last_drill_passed: last_drill.as_deref().map(|d| d.ends_with(" ok")),
+            // Filled in by `collect` from Microsoft Graph.
+            roster_members: None,
+            mfa_policy: None,
+            alerts: Vec::new(),
+            last_drill,
+        }
+    };
+    // Deriving a tenant's names (hashes, checks) is most of this: a fleet's 200
+    // tenants are split over the cores, in order.
+    let selected: Vec<&lifeboat_core::model::Tenant> =
+        tenants.iter().filter_map(|id| project.tenant(id)).collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = selected.len().div_ceil(workers).max(1);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = selected
+            .chunks(chunk)
+            .map(|ts| s.spawn(|| ts.iter().map(|t| one(t)).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().expect("status worker does not panic"))
+            .collect()
+    })
 }
 
 #[cfg(test)]
