@@ -213,70 +213,93 @@ impl PriceTable {
 
 /// Declared and current cost per layer of `graph` (shared first, then tenants).
 pub fn estimate(graph: &Graph, prior: &PriorState, prices: &PriceTable) -> CostEstimate {
-    let mut rows: BTreeMap<Option<String>, TenantCost> = BTreeMap::new();
-    let mut deallocated: hashbrown::HashMap<&str, bool> = Default::default();
-    for r in &graph.resources {
-        let d = r.lifecycle.power_state == Some(PowerState::Deallocated);
-        deallocated.insert(r.id.key(), d);
-        // Looked up before inserting: a fleet's graph would clone its tenant's
-        // name for each of its ~15,000 resources.
-        if !rows.contains_key(&r.tenant) {
-            rows.insert(
-                r.tenant.clone(),
-                TenantCost {
-                    tenant: r.tenant.clone(),
-                    declared: Cost::default(),
-                    current: Cost::default(),
-                    delta_idle_monthly: 0.0,
-                    delta_active_hourly: 0.0,
-                    unpriced: Vec::new(),
-                },
-            );
+    Declared::of(graph, prices).with_current(prior, prices)
+}
+
+/// The declared half of an estimate: what the graph alone decides. A plan works
+/// it out while the cloud is still being read, and the current half (from the
+/// prior state) beside the plan itself.
+#[derive(Debug, Clone)]
+pub struct Declared {
+    rows: BTreeMap<Option<String>, TenantCost>,
+    /// Lower-cased id -> whether the manifests keep it deallocated, for every
+    /// declared resource (owned: the graph moves into the plan meanwhile).
+    deallocated: hashbrown::HashMap<String, bool>,
+}
+
+impl Declared {
+    pub fn of(graph: &Graph, prices: &PriceTable) -> Declared {
+        let mut rows: BTreeMap<Option<String>, TenantCost> = BTreeMap::new();
+        let mut deallocated = hashbrown::HashMap::with_capacity(graph.resources.len());
+        for r in &graph.resources {
+            let d = r.lifecycle.power_state == Some(PowerState::Deallocated);
+            deallocated.insert(r.id.key().to_string(), d);
+            // Looked up before inserting: a fleet's graph would clone its tenant's
+            // name for each of its ~15,000 resources.
+            if !rows.contains_key(&r.tenant) {
+                rows.insert(
+                    r.tenant.clone(),
+                    TenantCost {
+                        tenant: r.tenant.clone(),
+                        declared: Cost::default(),
+                        current: Cost::default(),
+                        delta_idle_monthly: 0.0,
+                        delta_active_hourly: 0.0,
+                        unpriced: Vec::new(),
+                    },
+                );
+            }
+            let e = rows.get_mut(&r.tenant).expect("just inserted");
+            let c = prices.resource(&r.resource_type, &r.body, d, &mut e.unpriced);
+            e.declared += c;
         }
-        let e = rows.get_mut(&r.tenant).expect("just inserted");
-        let c = prices.resource(&r.resource_type, &r.body, d, &mut e.unpriced);
-        e.declared += c;
+        Declared { rows, deallocated }
     }
-    for o in &prior.resources {
-        let Some(owner) = prior.ownership(o) else {
-            continue;
-        };
-        // Only the layers the graph covers.
-        if !rows.contains_key(&owner.tenant) {
-            continue;
+
+    /// Add what the cloud runs now, and the difference.
+    pub fn with_current(self, prior: &PriorState, prices: &PriceTable) -> CostEstimate {
+        let Declared {
+            mut rows,
+            deallocated,
+        } = self;
+        for o in &prior.resources {
+            let Some(owner) = prior.ownership(o) else {
+                continue;
+            };
+            // Only the layers the graph covers.
+            let Some(e) = rows.get_mut(&owner.tenant) else {
+                continue;
+            };
+            // A VM the manifests no longer declare idles as it is now: a deallocated
+            // front-end costs its disk, not its compute (removing one saves ~10 USD
+            // a month, not ~160).
+            let observed_deallocated =
+                crate::observed::at(&o.body, "/properties/extended/instanceView/powerState/code")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|c| c.eq_ignore_ascii_case("PowerState/deallocated"));
+            let d = deallocated
+                .get(o.id.key())
+                .copied()
+                .unwrap_or(observed_deallocated);
+            let mut ignored = Vec::new();
+            e.current += prices.resource(&o.resource_type, &o.body, d, &mut ignored);
         }
-        // A VM the manifests no longer declare idles as it is now: a deallocated
-        // front-end costs its disk, not its compute (removing one saves ~10 USD
-        // a month, not ~160).
-        let observed_deallocated =
-            crate::observed::at(&o.body, "/properties/extended/instanceView/powerState/code")
-                .and_then(serde_json::Value::as_str)
-                .is_some_and(|c| c.eq_ignore_ascii_case("PowerState/deallocated"));
-        let d = deallocated
-            .get(o.id.key())
-            .copied()
-            .unwrap_or(observed_deallocated);
-        let mut ignored = Vec::new();
-        let c = prices.resource(&o.resource_type, &o.body, d, &mut ignored);
-        if let Some(e) = rows.get_mut(&owner.tenant) {
-            e.current += c;
+        let tenants = rows
+            .into_values()
+            .map(|mut e| {
+                e.delta_idle_monthly = e.declared.idle_monthly - e.current.idle_monthly;
+                e.delta_active_hourly = e.declared.active_hourly - e.current.active_hourly;
+                e.unpriced.sort();
+                e.unpriced.dedup();
+                e
+            })
+            .collect();
+        CostEstimate {
+            currency: prices.currency.clone(),
+            prices_date: prices.date.clone(),
+            prices_source: prices.source.clone(),
+            tenants,
         }
-    }
-    let tenants = rows
-        .into_values()
-        .map(|mut e| {
-            e.delta_idle_monthly = e.declared.idle_monthly - e.current.idle_monthly;
-            e.delta_active_hourly = e.declared.active_hourly - e.current.active_hourly;
-            e.unpriced.sort();
-            e.unpriced.dedup();
-            e
-        })
-        .collect();
-    CostEstimate {
-        currency: prices.currency.clone(),
-        prices_date: prices.date.clone(),
-        prices_source: prices.source.clone(),
-        tenants,
     }
 }
 

@@ -638,8 +638,10 @@ impl Workspace {
     ) -> Result<(Plan, PriorState), ReviewError> {
         let (project, templates) = (&self.project, &self.templates);
         let render = || graph::build(project, templates, scope).map_err(ReviewError::Render);
+        let price_table = cost::PriceTable::for_project(project)?;
         // What a review needs from the graph alone (policy findings, what other
-        // layers declare), worked out while the cloud is read.
+        // layers declare, the declared half of the cost), worked out while the
+        // cloud is read.
         let from_graph = |graph: &Graph| -> Result<_, ReviewError> {
             Ok(if review {
                 Some((
@@ -650,6 +652,7 @@ impl Workspace {
                         lifeboat_core::clock::today()?,
                     ),
                     declared_elsewhere(project, templates, scope, graph)?,
+                    price_table.as_ref().map(|t| cost::Declared::of(graph, t)),
                 ))
             } else {
                 None
@@ -711,55 +714,47 @@ impl Workspace {
                 });
             }
         }
-        // The ledger and the region's SKUs are read while the cost is worked out;
-        // the prior state's fingerprint while the plan is.
-        let price_table = cost::PriceTable::for_project(project)?;
-        let (reads, cost) = std::thread::scope(|s| {
-            let cost = s.spawn(|| match (&early, &price_table) {
-                (Some(_), Some(t)) => Some(cost::estimate(&graph, &prior, t)),
-                _ => None,
-            });
-            let reads = || -> Result<_, ReviewError> {
-                let ledger = match review {
-                    true => Some(
-                        self.session
-                            .rt
-                            .block_on(self.session.state.ledger())
-                            .map_err(ReviewError::state("reading the ledger"))?,
-                    ),
-                    false => None,
-                };
-                // Sizes as the cloud's Resource SKUs state them (capacity
-                // figures and quota needs); the shipped snapshot covers what the
-                // list lacks.
-                let before_skus = self.session.client.stats.snapshot();
-                let skus = self.session.region_skus(
-                    &project.platform.subscription_id,
-                    &project.platform.region.value,
-                )?;
-                let skus_reads = self
-                    .session
-                    .client
-                    .stats
-                    .snapshot()
-                    .since(&before_skus)
-                    .reads();
-                Ok((ledger, skus, skus_reads))
+        let reads = || -> Result<_, ReviewError> {
+            let ledger = match review {
+                true => Some(
+                    self.session
+                        .rt
+                        .block_on(self.session.state.ledger())
+                        .map_err(ReviewError::state("reading the ledger"))?,
+                ),
+                false => None,
             };
-            let reads = reads();
-            (
-                reads,
-                cost.join().expect("the cost estimate does not panic"),
-            )
-        });
-        let (ledger, skus, skus_reads) = reads?;
+            // Sizes as the cloud's Resource SKUs state them (capacity
+            // figures and quota needs); the shipped snapshot covers what the
+            // list lacks.
+            let before_skus = self.session.client.stats.snapshot();
+            let skus = self.session.region_skus(
+                &project.platform.subscription_id,
+                &project.platform.region.value,
+            )?;
+            let skus_reads = self
+                .session
+                .client
+                .stats
+                .snapshot()
+                .since(&before_skus)
+                .reads();
+            Ok((ledger, skus, skus_reads))
+        };
+        let (ledger, skus, skus_reads) = reads()?;
         lifeboat_core::model::sizes::adopt(&skus);
-        let (findings, elsewhere) = early.unwrap_or_default();
-        let (plan, inputs) = std::thread::scope(|s| {
+        let (findings, elsewhere, declared) = early.unwrap_or_default();
+        // The prior state's fingerprint and the current half of the cost are
+        // worked out while the plan is.
+        let (plan, inputs, cost) = std::thread::scope(|s| {
             let inputs = s.spawn(|| match review {
                 true => inputs(project, templates, &prior),
                 // Without review (status) deletes do not matter: skip rendering the rest.
                 false => Inputs::default(),
+            });
+            let cost = s.spawn(|| match (declared, &price_table) {
+                (Some(d), Some(t)) => Some(d.with_current(&prior, t)),
+                _ => None,
             });
             let plan = plan::plan(
                 graph,
@@ -773,7 +768,11 @@ impl Workspace {
                     destroying: false,
                 },
             );
-            (plan, inputs.join().expect("the fingerprint does not panic"))
+            (
+                plan,
+                inputs.join().expect("the fingerprint does not panic"),
+                cost.join().expect("the cost estimate does not panic"),
+            )
         });
         let mut plan = plan?;
         plan.inputs = inputs;
