@@ -188,17 +188,18 @@ pub fn confine(project: &Project, resources: &[Resource]) -> Result<(), GraphErr
                 p.subscription_id
             )));
         }
-        let rg = r.id.resource_group().unwrap_or("").to_ascii_lowercase();
+        // Compared without lower-casing copies: this runs for every resource.
+        let rg = r.id.resource_group().unwrap_or("");
         let ok = match (r.layer, r.tenant.as_deref().and_then(|t| tenant_rgs.get(t))) {
             (Layer::Tenant, Some(own)) => {
-                rg == *own
-                    || (rg == shared_rg
+                rg.eq_ignore_ascii_case(own)
+                    || (rg.eq_ignore_ascii_case(&shared_rg)
                         && r.resource_type.eq_ignore_ascii_case(
                             "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
                         ))
             }
             (Layer::Tenant, None) => false,
-            (Layer::Shared | Layer::Image, _) => rg == shared_rg,
+            (Layer::Shared | Layer::Image, _) => rg.eq_ignore_ascii_case(&shared_rg),
         };
         if !ok && rg.is_empty() {
             return Err(out(format!(
@@ -208,7 +209,8 @@ pub fn confine(project: &Project, resources: &[Resource]) -> Result<(), GraphErr
         }
         if !ok {
             return Err(out(format!(
-                "is in resource group `{rg}`, which its {} layer{} does not own",
+                "is in resource group `{}`, which its {} layer{} does not own",
+                rg.to_ascii_lowercase(),
                 r.layer.as_str(),
                 r.tenant
                     .as_deref()
@@ -217,7 +219,7 @@ pub fn confine(project: &Project, resources: &[Resource]) -> Result<(), GraphErr
             )));
         }
         if let Some(loc) = r.body.get("location").and_then(Body::as_str)
-            && !regions.contains(&loc.to_ascii_lowercase())
+            && !regions.iter().any(|x| x.eq_ignore_ascii_case(loc))
             // Azure deploys action groups only to `global` (their data stays in
             // the resource group's region).
             && !(loc.eq_ignore_ascii_case("global")

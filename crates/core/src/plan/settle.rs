@@ -60,19 +60,40 @@ pub struct Settler {
 
 impl Settler {
     pub fn new(graph: Arc<Graph>) -> Settler {
-        let mut referenced = HashMap::new();
-        let names_a_ref = graph
-            .resources
-            .iter()
-            .map(|r| refs(&r.body, &mut referenced))
-            .collect();
-        Settler {
-            index: graph
-                .resources
+        // Between the render and the first list call, so split: the index on
+        // one thread, the two halves of the `$ref` scan on two more (merged in
+        // order: a target's paths keep the graph's order).
+        let all = &graph.resources;
+        let (first, second) = all.split_at(all.len() / 2);
+        let scan = |part: &[Resource]| {
+            let mut referenced: HashMap<String, Vec<String>> = HashMap::new();
+            let names: Vec<bool> = part
                 .iter()
-                .enumerate()
-                .map(|(i, r)| (r.id.key().to_string(), i))
-                .collect(),
+                .map(|r| refs(&r.body, &mut referenced))
+                .collect();
+            (names, referenced)
+        };
+        let (index, (mut names_a_ref, mut referenced), (names, more)) = std::thread::scope(|s| {
+            let index = s.spawn(|| {
+                all.iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.id.key().to_string(), i))
+                    .collect()
+            });
+            let head = s.spawn(|| scan(first));
+            let tail = scan(second);
+            (
+                index.join().expect("indexing does not panic"),
+                head.join().expect("the $ref scan does not panic"),
+                tail,
+            )
+        });
+        names_a_ref.extend(names);
+        for (target, paths) in more {
+            referenced.entry(target).or_default().extend(paths);
+        }
+        Settler {
+            index,
             names_a_ref,
             referenced,
             graph,
