@@ -11,6 +11,7 @@
 //! - [`location`]: where state lives (`local` or `azblob://`), as a value.
 //! - [`body`]: rendered ARM bodies held compactly, and the [`body::Json`] reader
 //!   shared by desired and observed bodies.
+//! - [`par`]: ordered parallel maps over the cores (fleet-sized passes).
 //! - [`observed`]: the cloud's resources as read (prior state), and ownership.
 //! - [`model`]: the typed, validated project; derived Azure names, address plan.
 //! - [`manifest`]: reads `platform.yaml` and `tenants/*.yaml` into the model,
@@ -34,6 +35,7 @@ pub mod location;
 pub mod manifest;
 pub mod model;
 pub mod observed;
+pub mod par;
 pub mod plan;
 pub mod policy;
 pub mod quota;

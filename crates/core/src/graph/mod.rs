@@ -252,31 +252,9 @@ pub fn connect(mut resources: Vec<Resource>, scope: &Scope) -> Result<Graph, Gra
         by_key.insert(r.id.key(), i);
     }
     // Edges per resource are independent: derive them on all cores.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = resources.len().div_ceil(workers).max(1);
-    let index = &by_key;
-    let parts: Vec<Result<Vec<Vec<usize>>, GraphError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = resources
-            .chunks(chunk)
-            .enumerate()
-            .map(|(c, part)| {
-                s.spawn(move || {
-                    part.iter()
-                        .enumerate()
-                        .map(|(k, r)| edges(c * chunk + k, r, index, scope))
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("edge worker panicked"))
-            .collect()
-    });
-    let mut deps = Vec::with_capacity(resources.len());
-    for p in parts {
-        deps.extend(p?);
-    }
+    let deps = crate::par::map_in_order(&resources, |i, r| edges(i, r, &by_key, scope))
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
     // (hashbrown's map, unlike std's, holds its borrow until dropped)
     drop(by_key);
     let graph = Graph { resources, deps };

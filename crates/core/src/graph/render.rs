@@ -102,31 +102,13 @@ pub fn render_all(
         .filter(|t| scope.includes_tenant(&t.id.value))
         .collect();
     // Tenants are independent: render them on all cores.
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(selected.len().max(1));
-    let chunk = selected.len().div_ceil(workers).max(1);
-    let results: Vec<Result<Vec<Resource>, RenderError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = selected
-            .chunks(chunk)
-            .map(|ts| {
-                let shared = &shared;
-                s.spawn(move || {
-                    let mut local = Vec::new();
-                    for t in ts {
-                        let ctx = shared.tenant_context(p, t);
-                        for (dir, layer) in [("tenant", Layer::Tenant), ("image", Layer::Image)] {
-                            render_layer(templates, dir, &ctx, layer, Some(t), p, &mut local)?;
-                        }
-                    }
-                    Ok(local)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("render worker panicked"))
-            .collect()
+    let results = crate::par::map_in_order(&selected, |_, t| {
+        let ctx = shared.tenant_context(p, t);
+        let mut local = Vec::new();
+        for (dir, layer) in [("tenant", Layer::Tenant), ("image", Layer::Image)] {
+            render_layer(templates, dir, &ctx, layer, Some(t), p, &mut local)?;
+        }
+        Ok::<_, RenderError>(local)
     });
     for r in results {
         out.extend(r?);

@@ -48,28 +48,10 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
     let files = tenant_files(root, &mut diags);
     // Reading and parsing the files is most of loading a fleet (200 manifests):
     // on all cores, each with its own diagnostics, then taken in file order.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = files.len().div_ceil(workers).max(1);
-    let read: Vec<(Option<yaml::Node>, Diagnostics, Vec<SourceFile>)> = std::thread::scope(|s| {
-        let parts: Vec<_> = files
-            .chunks(chunk)
-            .map(|paths| {
-                s.spawn(move || {
-                    paths
-                        .iter()
-                        .map(|path| {
-                            let (mut d, mut src) = (Diagnostics::default(), Vec::new());
-                            let node = read_source(root, path, &mut d, &mut src);
-                            (node, d, src)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().expect("reading a manifest does not panic"))
-            .collect()
+    let read = crate::par::map_in_order(&files, |_, path| {
+        let (mut d, mut src) = (Diagnostics::default(), Vec::new());
+        let node = read_source(root, path, &mut d, &mut src);
+        (node, d, src)
     });
     for (path, (node, d, src)) in files.into_iter().zip(read) {
         diags.0.extend(d.0);

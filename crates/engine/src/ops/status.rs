@@ -293,18 +293,7 @@ pub fn build(
     // tenants are split over the cores, in order.
     let selected: Vec<&lifeboat_core::model::Tenant> =
         tenants.iter().filter_map(|id| project.tenant(id)).collect();
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = selected.len().div_ceil(workers).max(1);
-    std::thread::scope(|s| {
-        let parts: Vec<_> = selected
-            .chunks(chunk)
-            .map(|ts| s.spawn(|| ts.iter().map(|t| one(t)).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().expect("status worker does not panic"))
-            .collect()
-    })
+    lifeboat_core::par::map_in_order(&selected, |_, t| one(t))
 }
 
 #[cfg(test)]
