@@ -39,8 +39,10 @@ pub enum Body {
 static NULL: Body = Body::Null;
 
 /// Keys are interned so that the ~440,000 entries of a fleet share a few hundred
-/// allocations. Interned keys are never freed: they are bounded by the distinct
-/// keys of the inputs (templates, and a saved plan, whose size is limited).
+/// allocations. Interned keys are never freed, for the life of the process (one
+/// command): they are bounded by the distinct keys of its inputs, the rendered
+/// templates and, for `apply <plan>`, the saved plan, which is read whole
+/// anyway, so a hostile plan file costs at most its own size again.
 fn intern(key: &str) -> Key {
     thread_local! {
         static LOCAL: std::cell::RefCell<hashbrown::HashSet<Key>> = Default::default();
