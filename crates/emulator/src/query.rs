@@ -12,6 +12,8 @@
 //! `tags.k`; `| project` of columns; `| order by id`. Anything else is an error,
 //! as a real ARG would give for a typo.
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
 use super::store::StoredResource;
@@ -361,33 +363,80 @@ impl Query {
     }
 
     pub fn matches(&self, row: &Value) -> bool {
-        eval(&self.filter, row)
+        eval(&self.filter, &|field| {
+            match field.strip_prefix("tags.") {
+                Some(k) => row.get("tags").and_then(|t| t.get(k)),
+                None => row.get(field),
+            }
+            .and_then(Value::as_str)
+            .map(Cow::Borrowed)
+        })
+    }
+
+    /// Whether the row `r` would have, shown as `view`, matches: what
+    /// [`Query::matches`] answers of `row(r, view)`, without building the row
+    /// (asked of every resource in the store on a query's first page).
+    pub fn matches_resource(&self, r: &StoredResource, view: &Value) -> bool {
+        eval(&self.filter, &|field| row_field(r, view, field))
     }
 }
 
-fn eval(e: &Expr, row: &Value) -> bool {
+/// A `where` clause: `field` gives a row's string value of a field (`tags.k`
+/// for a tag), `None` when it has none.
+fn eval<'r>(e: &Expr, field: &impl Fn(&str) -> Option<Cow<'r, str>>) -> bool {
     match e {
         Expr::True => true,
-        Expr::Or(a, b) => eval(a, row) || eval(b, row),
-        Expr::And(a, b) => eval(a, row) && eval(b, row),
-        Expr::Cmp { field, op, values } => {
-            let actual = match field.strip_prefix("tags.") {
-                Some(k) => row.get("tags").and_then(|t| t.get(k)),
-                None => row.get(field.as_str()),
-            }
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        Expr::Or(a, b) => eval(a, field) || eval(b, field),
+        Expr::And(a, b) => eval(a, field) && eval(b, field),
+        Expr::Cmp {
+            field: name,
+            op,
+            values,
+        } => {
+            let actual = field(name).unwrap_or_default();
+            let actual = actual.as_ref();
             let v = values.first().map(String::as_str).unwrap_or("");
             match op {
                 Op::Eq => actual == v,
                 Op::EqCi => actual.eq_ignore_ascii_case(v),
                 Op::Ne => actual != v,
                 Op::InCi => values.iter().any(|x| x.eq_ignore_ascii_case(actual)),
+                // ASCII case folding keeps byte lengths: a prefix compared
+                // byte for byte, without lower-cased copies.
                 Op::StartsWith => actual
-                    .to_ascii_lowercase()
-                    .starts_with(&v.to_ascii_lowercase()),
+                    .as_bytes()
+                    .get(..v.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(v.as_bytes())),
             }
         }
+    }
+}
+
+/// The string value of `field` in `row(r, view)` (`None`: absent or not a
+/// string), read from `r` and `view` as `row` would place it.
+fn row_field<'r>(r: &'r StoredResource, view: &'r Value, field: &str) -> Option<Cow<'r, str>> {
+    let from_view = |k: &str| view.get(k).map(|v| v.as_str().map(Cow::Borrowed));
+    if let Some(k) = field.strip_prefix("tags.") {
+        return view.get("tags")?.get(k)?.as_str().map(Cow::Borrowed);
+    }
+    match field {
+        "id" => Some(Cow::Borrowed(
+            view.get("id")
+                .and_then(Value::as_str)
+                .unwrap_or(r.id.as_str()),
+        )),
+        "name" => Some(Cow::Borrowed(r.id.name())),
+        "type" => Some(Cow::Owned(Table::row_type(&r.resource_type))),
+        "subscriptionId" => from_view(field).unwrap_or(Some(Cow::Borrowed(r.id.subscription()))),
+        "resourceGroup" => from_view(field).unwrap_or_else(|| {
+            Some(Cow::Owned(
+                r.id.resource_group().unwrap_or("").to_ascii_lowercase(),
+            ))
+        }),
+        // `row` keeps no `properties`, and no key a `where` field with a dot
+        // could name.
+        _ if field == "properties" || field.contains('.') => None,
+        _ => from_view(field).flatten(),
     }
 }
 
@@ -433,6 +482,102 @@ mod tests {
         assert_eq!(q.fields(), ["tags", "resourceGroup"]);
         let all = Query::parse("resources | project id").unwrap();
         assert!(all.fields().is_empty() && all.matches(&json!({})));
+    }
+
+    /// The row `row` builds for a `where` clause: the body's top-level fields
+    /// the clause names, `properties` never (what the query path did before
+    /// it read fields in place).
+    fn filter_row(q: &Query, r: &StoredResource, view: &Value) -> Value {
+        let fields = q.fields();
+        let top = view
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| k.as_str() != "properties" && fields.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .map_or(Value::Null, Value::Object);
+        row(r, top)
+    }
+
+    #[test]
+    fn a_resource_matches_as_its_row_does() {
+        use lifeboat_core::id::ResourceId;
+        let stored = |id: &str, t: &str, body: Value| {
+            StoredResource::new(ResourceId::parse(id).unwrap(), t.into(), "x".into(), body)
+        };
+        let resources = [
+            stored(
+                "/subscriptions/S1/resourceGroups/LB-CWZ-RG",
+                "Microsoft.Resources/resourceGroups",
+                json!({"location": "westeurope", "tags": {"lifeboat-managed": "true"}}),
+            ),
+            stored(
+                "/subscriptions/s1/resourceGroups/LB-CWZ-RG/providers/Microsoft.KeyVault/vaults/KV1",
+                "Microsoft.KeyVault/vaults",
+                json!({"location": "WestEurope", "tags": {"lifeboat-managed": "TRUE", "lifeboat-tenant": "cwz"}, "properties": {"x": 1}}),
+            ),
+            stored(
+                "/subscriptions/s2/resourceGroups/other/providers/Microsoft.Network/virtualNetworks/v",
+                "Microsoft.Network/virtualNetworks",
+                json!({"tags": {"lifeboat-managed": 1}, "location": null, "name": "shadow", "type": "shadow"}),
+            ),
+            stored(
+                "/subscriptions/s2/resourceGroups/other/providers/Microsoft.Storage/storageAccounts/st",
+                "Microsoft.Storage/storageAccounts",
+                json!({"id": "/subscriptions/s2/resourceGroups/other/providers/Microsoft.Storage/storageAccounts/ST", "resourceGroup": "LB-moved", "subscriptionId": 7}),
+            ),
+            stored(
+                "/subscriptions/s2/resourceGroups/lb-x/providers/Microsoft.Authorization/roleAssignments/a",
+                "Microsoft.Authorization/roleAssignments",
+                json!("not an object"),
+            ),
+        ];
+        let queries = [
+            "resources | union resourcecontainers | where tags['lifeboat-managed'] =~ 'true' or resourceGroup startswith 'lb-' | project id",
+            "authorizationresources | where type =~ 'microsoft.authorization/roleassignments' and resourceGroup startswith 'LB-'",
+            "resources | where name == 'KV1' or name == 'shadow'",
+            "resources | where type == 'microsoft.resources/subscriptions/resourcegroups'",
+            "resources | where location =~ 'westeurope' and tags.lifeboat-tenant != 'x'",
+            "resources | where subscriptionId in~ ('S2', 's1') and id startswith '/subscriptions/s2/resourceGroups/other/providers/Microsoft.Storage/storageAccounts/ST'",
+            "resources | where resourceGroup == 'lb-moved' or resourceGroup startswith 'LB-CWZ-RG-longer'",
+            "resources | where tags['lifeboat-managed'] == '' and location == ''",
+            "resources | where resourceGroup == 'LB-moved' or resourceGroup == 'lb-cwz-rg'",
+            "resources | where subscriptionId == ''",
+            "resources | where id == '/subscriptions/s2/resourceGroups/other/providers/Microsoft.Storage/storageAccounts/st'",
+        ];
+        let mut matched = 0;
+        for text in queries {
+            let q = Query::parse(text).unwrap();
+            for r in &resources {
+                let reference = q.matches(&filter_row(&q, r, &r.body));
+                assert_eq!(
+                    q.matches_resource(r, &r.body),
+                    reference,
+                    "{text} on {}",
+                    r.id.as_str()
+                );
+                matched += usize::from(reference);
+            }
+        }
+        // `startswith` folds ASCII case on both sides, as KQL's does.
+        let q = Query::parse("resources | where resourceGroup startswith 'Lb-'").unwrap();
+        for (rg, want) in [
+            ("lb-x", true),
+            ("LB-", true),
+            ("lB-x", true),
+            ("l", false),
+            ("xlb-", false),
+            ("", false),
+        ] {
+            assert_eq!(q.matches(&json!({ "resourceGroup": rg })), want, "{rg}");
+        }
+        // Both answers occur: the comparison tells something.
+        assert!(
+            matched > 5 && matched < queries.len() * resources.len() - 5,
+            "{matched}"
+        );
     }
 
     #[test]

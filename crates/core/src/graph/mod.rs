@@ -146,7 +146,21 @@ pub fn build(
     templates: &TemplateSet,
     scope: &Scope,
 ) -> Result<Graph, GraphError> {
-    let resources = render::render_all(project, templates, scope)?;
+    build_reporting(project, templates, scope, &|_| {})
+}
+
+/// [`build`], handing each part of the graph to `rendered` as soon as it has
+/// rendered (the shared layer's resources, then each tenant's, from whichever
+/// core rendered them), so a caller can act on what the graph will declare
+/// before all of it is built. Every part handed over is in the graph when the
+/// build succeeds; nothing is handed over twice.
+pub fn build_reporting(
+    project: &Project,
+    templates: &TemplateSet,
+    scope: &Scope,
+    rendered: &(dyn Fn(&[Resource]) + Sync),
+) -> Result<Graph, GraphError> {
+    let resources = render::render_all(project, templates, scope, rendered)?;
     confine(project, &resources)?;
     connect(resources, scope)
 }

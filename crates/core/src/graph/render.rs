@@ -88,6 +88,7 @@ pub fn render_all(
     project: &Project,
     templates: &TemplateSet,
     scope: &Scope,
+    rendered: &(dyn Fn(&[Resource]) + Sync),
 ) -> Result<Vec<Resource>, RenderError> {
     let p = &project.platform;
     let shared = SharedContext::new(p);
@@ -95,6 +96,7 @@ pub fn render_all(
     if scope.shared {
         let ctx = shared.context(p, project);
         render_layer(templates, "shared", &ctx, Layer::Shared, None, p, &mut out)?;
+        rendered(&out);
     }
     let selected: Vec<&Tenant> = project
         .tenants
@@ -108,6 +110,7 @@ pub fn render_all(
         for (dir, layer) in [("tenant", Layer::Tenant), ("image", Layer::Image)] {
             render_layer(templates, dir, &ctx, layer, Some(t), p, &mut local)?;
         }
+        rendered(&local);
         Ok::<_, RenderError>(local)
     });
     for r in results {

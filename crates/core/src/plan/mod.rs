@@ -251,25 +251,74 @@ fn allowed(opts: &PlanOptions<'_>, tenant: Option<&str>) -> bool {
     opts.allow_data_loss.iter().any(|a| a == who)
 }
 
+/// What the plan needs from the graph alone: worked out before the prior
+/// state is read in full (a fleet plan does it while ARM's read quota, not
+/// this machine, bounds the reads) and handed to [`plan_prepared`].
+pub struct Prepared {
+    /// Which graph this was made of: its resources' allocation and length.
+    /// A graph is not changed once built; a different one is prepared again.
+    of: (usize, usize),
+    shared_dependents_all: BTreeMap<String, Vec<String>>,
+    api_versions: BTreeMap<String, String>,
+    desired_keys: HashSet<String>,
+    generated: HashSet<String>,
+}
+
+impl Prepared {
+    pub fn of(graph: &Graph) -> Prepared {
+        Prepared {
+            of: (graph.resources.as_ptr() as usize, graph.resources.len()),
+            shared_dependents_all: graph.dependent_tenants(),
+            api_versions: api_versions(graph),
+            desired_keys: graph
+                .resources
+                .iter()
+                .map(|r| r.id.key().to_string())
+                .collect(),
+            // Key Vault secrets that apply generates for `$secret` references
+            // belong to the resources that reference them; they are not
+            // orphans. Children a parent declares inline (a VNet's subnets, an
+            // NSG's rules) are the parent's: its diff shows them added or
+            // removed.
+            generated: graph
+                .resources
+                .iter()
+                .flat_map(|r| r.secrets.iter().cloned().chain(inline_declared(r)))
+                .collect(),
+        }
+    }
+
+    fn describes(&self, graph: &Graph) -> bool {
+        self.of == (graph.resources.as_ptr() as usize, graph.resources.len())
+    }
+}
+
 /// Compute the plan. Pure; consumes the graph so that bodies move into the plan
 /// instead of being copied (a 200-hospital fleet has ~13k of them).
 pub fn plan(graph: Graph, prior: &PriorState, opts: PlanOptions<'_>) -> Result<Plan, PlanError> {
-    let shared_dependents_all = graph.dependent_tenants();
-    let api_versions = api_versions(&graph);
-    let desired_keys: HashSet<String> = graph
-        .resources
-        .iter()
-        .map(|r| r.id.key().to_string())
-        .collect();
-    // Key Vault secrets that apply generates for `$secret` references belong to
-    // the resources that reference them; they are not orphans.
-    // Children a parent declares inline (a VNet's subnets, an NSG's rules) are
-    // the parent's: its diff shows them added or removed.
-    let generated: HashSet<String> = graph
-        .resources
-        .iter()
-        .flat_map(|r| r.secrets.iter().cloned().chain(inline_declared(r)))
-        .collect();
+    let prepared = Prepared::of(&graph);
+    plan_prepared(graph, prepared, prior, opts)
+}
+
+/// [`plan`], with what the graph alone tells already worked out (`prepared`
+/// of another graph is worked out again).
+pub fn plan_prepared(
+    graph: Graph,
+    prepared: Prepared,
+    prior: &PriorState,
+    opts: PlanOptions<'_>,
+) -> Result<Plan, PlanError> {
+    let prepared = match prepared.describes(&graph) {
+        true => prepared,
+        false => Prepared::of(&graph),
+    };
+    let Prepared {
+        shared_dependents_all,
+        api_versions,
+        desired_keys,
+        generated,
+        ..
+    } = prepared;
     let activated = activated_tenants(prior);
     let Desired {
         mut changes,

@@ -234,7 +234,6 @@ impl Emulator {
                 // Which resources are rows is decided on their top-level fields (all
                 // the `where` clause can name); rows are built only for the page
                 // served, so a query costs its pages, not the fleet's bodies.
-                let fields = q.fields();
                 let rows: Vec<Arc<StoredResource>> = snap
                     .shared()
                     .filter(|r| Table::of(&r.resource_type).is_some_and(|t| q.tables.contains(&t)))
@@ -248,7 +247,7 @@ impl Emulator {
                             _ if gone(r, now) => None,
                             _ => Some(&r.body),
                         };
-                        shown.is_some_and(|b| q.matches(&query::row(r, top_level(b, &fields))))
+                        shown.is_some_and(|b| q.matches_resource(r, b))
                     })
                     .cloned()
                     .collect();
@@ -386,18 +385,4 @@ pub(super) struct Cursor {
     next: usize,
     now: u64,
     q: Query,
-}
-
-/// The body's top-level fields a `where` clause tests (`fields`; never
-/// `properties`).
-fn top_level(body: &Value, fields: &[&str]) -> Value {
-    match body.as_object() {
-        Some(o) => Value::Object(
-            o.iter()
-                .filter(|(k, _)| k.as_str() != "properties" && fields.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        None => Value::Null,
-    }
 }

@@ -848,6 +848,29 @@ impl GraphPage {
         }
     }
 
+    /// The ids of the page's rows, read without building the rows (what to
+    /// list can be told from an id alone).
+    pub fn ids(&self) -> Result<Vec<lifeboat_core::id::ResourceId>, ArmError> {
+        #[derive(serde::Deserialize)]
+        struct Row<'a> {
+            #[serde(borrow)]
+            id: Option<std::borrow::Cow<'a, str>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Data<'a> {
+            #[serde(borrow)]
+            data: Vec<Row<'a>>,
+        }
+        serde_json::from_slice::<Data>(&self.0)
+            .map(|d| {
+                d.data
+                    .iter()
+                    .filter_map(|r| lifeboat_core::id::ResourceId::parse(r.id.as_deref()?).ok())
+                    .collect()
+            })
+            .map_err(|e| Self::malformed(&e.to_string()))
+    }
+
     /// The page's rows.
     pub fn rows(&self) -> Result<Vec<Value>, ArmError> {
         #[derive(serde::Deserialize)]

@@ -138,11 +138,59 @@ pub struct Early {
     pub settle: Option<lifeboat_core::plan::settle::Settler>,
 }
 
+/// What the templates have told so far, while they render.
+pub enum Learned {
+    /// A part of the graph (the shared layer, or one tenant) has rendered:
+    /// what it declares to list ([`Learned::part`]).
+    Part {
+        /// Lower-cased ids of its resources that hold non-indexed children.
+        parents: Vec<String>,
+        /// Lower-cased types it declares diagnostic settings for, each with
+        /// the api-version it declares them with.
+        diagnosed: Vec<(String, String)>,
+    },
+    /// The whole graph has rendered. The sender closing without this means
+    /// it did not (a render error ends the command).
+    All(Early),
+}
+
+impl Learned {
+    /// What `resources`, one rendered part of the graph, tell to list.
+    pub fn part(resources: &[lifeboat_core::graph::Resource]) -> Learned {
+        let mut parents = Vec::new();
+        let mut diagnosed: Vec<(String, String)> = Vec::new();
+        for r in resources {
+            if UNINDEXED
+                .iter()
+                .any(|u| u.parent.eq_ignore_ascii_case(&r.resource_type))
+            {
+                parents.push(r.id.key().to_string());
+            }
+            if r.resource_type
+                .eq_ignore_ascii_case(DIAGNOSTIC_SETTINGS_TYPE)
+                && let Some(target) = r.id.parent()
+            {
+                let t = target.resource_type().to_ascii_lowercase();
+                if !diagnosed.iter().any(|(d, _)| *d == t) {
+                    diagnosed.push((t, r.api_version.clone()));
+                }
+            }
+        }
+        Learned::Part { parents, diagnosed }
+    }
+}
+
 /// Whether `resource_type` is one of the (lower-cased, few) types whose
 /// diagnostic settings the manifests declare; asked of every row, so without
 /// lower-casing a copy.
 fn diagnosed(types: &HashSet<String>, resource_type: &str) -> bool {
     types.iter().any(|t| t.eq_ignore_ascii_case(resource_type))
+}
+
+fn holds_unindexed(resource_type: &str) -> bool {
+    UNINDEXED
+        .iter()
+        .any(|u| u.parent.eq_ignore_ascii_case(resource_type))
 }
 
 /// A collection to list, and why.
@@ -151,46 +199,164 @@ struct Listing {
     api_version: String,
 }
 
-/// Rows and listed children collected so far, and the lists still to run.
-struct Collector<'e> {
-    early: Option<&'e Early>,
-    indexed: Indexed,
-    queue: std::collections::VecDeque<Listing>,
+/// What the collector knows of the graph: the parts rendered so far, until
+/// the whole of it arrives.
+#[derive(Default)]
+struct Known {
+    parents: HashSet<String>,
+    diagnosed_types: HashSet<String>,
+    diagnostics_api: Option<String>,
+    /// Rows of parent types the parts rendered so far do not declare, by
+    /// lower-cased id: a later part may.
+    waiting_parents: std::collections::HashMap<String, ResourceId>,
+    /// Every row noted so far, with its type: a later part may diagnose its
+    /// type (parts name few types, so they are searched for, not indexed).
+    seen: Vec<(ResourceId, String)>,
 }
 
-impl Collector<'_> {
-    /// Add one listed resource; queue what it needs listed.
-    fn add(&mut self, r: ObservedResource) {
-        self.note(&r);
-        let settle = self.early.and_then(|e| e.settle.as_ref());
-        self.indexed.found.push(match settle {
-            Some(s) => s.settle(r),
-            None => r,
-        });
+/// The collections queued, each once.
+#[derive(Default)]
+struct Queue {
+    indexed: Indexed,
+    lists: std::collections::VecDeque<Listing>,
+}
+
+impl Queue {
+    fn children(&mut self, id: &ResourceId, resource_type: &str) {
+        if !self.indexed.listed.insert(id.key().to_string()) {
+            return;
+        }
+        for u in UNINDEXED
+            .iter()
+            .filter(|u| u.parent.eq_ignore_ascii_case(resource_type))
+        {
+            self.lists.push_back(Listing {
+                path: format!("{}{}", id.as_str(), u.collection),
+                api_version: u.api_version.to_string(),
+            });
+        }
     }
 
-    /// Queue what `r` needs listed.
-    fn note(&mut self, r: &ObservedResource) {
-        if let Some(early) = self.early {
-            let t = &r.resource_type;
-            if early.desired.contains(r.id.key()) {
-                for u in UNINDEXED
-                    .iter()
-                    .filter(|u| u.parent.eq_ignore_ascii_case(t))
-                {
-                    self.queue.push_back(Listing {
-                        path: format!("{}{}", r.id.as_str(), u.collection),
-                        api_version: u.api_version.to_string(),
-                    });
-                    self.indexed.listed.insert(r.id.key().to_string());
+    fn diagnostics(&mut self, id: &ResourceId, api_version: &str) {
+        if self.indexed.diagnosed.insert(id.key().to_string()) {
+            self.lists.push_back(Listing {
+                path: format!("{}{DIAGNOSTIC_SETTINGS}", id.as_str()),
+                api_version: api_version.to_string(),
+            });
+        }
+    }
+}
+
+/// Rows and listed children collected so far, and the lists still to run.
+#[derive(Default)]
+struct Collector {
+    /// The whole graph's word, once it has rendered (`None` before, and for
+    /// good when rendering failed).
+    early: Option<std::sync::Arc<Early>>,
+    /// While it renders: what its parts have told.
+    known: Known,
+    queue: Queue,
+    /// Listed items that arrived before the whole graph had rendered: settled
+    /// when it has.
+    unsettled: Vec<ObservedResource>,
+    /// The templates failed to render: the command ends with that error, and
+    /// nothing more is listed.
+    failed: bool,
+}
+
+impl Collector {
+    /// Add one listed resource; queue what it needs listed.
+    fn add(&mut self, r: ObservedResource) {
+        self.note(&r.id, &r.resource_type);
+        match &self.early {
+            Some(e) => {
+                let r = match &e.settle {
+                    Some(s) => s.settle(r),
+                    None => r,
+                };
+                self.queue.indexed.found.push(r)
+            }
+            None => self.unsettled.push(r),
+        }
+    }
+
+    /// Queue what the row `id` (of `resource_type`) needs listed, by what is
+    /// known of the graph so far; a row the graph may yet tell to list waits
+    /// for it. Each collection is queued once, however often its row is noted.
+    fn note(&mut self, id: &ResourceId, resource_type: &str) {
+        let parent = holds_unindexed(resource_type);
+        match (&self.early, self.failed) {
+            (Some(early), _) => {
+                if parent && early.desired.contains(id.key()) {
+                    self.queue.children(id, resource_type);
+                }
+                if diagnosed(&early.diagnosed_types, resource_type) {
+                    self.queue.diagnostics(id, &early.diagnostics_api);
                 }
             }
-            if diagnosed(&early.diagnosed_types, t) {
-                self.queue.push_back(Listing {
-                    path: format!("{}{DIAGNOSTIC_SETTINGS}", r.id.as_str()),
-                    api_version: early.diagnostics_api.clone(),
-                });
-                self.indexed.diagnosed.insert(r.id.key().to_string());
+            (None, true) => {}
+            (None, false) => {
+                let known = &mut self.known;
+                if parent {
+                    match known.parents.contains(id.key()) {
+                        true => self.queue.children(id, resource_type),
+                        false => {
+                            known
+                                .waiting_parents
+                                .insert(id.key().to_string(), id.clone());
+                        }
+                    }
+                }
+                if let Some(api) = &known.diagnostics_api
+                    && diagnosed(&known.diagnosed_types, resource_type)
+                {
+                    self.queue.diagnostics(id, api);
+                }
+                known.seen.push((id.clone(), resource_type.to_string()));
+            }
+        }
+    }
+
+    /// Take in what the templates told: list what rows already seen now
+    /// qualify for.
+    fn learn(&mut self, learned: Option<Learned>) {
+        match learned {
+            Some(Learned::Part { parents, diagnosed }) => {
+                let known = &mut self.known;
+                for key in parents {
+                    if let Some(id) = known.waiting_parents.remove(&key) {
+                        self.queue.children(&id, &id.resource_type());
+                    }
+                    known.parents.insert(key);
+                }
+                for (t, api) in diagnosed {
+                    if known.diagnosed_types.contains(&t) {
+                        continue;
+                    }
+                    let api = known.diagnostics_api.get_or_insert(api);
+                    for (id, _) in known
+                        .seen
+                        .iter()
+                        .filter(|(_, rt)| rt.eq_ignore_ascii_case(&t))
+                    {
+                        self.queue.diagnostics(id, api);
+                    }
+                    known.diagnosed_types.insert(t);
+                }
+            }
+            Some(Learned::All(early)) => {
+                self.early = Some(std::sync::Arc::new(early));
+                // Rows of pages not yet taken in are noted when they are;
+                // items listed so far are settled and noted now.
+                self.known = Known::default();
+                for r in std::mem::take(&mut self.unsettled) {
+                    self.add(r);
+                }
+            }
+            None => {
+                self.failed = true;
+                self.known = Known::default();
+                self.queue.indexed.found.append(&mut self.unsettled);
             }
         }
     }
@@ -229,23 +395,28 @@ fn take_in(
 }
 
 /// Run the two Resource Graph queries (concurrently), taking in each page while
-/// the next is on its way. Once `early` tells what the graph declares, the
-/// collections Resource Graph does not index are listed as their parents'
-/// rows arrive (32 at a time), instead of after the last page; `early`
-/// resolving to `None` leaves all listing to [`complete`].
+/// the next is on its way. The collections Resource Graph does not index are
+/// listed as soon as both their parent's row and the part of the graph that
+/// declares it have arrived (32 at a time), while the templates still render
+/// and later pages still come in; pages that arrive before the whole graph
+/// has rendered are held as the service sent them (their ids read, nothing
+/// else) and taken in, each desired row settled against its declaration, once
+/// it has. `learned` closing without [`Learned::All`] (a render error) leaves
+/// all listing to [`complete`].
 pub async fn indexed(
     client: &ArmClient,
     subscription: &str,
     prefix: &str,
-    early: impl std::future::Future<Output = Option<Early>>,
+    mut learned: tokio::sync::mpsc::UnboundedReceiver<Learned>,
 ) -> Result<Indexed, ArmError> {
     let subs = [subscription.to_string()];
     let (main_q, roles_q) = (managed_query(prefix), role_assignment_query(prefix));
-    // A few pages wait (the service keeps building the next while the graph
-    // renders); more would only hold raw JSON the collector cannot take yet.
+    // Once the graph has rendered, a few pages wait (the service keeps
+    // building the next while earlier ones are taken in); more would only
+    // hold raw JSON the collector cannot take yet.
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let pages = async move {
-        let send = |p| {
+        let send = |p: crate::cloud::client::GraphPage| {
             let tx = tx.clone();
             async move {
                 let _ = tx.send(p).await;
@@ -258,39 +429,51 @@ pub async fn indexed(
         main.and(roles)
     };
     let collect = async {
-        let early = early.await.map(std::sync::Arc::new);
-        let mut c = Collector {
-            early: early.as_deref(),
-            indexed: Indexed::default(),
-            queue: Default::default(),
-        };
+        let mut c = Collector::default();
         let mut running = futures::stream::FuturesUnordered::new();
+        // Pages held until the graph has rendered.
+        let mut held = std::collections::VecDeque::new();
         // Pages being taken in, kept in the order they came; as many at once
         // as this machine has cores (each holds a page's rows in full).
         let mut taking = futures::stream::FuturesOrdered::new();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let mut open = true;
+        let (mut open, mut rendering) = (true, true);
         loop {
             while running.len() < 32
-                && let Some(l) = c.queue.pop_front()
+                && let Some(l) = c.queue.lists.pop_front()
             {
                 running.push(async move { client.list(&l.path, &l.api_version).await });
             }
+            while !rendering
+                && taking.len() < cores
+                && let Some(page) = held.pop_front()
+            {
+                let settle = c.early.clone();
+                taking.push_back(tokio::task::spawn_blocking(move || {
+                    take_in(&page, settle.as_ref().and_then(|e| e.settle.as_ref()))
+                }));
+            }
             tokio::select! {
-                page = rx.recv(), if open && taking.len() < cores => match page {
+                told = learned.recv(), if rendering => {
+                    rendering = matches!(told, Some(Learned::Part { .. }));
+                    c.learn(told);
+                },
+                page = rx.recv(), if open && (rendering || (held.is_empty() && taking.len() < cores)) => match page {
                     Some(page) => {
-                        let early = early.clone();
-                        taking.push_back(tokio::task::spawn_blocking(move || {
-                            take_in(&page, early.as_ref().and_then(|e| e.settle.as_ref()))
-                        }));
+                        if rendering {
+                            for id in page.ids()? {
+                                c.note(&id, &id.resource_type());
+                            }
+                        }
+                        held.push_back(page);
                     }
                     None => open = false,
                 },
                 Some(taken) = taking.next(), if !taking.is_empty() => {
                     let taken = taken.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
                     for r in taken? {
-                        c.note(&r);
-                        c.indexed.found.push(r);
+                        c.note(&r.id, &r.resource_type);
+                        c.queue.indexed.found.push(r);
                     }
                 },
                 Some(items) = running.next(), if !running.is_empty() => {
@@ -303,9 +486,10 @@ pub async fn indexed(
                 else => break,
             }
         }
-        let mut indexed = c.indexed;
+        let mut indexed = c.queue.indexed;
         // Every page taken in has let go of its share by now.
-        indexed.early = early
+        indexed.early = c
+            .early
             .and_then(|e| std::sync::Arc::try_unwrap(e).ok())
             .map(|e| Early { settle: None, ..e });
         Ok::<_, ArmError>(indexed)
@@ -355,10 +539,11 @@ pub async fn complete(
         ..
     } = indexed;
     let state = PriorState::new(found, Requests::default());
+    // Cheapest test first: few rows are of a type that holds such children.
     let listable: HashSet<String> = state
         .resources
         .iter()
-        .filter(|r| !listed.contains(r.id.key()))
+        .filter(|r| holds_unindexed(&r.resource_type) && !listed.contains(r.id.key()))
         .filter(|r| how.desired.contains(r.id.key()) || (how.orphan_in_scope)(r, &state))
         .map(|r| r.id.key().to_string())
         .collect();
@@ -374,7 +559,10 @@ pub async fn complete(
         )),
         None => true,
     };
-    for r in found.iter().filter(|r| listable.contains(r.id.key())) {
+    for r in found
+        .iter()
+        .filter(|r| holds_unindexed(&r.resource_type) && listable.contains(r.id.key()))
+    {
         for u in UNINDEXED
             .iter()
             .filter(|u| u.parent.eq_ignore_ascii_case(&r.resource_type))
@@ -386,8 +574,8 @@ pub async fn complete(
     let lists: Vec<(String, &str)> = found
         .iter()
         .filter(|r| {
-            !diagnosed.contains(r.id.key())
-                && self::diagnosed(how.diagnosed_types, &r.resource_type)
+            self::diagnosed(how.diagnosed_types, &r.resource_type)
+                && !diagnosed.contains(r.id.key())
         })
         .map(|r| {
             (
@@ -397,8 +585,6 @@ pub async fn complete(
         })
         .collect();
     found.extend(list_all(client, lists).await?);
-    // A row that already shows what was written is fresh; anything else the
-    // latest apply touched is read directly.
     let so_far = PriorState::new(found, Requests::default());
     let mut stale: Vec<&Wanted> = how
         .recent
@@ -527,6 +713,137 @@ mod tests {
         let q = role_assignment_query("lb");
         assert!(q.starts_with("authorizationresources"));
         assert!(!q.contains("union"));
+    }
+
+    const RG: &str = "/subscriptions/s/resourceGroups/lb-a-rg/providers";
+
+    fn id(path: &str) -> ResourceId {
+        ResourceId::parse(&format!("{RG}/{path}")).unwrap()
+    }
+
+    fn note(c: &mut Collector, path: &str) {
+        let id = id(path);
+        c.note(&id, &id.resource_type());
+    }
+
+    /// The paths queued so far (drained), without the group prefix.
+    fn queued(c: &mut Collector) -> Vec<String> {
+        let mut out: Vec<String> = c
+            .queue
+            .lists
+            .drain(..)
+            .map(|l| l.path.trim_start_matches(RG).to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn part(parents: &[&str], diagnosed: &[&str]) -> Option<Learned> {
+        Some(Learned::Part {
+            parents: parents.iter().map(|p| id(p).key().to_string()).collect(),
+            diagnosed: diagnosed
+                .iter()
+                .map(|t| (t.to_string(), "2021-05-01-preview".to_string()))
+                .collect(),
+        })
+    }
+
+    const KV1: &str = "Microsoft.KeyVault/vaults/kv1";
+    const KV2: &str = "Microsoft.KeyVault/vaults/kv2";
+    const KV3: &str = "Microsoft.KeyVault/vaults/kv3";
+    const NSG: &str = "Microsoft.Network/networkSecurityGroups/nsg";
+    const VNET: &str = "Microsoft.Network/virtualNetworks/vnet";
+
+    #[test]
+    fn a_collection_is_listed_once_its_row_and_its_declaration_have_both_arrived() {
+        let mut c = Collector::default();
+        // Rows before any part of the graph: nothing is listed yet.
+        for path in [KV1, NSG, VNET] {
+            note(&mut c, path);
+        }
+        assert!(queued(&mut c).is_empty());
+        // A part declares kv1 and diagnoses NSGs: the rows seen qualify now.
+        c.learn(part(
+            &[KV1, KV2],
+            &["microsoft.network/networksecuritygroups"],
+        ));
+        assert_eq!(
+            queued(&mut c),
+            [
+                format!("/{KV1}/keys"),
+                format!("/{NSG}/providers/Microsoft.Insights/diagnosticSettings"),
+            ]
+        );
+        // A row whose declaration came first is listed as it arrives.
+        note(&mut c, KV2);
+        assert_eq!(queued(&mut c), [format!("/{KV2}/keys")]);
+        // The same rows again (as their pages are taken in), and the same
+        // type again: nothing twice.
+        c.learn(part(&[KV1], &["microsoft.network/networksecuritygroups"]));
+        note(&mut c, KV1);
+        note(&mut c, NSG);
+        assert!(queued(&mut c).is_empty());
+        // An undeclared vault and an undiagnosed type wait, for good here.
+        note(&mut c, KV3);
+        let blob = id("Microsoft.Storage/storageAccounts/st/blobServices/default");
+        c.add(ObservedResource::new(
+            blob.clone(),
+            blob.resource_type(),
+            serde_json::json!({}),
+        ));
+        assert!(queued(&mut c).is_empty());
+        assert!(
+            c.queue.indexed.found.is_empty(),
+            "not settled before the graph"
+        );
+        // The whole graph: desired {kv1, kv2}, blob services diagnosed too.
+        let early = Early {
+            desired: [KV1, KV2].iter().map(|p| id(p).key().to_string()).collect(),
+            diagnosed_types: [
+                "microsoft.network/networksecuritygroups",
+                "microsoft.storage/storageaccounts/blobservices",
+            ]
+            .map(String::from)
+            .into(),
+            diagnostics_api: "2021-05-01-preview".into(),
+            settle: None,
+        };
+        c.learn(Some(Learned::All(early)));
+        // The listed item held back is added and noted by the whole graph.
+        assert_eq!(c.queue.indexed.found.len(), 1);
+        assert_eq!(
+            queued(&mut c),
+            [
+                "/Microsoft.Storage/storageAccounts/st/blobServices/default/providers/Microsoft.Insights/diagnosticSettings"
+            ]
+        );
+        for path in [KV1, KV2, KV3, NSG, VNET] {
+            note(&mut c, path);
+        }
+        assert!(queued(&mut c).is_empty(), "kv3 is not desired");
+        assert_eq!(c.queue.indexed.listed.len(), 2);
+        assert_eq!(c.queue.indexed.diagnosed.len(), 2);
+    }
+
+    #[test]
+    fn nothing_more_is_listed_once_rendering_failed() {
+        let mut c = Collector::default();
+        c.learn(part(&[], &["microsoft.network/networksecuritygroups"]));
+        note(&mut c, NSG);
+        assert_eq!(queued(&mut c).len(), 1);
+        let item = id("Microsoft.KeyVault/vaults/kv1/keys/k");
+        c.add(ObservedResource::new(
+            item.clone(),
+            item.resource_type(),
+            serde_json::json!({}),
+        ));
+        c.learn(None);
+        assert_eq!(c.queue.indexed.found.len(), 1, "what was read is kept");
+        note(&mut c, KV1);
+        note(&mut c, VNET);
+        let nsg2 = "Microsoft.Network/networkSecurityGroups/nsg2";
+        note(&mut c, nsg2);
+        assert!(queued(&mut c).is_empty());
     }
 
     #[test]

@@ -264,14 +264,14 @@ impl Session {
     fn indexed(
         &self,
         project: &Project,
-        early: impl std::future::Future<Output = Option<inventory::Early>>,
+        learned: tokio::sync::mpsc::UnboundedReceiver<inventory::Learned>,
     ) -> Result<inventory::Indexed, ReviewError> {
         self.rt
             .block_on(inventory::indexed(
                 &self.client,
                 &project.platform.subscription_id,
                 &project.platform.prefix.value,
-                early,
+                learned,
             ))
             .map_err(self.read_error())
     }
@@ -284,26 +284,10 @@ impl Session {
         scope: Option<&Scope>,
         mut indexed: inventory::Indexed,
         before: crate::cloud::client::StatsSnapshot,
+        reading: &Reading,
     ) -> Result<PriorState, ReviewError> {
+        let Reading { groups, referenced } = reading;
         let (recent, by_dap) = self.recent_writes()?;
-        // The graph is sorted by layer and tenant: a group's resources are
-        // neighbours, and its id is made once, not once per resource.
-        let mut groups = std::collections::HashSet::new();
-        let mut last = None;
-        for r in &graph.resources {
-            let Some(rg) = r.id.resource_group() else {
-                continue;
-            };
-            let group = (r.id.subscription(), rg);
-            if last != Some(group) {
-                groups.insert(format!(
-                    "/subscriptions/{}/resourcegroups/{}",
-                    group.0.to_ascii_lowercase(),
-                    group.1.to_ascii_lowercase()
-                ));
-                last = Some(group);
-            }
-        }
         let inventory::Early {
             desired: desired_keys,
             diagnosed_types: diagnosed,
@@ -315,26 +299,6 @@ impl Session {
         let desired = std::sync::OnceLock::<
             std::collections::HashMap<&str, &lifeboat_core::graph::Resource>,
         >::new();
-        let mut referenced: Vec<Wanted> = graph
-            .resources
-            .iter()
-            .filter_map(|r| {
-                r.body
-                    .pointer("/properties/storageProfile/imageReference/id")?
-                    .as_str()
-                    .and_then(|s| lifeboat_core::id::ResourceId::parse(s).ok())
-            })
-            .filter(|id| {
-                id.resource_type()
-                    .eq_ignore_ascii_case(lifeboat_core::api::IMAGE_VERSION_TYPE)
-            })
-            .map(|id| Wanted {
-                id,
-                api_version: lifeboat_core::api::GALLERY.to_string(),
-            })
-            .collect();
-        referenced.sort_by(|a, b| a.id.cmp(&b.id));
-        referenced.dedup_by(|a, b| a.id == b.id);
         let orphan_in_scope = |r: &lifeboat_core::observed::ObservedResource,
                                prior: &PriorState| {
             scope.is_some_and(|s| {
@@ -368,13 +332,13 @@ impl Session {
                 &self.client,
                 indexed,
                 inventory::Completion {
-                    groups: &groups,
+                    groups,
                     desired: &desired_keys,
                     orphan_in_scope: &orphan_in_scope,
                     diagnosed_types: &diagnosed,
                     diagnostics_api: &diagnostics_api,
                     recent: &recent,
-                    referenced: &referenced,
+                    referenced,
                     fresh: &fresh,
                 },
             ))
@@ -518,9 +482,10 @@ impl Session {
         let before = self.client.stats.snapshot();
         match refresh {
             Refresh::Graph => {
-                let indexed =
-                    self.indexed(project, std::future::ready(Some(early_lists(graph))))?;
-                self.completed(graph, None, indexed, before)
+                let (tell, learned) = tokio::sync::mpsc::unbounded_channel();
+                let _ = tell.send(inventory::Learned::All(early_lists(graph)));
+                let indexed = self.indexed(project, learned)?;
+                self.completed(graph, None, indexed, before, &Reading::of(graph))
             }
             Refresh::Direct => {
                 let mut wanted: Vec<Wanted> = graph
@@ -541,6 +506,59 @@ impl Session {
                 Ok(inventory::managed(found, self.requests_since(before)))
             }
         }
+    }
+}
+
+/// What completing the prior state needs from the graph alone, worked out
+/// while the cloud is read (see [`Reading::of`]).
+struct Reading {
+    /// The resource groups (lower-cased ids) the graph writes to.
+    groups: std::collections::HashSet<String>,
+    /// The HiX image versions front-ends reference, each once.
+    referenced: Vec<Wanted>,
+}
+
+impl Reading {
+    fn of(graph: &Graph) -> Reading {
+        // The graph is sorted by layer and tenant: a group's resources are
+        // neighbours, and its id is made once, not once per resource.
+        let mut groups = std::collections::HashSet::new();
+        let mut last = None;
+        for r in &graph.resources {
+            let Some(rg) = r.id.resource_group() else {
+                continue;
+            };
+            let group = (r.id.subscription(), rg);
+            if last != Some(group) {
+                groups.insert(format!(
+                    "/subscriptions/{}/resourcegroups/{}",
+                    group.0.to_ascii_lowercase(),
+                    group.1.to_ascii_lowercase()
+                ));
+                last = Some(group);
+            }
+        }
+        let mut referenced: Vec<Wanted> = graph
+            .resources
+            .iter()
+            .filter_map(|r| {
+                r.body
+                    .pointer("/properties/storageProfile/imageReference/id")?
+                    .as_str()
+                    .and_then(|s| lifeboat_core::id::ResourceId::parse(s).ok())
+            })
+            .filter(|id| {
+                id.resource_type()
+                    .eq_ignore_ascii_case(lifeboat_core::api::IMAGE_VERSION_TYPE)
+            })
+            .map(|id| Wanted {
+                id,
+                api_version: lifeboat_core::api::GALLERY.to_string(),
+            })
+            .collect();
+        referenced.sort_by(|a, b| a.id.cmp(&b.id));
+        referenced.dedup_by(|a, b| a.id == b.id);
+        Reading { groups, referenced }
     }
 }
 
@@ -637,7 +655,9 @@ impl Workspace {
         review: bool,
     ) -> Result<(Plan, PriorState), ReviewError> {
         let (project, templates) = (&self.project, &self.templates);
-        let render = || graph::build(project, templates, scope).map_err(ReviewError::Render);
+        let render = |rendered: &(dyn Fn(&[lifeboat_core::graph::Resource]) + Sync)| {
+            graph::build_reporting(project, templates, scope, rendered).map_err(ReviewError::Render)
+        };
         let price_table = cost::PriceTable::for_project(project)?;
         // What a review needs from the graph alone (policy findings, what other
         // layers declare, the declared half of the cost), worked out while the
@@ -658,46 +678,56 @@ impl Workspace {
                 None
             })
         };
-        let (graph, prior, early) = match refresh {
+        let (graph, prior, early, prepared) = match refresh {
             // Resource Graph's queries need nothing from the graph: read the cloud
             // while the templates render, then what the graph tells to read.
             Refresh::Graph => {
                 let before = self.session.client.stats.snapshot();
-                let (graph, indexed) = std::thread::scope(|s| {
+                let (graph, early, indexed) = std::thread::scope(|s| {
                     // The graph's lists start while Resource Graph pages still
-                    // come in (see `inventory::indexed`).
-                    let (tell, told) = tokio::sync::oneshot::channel();
+                    // come in, each as soon as the part of the graph that
+                    // declares it has rendered (see `inventory::indexed`).
+                    let (tell, learned) = tokio::sync::mpsc::unbounded_channel();
                     // Desired resources are settled as their rows arrive
                     // (`lifeboat_core::plan::settle`): the graph is shared with
                     // the reads until they end.
                     let rendering = s.spawn(move || {
-                        let graph = render().map(std::sync::Arc::new);
-                        let _ = tell.send(graph.as_ref().ok().map(|g| inventory::Early {
-                            settle: Some(lifeboat_core::plan::settle::Settler::new(g.clone())),
-                            ..early_lists(g)
+                        let part = |rs: &[lifeboat_core::graph::Resource]| {
+                            let _ = tell.send(inventory::Learned::part(rs));
+                        };
+                        let graph = render(&part).map(std::sync::Arc::new);
+                        let graph = graph?;
+                        let _ = tell.send(inventory::Learned::All(inventory::Early {
+                            settle: Some(lifeboat_core::plan::settle::Settler::new(graph.clone())),
+                            ..early_lists(&graph)
                         }));
-                        graph
+                        // Reading is bound by ARM's read quota from here on,
+                        // not by this machine: what the review needs from the
+                        // graph alone is worked out meanwhile.
+                        let early = (
+                            from_graph(&graph),
+                            Reading::of(&graph),
+                            plan::Prepared::of(&graph),
+                        );
+                        Ok::<_, ReviewError>((graph, early))
                     });
-                    let indexed = self
-                        .session
-                        .indexed(project, async { told.await.ok().flatten() });
-                    let graph = rendering.join().expect("rendering does not panic");
-                    Ok::<_, ReviewError>((graph?, indexed?))
+                    let indexed = self.session.indexed(project, learned);
+                    let (graph, early) = rendering.join().expect("rendering does not panic")?;
+                    Ok::<_, ReviewError>((graph, early, indexed?))
                 })?;
+                let (early, reading, prepared) = early;
                 // The reads have let go of it by now (a copy otherwise).
                 let graph = std::sync::Arc::try_unwrap(graph).unwrap_or_else(|g| (*g).clone());
-                let (prior, early) = std::thread::scope(|s| {
-                    let early = s.spawn(|| from_graph(&graph));
-                    let prior = self.session.completed(&graph, Some(scope), indexed, before);
-                    (prior, early.join().expect("policy does not panic"))
-                });
-                (graph, prior?, early?)
+                let prior =
+                    self.session
+                        .completed(&graph, Some(scope), indexed, before, &reading)?;
+                (graph, prior, early?, Some(prepared))
             }
             Refresh::Direct => {
-                let graph = render()?;
+                let graph = render(&|_| {})?;
                 let prior = self.session.prior_state(project, &graph, refresh)?;
                 let early = from_graph(&graph)?;
-                (graph, prior, early)
+                (graph, prior, early, None)
             }
         };
         if review && !scope.shared {
@@ -756,8 +786,10 @@ impl Workspace {
                 (Some(d), Some(t)) => Some(d.with_current(&prior, t)),
                 _ => None,
             });
-            let plan = plan::plan(
+            let prepared = prepared.unwrap_or_else(|| plan::Prepared::of(&graph));
+            let plan = plan::plan_prepared(
                 graph,
+                prepared,
                 &prior,
                 PlanOptions {
                     scope,
