@@ -320,12 +320,20 @@ pub fn plan_prepared(
         ..
     } = prepared;
     let activated = activated_tenants(prior);
+    // What is not declared does not depend on what is: both at once.
+    let (desired, (deletes, mut kept)) = std::thread::scope(|s| {
+        let orphans = s.spawn(|| orphans(prior, &opts, &desired_keys, &generated, &api_versions));
+        let desired = desired_changes(graph, prior, &opts, &activated);
+        (
+            desired,
+            orphans.join().expect("finding orphans does not panic"),
+        )
+    });
     let Desired {
         mut changes,
         deferred,
         capacity_reductions,
-    } = desired_changes(graph, prior, &opts, &activated)?;
-    let (deletes, mut kept) = orphans(prior, &opts, &desired_keys, &generated, &api_versions);
+    } = desired?;
     changes.extend(deletes);
     keep_ancestors_of_kept(&mut changes, &mut kept);
     changes.sort_by(|a, b| (a.layer, &a.tenant, &a.id).cmp(&(b.layer, &b.tenant, &b.id)));

@@ -689,11 +689,13 @@ pub fn managed(mut found: Vec<ObservedResource>, requests: Requests) -> PriorSta
     found.sort_by(|a, b| a.id.cmp(&b.id));
     found.dedup_by(|a, b| a.id == b.id);
     let all = PriorState::new(found, requests);
-    let keep: Vec<bool> = all
-        .resources
-        .iter()
-        .map(|r| all.ownership(r).is_some())
-        .collect();
+    // Each resource's owner is looked up on its own (tags, then ancestors'):
+    // on all cores.
+    let keep: Vec<bool> =
+        lifeboat_core::par::map_in_order(&all.resources, |_, r| all.ownership(r).is_some());
+    if keep.iter().all(|&k| k) {
+        return all;
+    }
     // Moved, not cloned: a fleet's state is tens of megabytes.
     let kept: Vec<ObservedResource> = all
         .resources
