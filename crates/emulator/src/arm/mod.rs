@@ -185,6 +185,9 @@ pub struct Emulator {
     pages: Mutex<HashMap<String, (Instant, queries::Cursor)>>,
     /// Resource Graph's index: each settled resource's row as served, by id.
     rows: Mutex<HashMap<String, queries::IndexedRow>>,
+    /// The resources each recent Resource Graph query matched, while nothing
+    /// it read has changed (see `queries::Matched`).
+    matched: Mutex<Vec<queries::Matched>>,
     rng: Mutex<fastrand::Rng>,
     /// The fault seed (`LIFEBOAT_EMULATOR_SEED`, else random).
     seed: u64,
@@ -252,6 +255,7 @@ impl Emulator {
             locks: Mutex::new(HashMap::new()),
             pages: Mutex::new(HashMap::new()),
             rows: Mutex::new(HashMap::new()),
+            matched: Mutex::new(Vec::new()),
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             seed,
             cores: Mutex::new(None),
@@ -758,6 +762,11 @@ mod tests {
     }
 
     fn emulator(time_scale: f64, faults: Faults) -> Fixture {
+        lagging(time_scale, faults, 0.0)
+    }
+
+    /// An emulator whose Resource Graph trails writes by `graph_lag` Azure-s.
+    fn lagging(time_scale: f64, faults: Faults, graph_lag: f64) -> Fixture {
         let dir = std::env::temp_dir().join(format!(
             "lifeboat-arm-test-{}-{:016x}",
             std::process::id(),
@@ -771,7 +780,7 @@ mod tests {
                     faults,
                     token: "t".into(),
                     allow_remote: false,
-                    graph_lag: 0.0,
+                    graph_lag,
                     vcpu_quota: Default::default(),
                 },
             ),
@@ -925,6 +934,54 @@ mod tests {
             Value::Null,
         ));
         assert_eq!(body(&got)["properties"]["provisioningState"], "Succeeded");
+    }
+
+    /// A query's matches are kept between queries only while they cannot
+    /// change: a resource's indexing lag ending, a write (a new snapshot) and
+    /// a completed delete each show in the very next query.
+    #[test]
+    fn a_kept_query_answer_follows_the_clock_and_every_write() {
+        // 100 Azure-s of lag at 0.001: 100 ms.
+        let emu = lagging(0.001, Faults::default(), 100.0);
+        let count = || {
+            let r = emu.handle(&request(
+                "POST",
+                "/providers/Microsoft.ResourceGraph/resources?api-version=2022-10-01",
+                json!({
+                    "subscriptions": [SUB.trim_start_matches("/subscriptions/")],
+                    "query": "resourcecontainers | where resourceGroup startswith 'lb-' | project id",
+                    "options": {"resultFormat": "objectArray"}
+                }),
+            ));
+            assert_eq!(r.status, 200, "{r:?}");
+            body(&r)["data"].as_array().unwrap().len()
+        };
+        rg(&emu, "lb-a");
+        assert_eq!(count(), 0, "not indexed yet");
+        assert_eq!(count(), 0);
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(count(), 1, "the lag has ended");
+        assert_eq!(count(), 1);
+        rg(&emu, "lb-b");
+        rg(&emu, "other");
+        assert_eq!(count(), 1, "b is written but not indexed yet");
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(count(), 2);
+        let del = emu.handle(&request(
+            "DELETE",
+            &format!("{SUB}/resourceGroups/lb-a?api-version=2021-04-01"),
+            Value::Null,
+        ));
+        assert!(matches!(del.status, 200 | 202), "{del:?}");
+        let mut left = count();
+        for _ in 0..50 {
+            if left == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            left = count();
+        }
+        assert_eq!(left, 1, "the deleted group leaves the index");
     }
 
     /// A child collection is answered from the shared snapshot (its group and

@@ -231,26 +231,7 @@ impl Emulator {
                     Ok(a) => a,
                     Err(e) => return Reply::error(500, "InternalServerError", &e.to_string()),
                 };
-                // Which resources are rows is decided on their top-level fields (all
-                // the `where` clause can name); rows are built only for the page
-                // served, so a query costs its pages, not the fleet's bodies.
-                let rows: Vec<Arc<StoredResource>> = snap
-                    .shared()
-                    .filter(|r| Table::of(&r.resource_type).is_some_and(|t| q.tables.contains(&t)))
-                    .filter(|r| {
-                        let sub = r.id.subscription();
-                        subs.is_empty() || subs.iter().any(|s| s.eq_ignore_ascii_case(sub))
-                    })
-                    .filter(|r| {
-                        let shown = match &r.indexing {
-                            Some(i) if now < i.at_ms => i.previous.as_ref(),
-                            _ if gone(r, now) => None,
-                            _ => Some(&r.body),
-                        };
-                        shown.is_some_and(|b| q.matches_resource(r, b))
-                    })
-                    .cloned()
-                    .collect();
+                let rows = self.matching(&snap, text, &subs, &q, now);
                 Cursor {
                     snap,
                     rows,
@@ -292,6 +273,74 @@ impl Emulator {
         let mut reply = Reply::empty(200).header("content-type", "application/json; charset=utf-8");
         reply.body = out;
         reply
+    }
+
+    /// The resources `q` (as `text`, over `subs`) has rows for at `now`.
+    /// Which resources are rows is decided on their top-level fields (all the
+    /// `where` clause can name); rows are built only for the page served, so
+    /// a query costs its pages, not the fleet's bodies. The answer is kept
+    /// for as long as it cannot change: the same snapshot (no write since)
+    /// and no resource's visibility due to change (an indexing lag ending, a
+    /// delete completing, an image version appearing).
+    fn matching(
+        &self,
+        snap: &Arc<crate::store::Snapshot>,
+        text: &str,
+        subs: &[String],
+        q: &Query,
+        now: u64,
+    ) -> Vec<Arc<StoredResource>> {
+        let same = |m: &Matched| {
+            Arc::ptr_eq(&m.snap, snap)
+                && m.text == text
+                && m.subs == subs
+                && (m.from_ms..m.until_ms).contains(&now)
+        };
+        if let Some(m) = self
+            .matched
+            .lock()
+            .expect("matched")
+            .iter()
+            .find(|m| same(m))
+        {
+            return m.rows.clone();
+        }
+        let mut until_ms = u64::MAX;
+        let rows: Vec<Arc<StoredResource>> = snap
+            .shared()
+            .filter(|r| Table::of(&r.resource_type).is_some_and(|t| q.tables.contains(&t)))
+            .filter(|r| {
+                let sub = r.id.subscription();
+                subs.is_empty() || subs.iter().any(|s| s.eq_ignore_ascii_case(sub))
+            })
+            .filter(|r| {
+                if let Some(t) = changes_at(r, now) {
+                    until_ms = until_ms.min(t);
+                }
+                let shown = match &r.indexing {
+                    Some(i) if now < i.at_ms => i.previous.as_ref(),
+                    _ if gone(r, now) => None,
+                    _ => Some(&r.body),
+                };
+                shown.is_some_and(|b| q.matches_resource(r, b))
+            })
+            .cloned()
+            .collect();
+        let mut matched = self.matched.lock().expect("matched");
+        // One answer per query kept (lifeboat sends two); the oldest goes.
+        matched.retain(|m| !(m.text == text && m.subs == subs));
+        if matched.len() >= 8 {
+            matched.remove(0);
+        }
+        matched.push(Matched {
+            snap: snap.clone(),
+            text: text.to_string(),
+            subs: subs.to_vec(),
+            from_ms: now,
+            until_ms,
+            rows: rows.clone(),
+        });
+        rows
     }
 
     /// One resource's row, as Resource Graph has indexed it when the cursor was
@@ -342,6 +391,36 @@ impl Emulator {
         }
         json
     }
+}
+
+/// The next time after `now` at which whether `r` is shown, or as what,
+/// changes with the clock alone (what [`gone`] and the indexing lag read).
+fn changes_at(r: &StoredResource, now: u64) -> Option<u64> {
+    let deleting = r
+        .operation
+        .as_ref()
+        .filter(|op| op.kind == crate::store::OpKind::Delete && op.failure.is_none())
+        .map(|op| op.done_ms);
+    [
+        r.indexing.as_ref().map(|i| i.at_ms),
+        deleting,
+        r.visible_from_ms,
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|&t| t > now)
+    .min()
+}
+
+/// The resources a Resource Graph query matched, and how long that holds.
+pub(super) struct Matched {
+    snap: Arc<crate::store::Snapshot>,
+    text: String,
+    subs: Vec<String>,
+    from_ms: u64,
+    /// The first time a matched or unmatched resource's visibility changes.
+    until_ms: u64,
+    rows: Vec<Arc<StoredResource>>,
 }
 
 /// Nothing about the resource changes with the clock any more: its operation,
