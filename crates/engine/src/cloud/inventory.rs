@@ -431,7 +431,11 @@ pub async fn indexed(
     let collect = async {
         let mut c = Collector::default();
         let mut running = futures::stream::FuturesUnordered::new();
-        // Pages held until the graph has rendered.
+        // Pages held until the graph has rendered, as sent (~1.7 MB a page
+        // of 1,000 rows), at most `HELD` of them: past that the service waits,
+        // so a larger estate holds no more raw JSON (the 200-hospital fleet
+        // is 14 pages).
+        const HELD: usize = 24;
         let mut held = std::collections::VecDeque::new();
         // Pages being taken in, kept in the order they came; as many at once
         // as this machine has cores (each holds a page's rows in full).
@@ -458,7 +462,10 @@ pub async fn indexed(
                     rendering = matches!(told, Some(Learned::Part { .. }));
                     c.learn(told);
                 },
-                page = rx.recv(), if open && (rendering || (held.is_empty() && taking.len() < cores)) => match page {
+                page = rx.recv(), if open && match rendering {
+                    true => held.len() < HELD,
+                    false => held.is_empty() && taking.len() < cores,
+                } => match page {
                     Some(page) => {
                         if rendering {
                             for id in page.ids()? {
