@@ -490,6 +490,78 @@ fn two_groups_of_the_emergency_name_are_an_error_naming_both() {
     );
 }
 
+/// `status` reads every group and its members in `$batch`es; a group whose
+/// members fill more than one page (999) is read by itself, page by page, and
+/// counted whole; two groups of one name are the warning `roster` gives.
+#[test]
+fn status_counts_a_group_of_more_than_one_page_and_names_twin_groups() {
+    let p = Project::example("roster-pages");
+    assert_eq!(p.run(&["roster", "apply", "--auto-approve"]).code, 0);
+    let d = directory(&p);
+    let group = graph(
+        &d,
+        "GET",
+        "/groups?$filter=displayName%20eq%20%27lb-cwz-emergency%27",
+        Value::Null,
+    )["value"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for i in 0..990 {
+        let invited = graph(
+            &d,
+            "POST",
+            "/invitations",
+            json!({"invitedUserEmailAddress": format!("extra{i:04}@cwz.nl"), "inviteRedirectUrl": "https://myapps.microsoft.com", "sendInvitationMessage": false}),
+        );
+        let id = invited["invitedUser"]["id"].as_str().unwrap();
+        graph(
+            &d,
+            "POST",
+            &format!("/groups/{group}/members/$ref"),
+            json!({"@odata.id": format!("{GRAPH_HOST}/v1.0/directoryObjects/{id}")}),
+        );
+    }
+    let counts = |r: &Run| -> Vec<(String, Value)> {
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        v["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["tenant"].as_str().unwrap().to_string(),
+                    t["roster_members"].clone(),
+                )
+            })
+            .collect()
+    };
+    let r = p.run(&["--output", "json", "status"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let all = counts(&r);
+    assert!(all.contains(&("cwz".into(), json!(14 + 990))), "{all:?}");
+    assert!(
+        all.iter()
+            .all(|(t, n)| t == "cwz" || n.as_u64().is_some_and(|n| n > 0)),
+        "{all:?}"
+    );
+    // A second group of cwz's name: the roster is unavailable, said once.
+    graph(
+        &d,
+        "POST",
+        "/groups",
+        json!({"displayName": "lb-cwz-emergency", "mailNickname": "lb-cwz-emergency", "mailEnabled": false, "securityEnabled": true}),
+    );
+    let r = p.run(&["status"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("roster unavailable")
+            && r.stderr.contains("2 groups named lb-cwz-emergency"),
+        "{}",
+        r.stderr
+    );
+}
+
 /// A leaver whom Graph will not let go (every write throttled, past the
 /// retries) fails the run, exit 1, naming them: never a silent "done".
 #[test]
