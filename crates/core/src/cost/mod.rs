@@ -175,37 +175,37 @@ impl PriceTable {
     ) -> Cost {
         let s = |p: &str| crate::observed::at(body, p).and_then(J::as_str);
         let mut c = Cost::default();
-        match resource_type.to_ascii_lowercase().as_str() {
-            "microsoft.compute/virtualmachines" => {
-                if let Some(size) = s("/properties/hardwareProfile/vmSize") {
-                    match self.vm_hourly.get(size) {
-                        Some(&p) => c += hourly(p, deallocated),
-                        None => unpriced.push(format!("VM size {size}")),
-                    }
-                }
-                // Windows images' OS disks are 128 GiB unless sized.
-                let os = "/properties/storageProfile/osDisk";
-                if let Some(sku) = s(&format!("{os}/managedDisk/storageAccountType")) {
-                    let gib = crate::observed::at(body, &format!("{os}/diskSizeGB"))
-                        .and_then(J::as_u64)
-                        .unwrap_or(128) as u32;
-                    c += self.disk(sku, gib, unpriced);
+        // Asked of every resource a plan reads: compared in place, no
+        // lower-cased copy of each type.
+        let is = |t: &str| resource_type.eq_ignore_ascii_case(t);
+        if is("microsoft.compute/virtualmachines") {
+            if let Some(size) = s("/properties/hardwareProfile/vmSize") {
+                match self.vm_hourly.get(size) {
+                    Some(&p) => c += hourly(p, deallocated),
+                    None => unpriced.push(format!("VM size {size}")),
                 }
             }
-            "microsoft.compute/disks" => {
-                if let (Some(sku), Some(gib)) = (
-                    s("/sku/name"),
-                    crate::observed::at(body, "/properties/diskSizeGB").and_then(J::as_u64),
-                ) {
-                    c += self.disk(sku, gib as u32, unpriced);
-                }
+            // Windows images' OS disks are 128 GiB unless sized.
+            let os = "/properties/storageProfile/osDisk";
+            if let Some(sku) = s(&format!("{os}/managedDisk/storageAccountType")) {
+                let gib = crate::observed::at(body, &format!("{os}/diskSizeGB"))
+                    .and_then(J::as_u64)
+                    .unwrap_or(128) as u32;
+                c += self.disk(sku, gib, unpriced);
             }
-            "microsoft.network/publicipaddresses" => c += hourly(self.public_ip_hourly, false),
-            "microsoft.network/loadbalancers" => c += hourly(self.load_balancer_hourly, false),
-            "microsoft.keyvault/vaults/keys" if s("/properties/kty") == Some("RSA-HSM") => {
-                c += monthly(self.hsm_key_monthly)
+        } else if is("microsoft.compute/disks") {
+            if let (Some(sku), Some(gib)) = (
+                s("/sku/name"),
+                crate::observed::at(body, "/properties/diskSizeGB").and_then(J::as_u64),
+            ) {
+                c += self.disk(sku, gib as u32, unpriced);
             }
-            _ => {}
+        } else if is("microsoft.network/publicipaddresses") {
+            c += hourly(self.public_ip_hourly, false)
+        } else if is("microsoft.network/loadbalancers") {
+            c += hourly(self.load_balancer_hourly, false)
+        } else if is("microsoft.keyvault/vaults/keys") && s("/properties/kty") == Some("RSA-HSM") {
+            c += monthly(self.hsm_key_monthly)
         }
         c
     }
@@ -262,14 +262,8 @@ impl Declared {
             mut rows,
             deallocated,
         } = self;
+        let mut ignored = Vec::new();
         for o in &prior.resources {
-            let Some(owner) = prior.ownership(o) else {
-                continue;
-            };
-            // Only the layers the graph covers.
-            let Some(e) = rows.get_mut(&owner.tenant) else {
-                continue;
-            };
             // A VM the manifests no longer declare idles as it is now: a deallocated
             // front-end costs its disk, not its compute (removing one saves ~10 USD
             // a month, not ~160).
@@ -281,8 +275,20 @@ impl Declared {
                 .get(o.id.key())
                 .copied()
                 .unwrap_or(observed_deallocated);
-            let mut ignored = Vec::new();
-            e.current += prices.resource(&o.resource_type, &o.body, d, &mut ignored);
+            let cost = prices.resource(&o.resource_type, &o.body, d, &mut ignored);
+            // Most of a fleet (subnets, rules, keys, settings) costs nothing:
+            // whose it is need not be asked.
+            if cost == Cost::default() {
+                continue;
+            }
+            let Some(owner) = prior.ownership(o) else {
+                continue;
+            };
+            // Only the layers the graph covers.
+            let Some(e) = rows.get_mut(&owner.tenant) else {
+                continue;
+            };
+            e.current += cost;
         }
         let tenants = rows
             .into_values()
