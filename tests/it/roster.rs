@@ -63,6 +63,19 @@ fn graph(d: &Directory, method: &str, path: &str, body: Value) -> Value {
     serde_json::from_slice(&r.body).unwrap_or(Value::Null)
 }
 
+/// The id of the (first) group named `name`.
+fn group_id(d: &Directory, name: &str) -> String {
+    graph(
+        d,
+        "GET",
+        &format!("/groups?$filter=displayName%20eq%20'{name}'"),
+        Value::Null,
+    )["value"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn user_by_mail(d: &Directory, mail: &str) -> Value {
     let v = graph(
         d,
@@ -106,13 +119,7 @@ fn joiners_movers_and_leavers_across_two_hr_exports_with_their_audit_trail() {
 
     // Someone adds a colleague to the group by hand.
     let d = directory(&p);
-    let groups = graph(
-        &d,
-        "GET",
-        "/groups?$filter=displayName%20eq%20'lb-cwz-emergency'",
-        Value::Null,
-    );
-    let gid = groups["value"][0]["id"].as_str().unwrap().to_string();
+    let gid = group_id(&d, "lb-cwz-emergency");
     let inv = graph(
         &d,
         "POST",
@@ -498,15 +505,7 @@ fn status_counts_a_group_of_more_than_one_page_and_names_twin_groups() {
     let p = Project::example("roster-pages");
     assert_eq!(p.run(&["roster", "apply", "--auto-approve"]).code, 0);
     let d = directory(&p);
-    let group = graph(
-        &d,
-        "GET",
-        "/groups?$filter=displayName%20eq%20%27lb-cwz-emergency%27",
-        Value::Null,
-    )["value"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let group = group_id(&d, "lb-cwz-emergency");
     for i in 0..990 {
         let invited = graph(
             &d,
