@@ -658,18 +658,25 @@ fn each_non_indexed_collection_is_listed_once_desired_or_removed() {
         "microsoft.storage/storageaccounts" => 2, // blob services, containers
         _ => 0,
     };
-    let expected: u64 = changes
-        .iter()
-        .map(|c| per_parent(&lower(c)) + u64::from(diagnosed.contains(&lower(c))))
-        .sum::<u64>()
-        + 1; // the region's Resource SKUs
-    let lists = |p: &Project| {
-        let r = p.run(&["--output", "json", "plan"]);
+    let expected = |tenant: Option<&str>| -> u64 {
+        changes
+            .iter()
+            .filter(|c| tenant.is_none_or(|t| c["tenant"] == t))
+            .map(|c| per_parent(&lower(c)) + u64::from(diagnosed.contains(&lower(c))))
+            .sum::<u64>()
+            + 1 // the region's Resource SKUs
+    };
+    let lists = |p: &Project, args: &[&str]| {
+        let r = p.run(&[&["--output", "json", "plan"], args].concat());
         assert_eq!(r.code, 0, "{}", r.stderr);
         let v: Value = serde_json::from_str(&r.stdout).unwrap();
         v["requests"]["lists"].as_u64().unwrap()
     };
-    assert_eq!(lists(&p), expected, "every manifest present");
+    assert_eq!(lists(&p, &[]), expected(None), "every manifest present");
+    // A tenant's plan lists that tenant's collections, not the fleet's.
+    let cwz = expected(Some("cwz"));
+    assert!(cwz > 1 && cwz < expected(None));
+    assert_eq!(lists(&p, &["--tenant", "cwz"]), cwz, "cwz alone");
     p.remove("tenants/rst.yaml");
-    assert_eq!(lists(&p), expected, "rst's manifest removed");
+    assert_eq!(lists(&p, &[]), expected(None), "rst's manifest removed");
 }

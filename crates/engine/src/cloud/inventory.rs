@@ -125,7 +125,7 @@ pub struct Indexed {
 
 /// What the rendered graph says to list as soon as a row arrives: the
 /// non-indexed children of desired parents, and the diagnostic settings of
-/// every resource of a type the manifests diagnose.
+/// desired resources of a type the manifests diagnose.
 #[derive(Debug, Default)]
 pub struct Early {
     /// Lower-cased ids of the desired resources.
@@ -143,8 +143,9 @@ pub enum Learned {
     /// A part of the graph (the shared layer, or one tenant) has rendered:
     /// what it declares to list ([`Learned::part`]).
     Part {
-        /// Lower-cased ids of its resources that hold non-indexed children.
-        parents: Vec<String>,
+        /// Lower-cased ids of its resources that hold non-indexed children or
+        /// are of a type it declares diagnostic settings for.
+        listable: Vec<String>,
         /// Lower-cased types it declares diagnostic settings for, each with
         /// the api-version it declares them with.
         diagnosed: Vec<(String, String)>,
@@ -157,15 +158,8 @@ pub enum Learned {
 impl Learned {
     /// What `resources`, one rendered part of the graph, tell to list.
     pub fn part(resources: &[lifeboat_core::graph::Resource]) -> Learned {
-        let mut parents = Vec::new();
         let mut diagnosed: Vec<(String, String)> = Vec::new();
         for r in resources {
-            if UNINDEXED
-                .iter()
-                .any(|u| u.parent.eq_ignore_ascii_case(&r.resource_type))
-            {
-                parents.push(r.id.key().to_string());
-            }
             if r.resource_type
                 .eq_ignore_ascii_case(DIAGNOSTIC_SETTINGS_TYPE)
                 && let Some(target) = r.id.parent()
@@ -176,7 +170,20 @@ impl Learned {
                 }
             }
         }
-        Learned::Part { parents, diagnosed }
+        let listable = resources
+            .iter()
+            .filter(|r| {
+                holds_unindexed(&r.resource_type)
+                    || diagnosed
+                        .iter()
+                        .any(|(t, _)| t.eq_ignore_ascii_case(&r.resource_type))
+            })
+            .map(|r| r.id.key().to_string())
+            .collect();
+        Learned::Part {
+            listable,
+            diagnosed,
+        }
     }
 }
 
@@ -203,15 +210,13 @@ struct Listing {
 /// the whole of it arrives.
 #[derive(Default)]
 struct Known {
-    parents: HashSet<String>,
+    /// Declared resources with collections to list ([`Learned::Part`]).
+    listable: HashSet<String>,
     diagnosed_types: HashSet<String>,
     diagnostics_api: Option<String>,
-    /// Rows of parent types the parts rendered so far do not declare, by
-    /// lower-cased id: a later part may.
-    waiting_parents: std::collections::HashMap<String, ResourceId>,
-    /// Every row noted so far, with its type: a later part may diagnose its
-    /// type (parts name few types, so they are searched for, not indexed).
-    seen: Vec<(ResourceId, String)>,
+    /// Rows no part rendered so far declares, by lower-cased id: a later
+    /// part may.
+    waiting: std::collections::HashMap<String, ResourceId>,
 }
 
 /// The collections queued, each once.
@@ -281,13 +286,18 @@ impl Collector {
     }
 
     /// Queue what the row `id` (of `resource_type`) needs listed, by what is
-    /// known of the graph so far; a row the graph may yet tell to list waits
-    /// for it. Each collection is queued once, however often its row is noted.
+    /// known of the graph so far: the non-indexed children and the diagnostic
+    /// settings of a declared resource (those of a resource the plan would
+    /// delete or keep are listed by [`complete`], which knows them). A row the
+    /// graph may yet declare waits for it. Each collection is queued once,
+    /// however often its row is noted.
     fn note(&mut self, id: &ResourceId, resource_type: &str) {
-        let parent = holds_unindexed(resource_type);
         match (&self.early, self.failed) {
             (Some(early), _) => {
-                if parent && early.desired.contains(id.key()) {
+                if !early.desired.contains(id.key()) {
+                    return;
+                }
+                if holds_unindexed(resource_type) {
                     self.queue.children(id, resource_type);
                 }
                 if diagnosed(&early.diagnosed_types, resource_type) {
@@ -295,25 +305,25 @@ impl Collector {
                 }
             }
             (None, true) => {}
-            (None, false) => {
-                let known = &mut self.known;
-                if parent {
-                    match known.parents.contains(id.key()) {
-                        true => self.queue.children(id, resource_type),
-                        false => {
-                            known
-                                .waiting_parents
-                                .insert(id.key().to_string(), id.clone());
-                        }
-                    }
+            (None, false) => match self.known.listable.contains(id.key()) {
+                true => self.declared(id, resource_type),
+                false => {
+                    self.known.waiting.insert(id.key().to_string(), id.clone());
                 }
-                if let Some(api) = &known.diagnostics_api
-                    && diagnosed(&known.diagnosed_types, resource_type)
-                {
-                    self.queue.diagnostics(id, api);
-                }
-                known.seen.push((id.clone(), resource_type.to_string()));
-            }
+            },
+        }
+    }
+
+    /// Queue the collections of `id`, a declared resource, as far as the
+    /// parts rendered so far tell.
+    fn declared(&mut self, id: &ResourceId, resource_type: &str) {
+        if holds_unindexed(resource_type) {
+            self.queue.children(id, resource_type);
+        }
+        if let Some(api) = &self.known.diagnostics_api
+            && diagnosed(&self.known.diagnosed_types, resource_type)
+        {
+            self.queue.diagnostics(id, api);
         }
     }
 
@@ -321,27 +331,19 @@ impl Collector {
     /// qualify for.
     fn learn(&mut self, learned: Option<Learned>) {
         match learned {
-            Some(Learned::Part { parents, diagnosed }) => {
-                let known = &mut self.known;
-                for key in parents {
-                    if let Some(id) = known.waiting_parents.remove(&key) {
-                        self.queue.children(&id, &id.resource_type());
-                    }
-                    known.parents.insert(key);
-                }
+            Some(Learned::Part {
+                listable,
+                diagnosed,
+            }) => {
                 for (t, api) in diagnosed {
-                    if known.diagnosed_types.contains(&t) {
-                        continue;
+                    self.known.diagnostics_api.get_or_insert(api);
+                    self.known.diagnosed_types.insert(t);
+                }
+                for key in listable {
+                    if let Some(id) = self.known.waiting.remove(&key) {
+                        self.declared(&id, &id.resource_type());
                     }
-                    let api = known.diagnostics_api.get_or_insert(api);
-                    for (id, _) in known
-                        .seen
-                        .iter()
-                        .filter(|(_, rt)| rt.eq_ignore_ascii_case(&t))
-                    {
-                        self.queue.diagnostics(id, api);
-                    }
-                    known.diagnosed_types.insert(t);
+                    self.known.listable.insert(key);
                 }
             }
             Some(Learned::All(early)) => {
@@ -514,12 +516,13 @@ pub struct Completion<'a> {
     /// entries in them are re-read (a tenant's plan reads that tenant, not the
     /// fleet).
     pub groups: &'a HashSet<String>,
-    /// The desired resources (lower-cased ids): their non-indexed children are
-    /// listed.
+    /// The desired resources (lower-cased ids): their non-indexed children
+    /// and diagnostic settings are listed.
     pub desired: &'a HashSet<String>,
-    /// Which other parents to list: managed ones in the plan's scope that it
-    /// would delete or keep (a removed manifest's protected Key Vault key and
-    /// backup containers are named as kept).
+    /// Which other resources to list them of: managed ones in the plan's
+    /// scope that it would delete or keep (a removed manifest's protected Key
+    /// Vault key and backup containers are named as kept). Nothing of another
+    /// tenant's: a tenant's plan reads that tenant.
     pub orphan_in_scope: &'a (dyn Fn(&ObservedResource, &PriorState) -> bool + Sync),
     pub diagnosed_types: &'a HashSet<String>,
     pub diagnostics_api: &'a str,
@@ -578,20 +581,28 @@ pub async fn complete(
         }
     }
     found.extend(list_all(client, lists).await?);
-    let lists: Vec<(String, &str)> = found
-        .iter()
-        .filter(|r| {
-            self::diagnosed(how.diagnosed_types, &r.resource_type)
-                && !diagnosed.contains(r.id.key())
-        })
-        .map(|r| {
-            (
-                format!("{}{DIAGNOSTIC_SETTINGS}", r.id.as_str()),
-                how.diagnostics_api,
-            )
-        })
-        .collect();
-    found.extend(list_all(client, lists).await?);
+    // Diagnostic settings likewise: of declared resources, and of those the
+    // plan would delete or keep (whose owner only the whole state tells).
+    let unlisted = |r: &ObservedResource| {
+        self::diagnosed(how.diagnosed_types, &r.resource_type) && !diagnosed.contains(r.id.key())
+    };
+    if found.iter().any(unlisted) {
+        let state = PriorState::new(found, Requests::default());
+        let lists: Vec<(String, &str)> = state
+            .resources
+            .iter()
+            .filter(|r| unlisted(r))
+            .filter(|r| how.desired.contains(r.id.key()) || (how.orphan_in_scope)(r, &state))
+            .map(|r| {
+                (
+                    format!("{}{DIAGNOSTIC_SETTINGS}", r.id.as_str()),
+                    how.diagnostics_api,
+                )
+            })
+            .collect();
+        found = state.resources;
+        found.extend(list_all(client, lists).await?);
+    }
     let so_far = PriorState::new(found, Requests::default());
     let mut stale: Vec<&Wanted> = how
         .recent
@@ -747,9 +758,9 @@ mod tests {
         out
     }
 
-    fn part(parents: &[&str], diagnosed: &[&str]) -> Option<Learned> {
+    fn part(listable: &[&str], diagnosed: &[&str]) -> Option<Learned> {
         Some(Learned::Part {
-            parents: parents.iter().map(|p| id(p).key().to_string()).collect(),
+            listable: listable.iter().map(|p| id(p).key().to_string()).collect(),
             diagnosed: diagnosed
                 .iter()
                 .map(|t| (t.to_string(), "2021-05-01-preview".to_string()))
@@ -762,6 +773,7 @@ mod tests {
     const KV3: &str = "Microsoft.KeyVault/vaults/kv3";
     const NSG: &str = "Microsoft.Network/networkSecurityGroups/nsg";
     const VNET: &str = "Microsoft.Network/virtualNetworks/vnet";
+    const OTHER_NSG: &str = "Microsoft.Network/networkSecurityGroups/other";
 
     #[test]
     fn a_collection_is_listed_once_its_row_and_its_declaration_have_both_arrived() {
@@ -771,9 +783,10 @@ mod tests {
             note(&mut c, path);
         }
         assert!(queued(&mut c).is_empty());
-        // A part declares kv1 and diagnoses NSGs: the rows seen qualify now.
+        // A part declares kv1, kv2 and the NSG, and diagnoses NSGs: the rows
+        // seen qualify now.
         c.learn(part(
-            &[KV1, KV2],
+            &[KV1, KV2, NSG],
             &["microsoft.network/networksecuritygroups"],
         ));
         assert_eq!(
@@ -805,9 +818,14 @@ mod tests {
             c.queue.indexed.found.is_empty(),
             "not settled before the graph"
         );
-        // The whole graph: desired {kv1, kv2}, blob services diagnosed too.
+        // The whole graph: desired {kv1, kv2, the NSG, the blob service},
+        // blob services diagnosed too.
+        const BLOB: &str = "Microsoft.Storage/storageAccounts/st/blobServices/default";
         let early = Early {
-            desired: [KV1, KV2].iter().map(|p| id(p).key().to_string()).collect(),
+            desired: [KV1, KV2, NSG, BLOB]
+                .iter()
+                .map(|p| id(p).key().to_string())
+                .collect(),
             diagnosed_types: [
                 "microsoft.network/networksecuritygroups",
                 "microsoft.storage/storageaccounts/blobservices",
@@ -826,10 +844,12 @@ mod tests {
                 "/Microsoft.Storage/storageAccounts/st/blobServices/default/providers/Microsoft.Insights/diagnosticSettings"
             ]
         );
-        for path in [KV1, KV2, KV3, NSG, VNET] {
+        // Nothing twice; an undeclared vault or NSG is not listed here (what
+        // the plan would delete or keep is listed once the state is whole).
+        for path in [KV1, KV2, KV3, NSG, VNET, OTHER_NSG] {
             note(&mut c, path);
         }
-        assert!(queued(&mut c).is_empty(), "kv3 is not desired");
+        assert!(queued(&mut c).is_empty());
         assert_eq!(c.queue.indexed.listed.len(), 2);
         assert_eq!(c.queue.indexed.diagnosed.len(), 2);
     }
@@ -837,7 +857,7 @@ mod tests {
     #[test]
     fn nothing_more_is_listed_once_rendering_failed() {
         let mut c = Collector::default();
-        c.learn(part(&[], &["microsoft.network/networksecuritygroups"]));
+        c.learn(part(&[NSG], &["microsoft.network/networksecuritygroups"]));
         note(&mut c, NSG);
         assert_eq!(queued(&mut c).len(), 1);
         let item = id("Microsoft.KeyVault/vaults/kv1/keys/k");
