@@ -194,6 +194,22 @@ fn diagnosed(types: &HashSet<String>, resource_type: &str) -> bool {
     types.iter().any(|t| t.eq_ignore_ascii_case(resource_type))
 }
 
+/// The collections (path, api-version) of non-indexed children under `id`.
+fn child_lists<'a>(
+    id: &'a ResourceId,
+    resource_type: &'a str,
+) -> impl Iterator<Item = (String, &'static str)> + 'a {
+    UNINDEXED
+        .iter()
+        .filter(|u| u.parent.eq_ignore_ascii_case(resource_type))
+        .map(|u| (format!("{}{}", id.as_str(), u.collection), u.api_version))
+}
+
+/// The collection of `id`'s diagnostic settings.
+fn diagnostics_path(id: &ResourceId) -> String {
+    format!("{}{DIAGNOSTIC_SETTINGS}", id.as_str())
+}
+
 fn holds_unindexed(resource_type: &str) -> bool {
     UNINDEXED
         .iter()
@@ -231,13 +247,10 @@ impl Queue {
         if !self.indexed.listed.insert(id.key().to_string()) {
             return;
         }
-        for u in UNINDEXED
-            .iter()
-            .filter(|u| u.parent.eq_ignore_ascii_case(resource_type))
-        {
+        for (path, api_version) in child_lists(id, resource_type) {
             self.lists.push_back(Listing {
-                path: format!("{}{}", id.as_str(), u.collection),
-                api_version: u.api_version.to_string(),
+                path,
+                api_version: api_version.to_string(),
             });
         }
     }
@@ -245,7 +258,7 @@ impl Queue {
     fn diagnostics(&mut self, id: &ResourceId, api_version: &str) {
         if self.indexed.diagnosed.insert(id.key().to_string()) {
             self.lists.push_back(Listing {
-                path: format!("{}{DIAGNOSTIC_SETTINGS}", id.as_str()),
+                path: diagnostics_path(id),
                 api_version: api_version.to_string(),
             });
         }
@@ -573,12 +586,7 @@ pub async fn complete(
         .iter()
         .filter(|r| holds_unindexed(&r.resource_type) && listable.contains(r.id.key()))
     {
-        for u in UNINDEXED
-            .iter()
-            .filter(|u| u.parent.eq_ignore_ascii_case(&r.resource_type))
-        {
-            lists.push((format!("{}{}", r.id.as_str(), u.collection), u.api_version));
-        }
+        lists.extend(child_lists(&r.id, &r.resource_type));
     }
     found.extend(list_all(client, lists).await?);
     // Diagnostic settings likewise: of declared resources, and of those the
@@ -593,12 +601,7 @@ pub async fn complete(
             .iter()
             .filter(|r| unlisted(r))
             .filter(|r| how.desired.contains(r.id.key()) || (how.orphan_in_scope)(r, &state))
-            .map(|r| {
-                (
-                    format!("{}{DIAGNOSTIC_SETTINGS}", r.id.as_str()),
-                    how.diagnostics_api,
-                )
-            })
+            .map(|r| (diagnostics_path(&r.id), how.diagnostics_api))
             .collect();
         found = state.resources;
         found.extend(list_all(client, lists).await?);
