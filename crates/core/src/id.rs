@@ -49,15 +49,126 @@ pub struct ResourceId {
 struct Spelling {
     raw: Box<str>,
     key: Box<str>,
+    /// Worked out once: a fleet's plan asks ids for their type and parent
+    /// tens of thousands of times.
+    shape: Shape,
+}
+
+/// Where an id's parts are, by the id grammar (so a resource *named*
+/// `providers` is not taken for the keyword).
+#[derive(Clone, Copy)]
+struct Shape {
+    /// Byte offset of the namespace after the last `providers` segment; 0 when
+    /// there is none (a subscription or a resource group).
+    own: u32,
+    resource_group: bool,
+}
+
+/// At most this many segments are split without allocating; ARM ids are far
+/// shorter, and a longer one is split into a `Vec`.
+const INLINE_SEGMENTS: usize = 32;
+
+/// `f` of the `/`-separated segments of `s`.
+fn with_segments<R>(s: &str, f: impl FnOnce(&[&str]) -> R) -> R {
+    let mut buf = [""; INLINE_SEGMENTS];
+    let mut n = 0;
+    let mut start = 0;
+    // A byte loop: `split('/')` searches for each of a dozen short segments
+    // on its own, and ids are split a hundred thousand times per fleet plan.
+    for (i, &c) in s.as_bytes().iter().enumerate().chain([(s.len(), &b'/')]) {
+        if c != b'/' {
+            continue;
+        }
+        if n == buf.len() {
+            return f(&s.split('/').collect::<Vec<_>>());
+        }
+        buf[n] = &s[start..i];
+        n += 1;
+        start = i + 1;
+    }
+    f(&buf[..n])
+}
+
+/// Byte offset of segment `i` of the segments `segs` of one string.
+fn offset_of(segs: &[&str], i: usize) -> usize {
+    segs[..i].iter().map(|s| s.len() + 1).sum()
+}
+
+/// The shape of `segs`, or why they are not an ARM resource id
+/// (`/subscriptions/S[/resourceGroups/RG][/providers/NS/T/N[/T/N]...]...`).
+fn shape_of(segs: &[&str]) -> Result<Shape, &'static str> {
+    if segs.len() < 3 || !segs[0].is_empty() || !segs[1].eq_ignore_ascii_case("subscriptions") {
+        return Err("must start with /subscriptions/");
+    }
+    if segs.iter().skip(1).any(|p| p.is_empty()) {
+        return Err("has an empty segment");
+    }
+    let mut i = 3;
+    let mut resource_group = false;
+    if segs.len() > i && segs[i].eq_ignore_ascii_case("resourceGroups") {
+        if segs.len() < i + 2 {
+            return Err("resourceGroups needs a name");
+        }
+        i += 2;
+        resource_group = segs.len() == i;
+    }
+    let mut own = 0;
+    while i < segs.len() {
+        if !segs[i].eq_ignore_ascii_case("providers") || segs.len() < i + 4 {
+            return Err("expected providers/NAMESPACE/TYPE/NAME");
+        }
+        own = i + 1;
+        i += 2;
+        // type/name pairs until the next `providers` (extension resource) or the end.
+        loop {
+            if segs.len() < i + 2 {
+                return Err("a resource type has no name");
+            }
+            i += 2;
+            if i >= segs.len() || segs[i].eq_ignore_ascii_case("providers") {
+                break;
+            }
+        }
+    }
+    let own = match own {
+        0 => 0,
+        i => u32::try_from(offset_of(segs, i)).map_err(|_| "is too long")?,
+    };
+    Ok(Shape {
+        own,
+        resource_group,
+    })
+}
+
+/// The shape of segments that are not a valid id (what [`ResourceId::child`]
+/// or [`ResourceId::parent`] may build from one): the last `providers`
+/// segment wherever it is.
+fn loose_shape(segs: &[&str]) -> Shape {
+    let own = segs
+        .iter()
+        .rposition(|s| s.eq_ignore_ascii_case("providers"))
+        .filter(|p| p + 1 < segs.len())
+        .and_then(|p| u32::try_from(offset_of(segs, p + 1)).ok())
+        .unwrap_or(0);
+    Shape {
+        own,
+        resource_group: segs.len() == 5 && segs[3].eq_ignore_ascii_case("resourceGroups"),
+    }
+}
+
+/// [`shape_of`], or [`loose_shape`] when `segs` are not a valid id.
+fn any_shape(segs: &[&str]) -> Shape {
+    shape_of(segs).unwrap_or_else(|_| loose_shape(segs))
 }
 
 impl ResourceId {
-    fn from_raw(raw: String) -> ResourceId {
-        let key = raw.to_ascii_lowercase().into_boxed_str();
+    /// `raw` (its shape already worked out) with its lower-cased `key`.
+    fn from_parts(raw: &str, key: &str, shape: Shape) -> ResourceId {
         ResourceId {
             inner: std::sync::Arc::new(Spelling {
-                raw: raw.into_boxed_str(),
-                key,
+                raw: raw.into(),
+                key: key.into(),
+                shape,
             }),
         }
     }
@@ -73,41 +184,18 @@ pub struct IdError {
 impl ResourceId {
     /// Parse and check the shape `/subscriptions/S[/resourceGroups/RG][/providers/NS/T/N[/T/N]...]...`.
     pub fn parse(s: &str) -> Result<ResourceId, IdError> {
-        let err = |reason| IdError {
+        let shape = with_segments(s, shape_of).map_err(|reason| IdError {
             id: s.to_string(),
             reason,
-        };
-        let segs: Vec<&str> = s.split('/').collect();
-        if segs.len() < 3 || !segs[0].is_empty() || !segs[1].eq_ignore_ascii_case("subscriptions") {
-            return Err(err("must start with /subscriptions/"));
-        }
-        if segs.iter().skip(1).any(|p| p.is_empty()) {
-            return Err(err("has an empty segment"));
-        }
-        let mut i = 3;
-        if segs.len() > i && segs[i].eq_ignore_ascii_case("resourceGroups") {
-            if segs.len() < i + 2 {
-                return Err(err("resourceGroups needs a name"));
-            }
-            i += 2;
-        }
-        while i < segs.len() {
-            if !segs[i].eq_ignore_ascii_case("providers") || segs.len() < i + 4 {
-                return Err(err("expected providers/NAMESPACE/TYPE/NAME"));
-            }
-            i += 2;
-            // type/name pairs until the next `providers` (extension resource) or the end.
-            loop {
-                if segs.len() < i + 2 {
-                    return Err(err("a resource type has no name"));
-                }
-                i += 2;
-                if i >= segs.len() || segs[i].eq_ignore_ascii_case("providers") {
-                    break;
-                }
-            }
-        }
-        Ok(ResourceId::from_raw(s.to_string()))
+        })?;
+        Ok(ResourceId::from_parts(s, &s.to_ascii_lowercase(), shape))
+    }
+
+    /// The id's first `end` bytes (cut at a segment boundary).
+    fn prefix(&self, end: usize) -> ResourceId {
+        let raw = &self.inner.raw[..end];
+        let shape = with_segments(raw, any_shape);
+        ResourceId::from_parts(raw, &self.inner.key[..end], shape)
     }
 
     pub fn as_str(&self) -> &str {
@@ -117,10 +205,6 @@ impl ResourceId {
     /// Lower-cased form, the identity ARM uses.
     pub fn key(&self) -> &str {
         &self.inner.key
-    }
-
-    fn segments(&self) -> Vec<&str> {
-        self.inner.raw.split('/').collect()
     }
 
     pub fn subscription(&self) -> &str {
@@ -142,51 +226,53 @@ impl ResourceId {
     /// The names along the type chain: `account/default/logshipping` for a container;
     /// an extension resource is named after its scope too (`kv/to-log-analytics`).
     pub fn display_name(&self) -> String {
-        let segs = self.segments();
-        let providers: Vec<usize> = segs
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.eq_ignore_ascii_case("providers"))
-            .map(|(i, _)| i)
-            .collect();
-        let names = |from: usize, to: usize| -> Vec<&str> {
-            segs[from..to].iter().step_by(2).copied().collect()
-        };
-        match providers.as_slice() {
-            [] => self.name().to_string(),
-            [.., scope, own] => {
-                let mut n = names(scope + 3, *own);
-                n.extend(names(own + 3, segs.len()));
-                n.join("/")
+        with_segments(&self.inner.raw, |segs| {
+            let providers: Vec<usize> = segs
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.eq_ignore_ascii_case("providers"))
+                .map(|(i, _)| i)
+                .collect();
+            let names = |from: usize, to: usize| -> Vec<&str> {
+                segs[from..to].iter().step_by(2).copied().collect()
+            };
+            match providers.as_slice() {
+                [] => self.name().to_string(),
+                [.., scope, own] => {
+                    let mut n = names(scope + 3, *own);
+                    n.extend(names(own + 3, segs.len()));
+                    n.join("/")
+                }
+                [own] => names(own + 3, segs.len()).join("/"),
             }
-            [own] => names(own + 3, segs.len()).join("/"),
-        }
+        })
     }
 
     /// True for `/subscriptions/S/resourceGroups/RG`.
     pub fn is_resource_group(&self) -> bool {
-        self.segments().len() == 5 && self.resource_group().is_some()
+        self.inner.shape.resource_group
     }
 
     /// `Microsoft.Network/virtualNetworks/virtualNetworkPeerings` for a peering id;
     /// `Microsoft.Resources/resourceGroups` for a resource group.
     pub fn resource_type(&self) -> String {
-        let segs = self.segments();
         if self.is_resource_group() {
             return "Microsoft.Resources/resourceGroups".into();
         }
-        let Some(p) = segs
-            .iter()
-            .rposition(|s| s.eq_ignore_ascii_case("providers"))
-        else {
+        let own = self.inner.shape.own as usize;
+        if own == 0 {
             return "Microsoft.Resources/subscriptions".into();
-        };
-        let mut t = segs[p + 1].to_string();
-        let mut i = p + 2;
-        while i < segs.len() {
-            t.push('/');
-            t.push_str(segs[i]);
-            i += 2;
+        }
+        // NAMESPACE/T1/N1/T2/N2...: the namespace and every type.
+        let tail = &self.inner.raw[own..];
+        let mut t = String::with_capacity(tail.len());
+        for (i, seg) in tail.split('/').enumerate() {
+            if i == 0 || i % 2 == 1 {
+                if i > 0 {
+                    t.push('/');
+                }
+                t.push_str(seg);
+            }
         }
         t
     }
@@ -194,20 +280,29 @@ impl ResourceId {
     /// The resource this one lives in: the parent resource for a child, the scope for
     /// an extension resource, the resource group for a top-level resource.
     pub fn parent(&self) -> Option<ResourceId> {
-        let segs = self.segments();
-        if segs.len() <= 3 {
+        let key = &*self.inner.key;
+        // Drop the last TYPE/NAME pair, and a `providers/NAMESPACE` before it.
+        let mut end = key.len();
+        for _ in 0..2 {
+            end = key[..end].rfind('/')?;
+        }
+        if key.as_bytes()[..end].iter().filter(|&&c| c == b'/').count() < 2 {
             return None;
         }
-        let mut end = segs.len() - 2;
-        if end >= 2 && segs[end - 2].eq_ignore_ascii_case("providers") {
-            end -= 2;
+        let ns = key[..end].rfind('/')?;
+        if let Some(p) = key[..ns].rfind('/')
+            && &key[p + 1..ns] == "providers"
+        {
+            end = p;
         }
-        Some(ResourceId::from_raw(segs[..end].join("/")))
+        Some(self.prefix(end))
     }
 
     /// Id of a child: `self/type/name`.
     pub fn child(&self, type_segment: &str, name: &str) -> ResourceId {
-        ResourceId::from_raw(format!("{}/{type_segment}/{name}", self.as_str()))
+        let raw = format!("{}/{type_segment}/{name}", self.as_str());
+        let shape = with_segments(&raw, any_shape);
+        ResourceId::from_parts(&raw, &raw.to_ascii_lowercase(), shape)
     }
 }
 
@@ -298,6 +393,76 @@ mod tests {
             "Microsoft.Authorization/roleAssignments"
         );
         assert_eq!(ra.parent().unwrap().as_str(), VNET);
+    }
+
+    /// Type, parent and resource-group-ness of every shape of id, including a
+    /// resource named `providers` and a subscription-scope extension.
+    #[test]
+    fn every_shape_navigates() {
+        let rg = "/subscriptions/s/resourceGroups/RG";
+        for (id, ty, parent, is_rg) in [
+            (
+                "/subscriptions/s",
+                "Microsoft.Resources/subscriptions",
+                None,
+                false,
+            ),
+            (
+                rg,
+                "Microsoft.Resources/resourceGroups",
+                Some("/subscriptions/s"),
+                true,
+            ),
+            (
+                "/subscriptions/s/providers/Microsoft.Authorization/roleAssignments/g",
+                "Microsoft.Authorization/roleAssignments",
+                Some("/subscriptions/s"),
+                false,
+            ),
+            (
+                "/subscriptions/s/resourceGroups/RG/providers/Microsoft.Storage/storageAccounts/a/blobServices/default/containers/c",
+                "Microsoft.Storage/storageAccounts/blobServices/containers",
+                Some(
+                    "/subscriptions/s/resourceGroups/RG/providers/Microsoft.Storage/storageAccounts/a/blobServices/default",
+                ),
+                false,
+            ),
+            (
+                "/subscriptions/s/resourceGroups/RG/providers/Microsoft.KeyVault/vaults/kv/providers/Microsoft.Insights/diagnosticSettings/d",
+                "Microsoft.Insights/diagnosticSettings",
+                Some("/subscriptions/s/resourceGroups/RG/providers/Microsoft.KeyVault/vaults/kv"),
+                false,
+            ),
+            (
+                "/subscriptions/s/resourceGroups/RG/providers/Microsoft.Network/virtualNetworks/providers/subnets/x",
+                "Microsoft.Network/virtualNetworks/subnets",
+                Some(
+                    "/subscriptions/s/resourceGroups/RG/providers/Microsoft.Network/virtualNetworks/providers",
+                ),
+                false,
+            ),
+        ] {
+            let r = ResourceId::parse(id).unwrap();
+            assert_eq!(r.resource_type(), ty, "{id}");
+            assert_eq!(
+                r.parent().map(|p| p.as_str().to_string()).as_deref(),
+                parent,
+                "{id}"
+            );
+            assert_eq!(r.is_resource_group(), is_rg, "{id}");
+            if let Some(p) = r.parent() {
+                assert_eq!(p.key(), p.as_str().to_ascii_lowercase(), "{id}");
+                assert_eq!(p, ResourceId::parse(p.as_str()).unwrap(), "{id}");
+                assert_eq!(
+                    p.resource_type(),
+                    ResourceId::parse(p.as_str()).unwrap().resource_type()
+                );
+            }
+        }
+        let long = format!("{rg}/providers/N/t/n{}", "/t/n".repeat(40));
+        let r = ResourceId::parse(&long).unwrap();
+        assert_eq!(r.resource_type(), format!("N/t{}", "/t".repeat(40)));
+        assert_eq!(r.parent().unwrap().as_str(), &long[..long.len() - 4]);
     }
 
     #[test]
