@@ -10,18 +10,33 @@ use sha2::{Digest, Sha256};
 use crate::id::{Layer, ResourceId, hex};
 
 /// A managed resource as the cloud reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ObservedResource {
     pub id: ResourceId,
     #[serde(rename = "type")]
     pub resource_type: String,
     pub body: Value,
-    /// Set when the resource was compared with its desired one as it was read
-    /// and already matched it ([`crate::plan::settle`]): `body` then keeps only
-    /// what readers other than the diff use, and this is the SHA-256 of the
-    /// body as read (what [`PriorState::fingerprint`] covers).
+    /// The SHA-256 of the body as read (what [`PriorState::fingerprint`]
+    /// covers), when it was worked out as the body was read: off the plan's
+    /// critical path ([`ObservedResource::with_digest`]), and always for a
+    /// settled resource, whose body no longer is the one read.
     #[serde(skip)]
-    pub matched: Option<[u8; 32]>,
+    pub read_digest: Option<[u8; 32]>,
+    /// The resource was compared with its desired one as it was read and
+    /// already matched it ([`crate::plan::settle`]): `body` then keeps only
+    /// what readers other than the diff use.
+    #[serde(skip)]
+    pub settled: bool,
+}
+
+/// Equal as read: whether the digest was worked out yet does not matter.
+impl PartialEq for ObservedResource {
+    fn eq(&self, o: &Self) -> bool {
+        self.id == o.id
+            && self.resource_type == o.resource_type
+            && self.body == o.body
+            && self.settled == o.settled
+    }
 }
 
 impl ObservedResource {
@@ -30,13 +45,22 @@ impl ObservedResource {
             id,
             resource_type,
             body,
-            matched: None,
+            read_digest: None,
+            settled: false,
         }
     }
 
     /// SHA-256 of the body as read.
     pub fn digest(&self) -> [u8; 32] {
-        self.matched.unwrap_or_else(|| body_digest(&self.body))
+        self.read_digest.unwrap_or_else(|| body_digest(&self.body))
+    }
+
+    /// This resource with [`ObservedResource::digest`] worked out now (while
+    /// the cloud is still being read) rather than when the state is
+    /// fingerprinted, at the end.
+    pub fn with_digest(mut self) -> ObservedResource {
+        self.read_digest = Some(self.digest());
+        self
     }
 
     pub fn tag(&self, name: &str) -> Option<&str> {
@@ -285,6 +309,22 @@ mod tests {
             assert_eq!(body_digest(v), expected);
         }
         assert_ne!(body_digest(&long), body_digest(&short));
+    }
+
+    /// A digest worked out while reading is the one the fingerprint would
+    /// work out at the end, and it does not make two equal reads differ.
+    #[test]
+    fn a_digest_worked_out_early_is_the_same_digest() {
+        let id = ResourceId::parse("/subscriptions/s/resourceGroups/rg").unwrap();
+        let body = json!({"properties": {"x": 1}, "tags": {"a": "b"}});
+        let late = ObservedResource::new(id.clone(), id.resource_type(), body.clone());
+        let early = late.clone().with_digest();
+        assert_eq!(early.read_digest, Some(body_digest(&body)));
+        assert_eq!(early.digest(), late.digest());
+        assert_eq!(early, late);
+        let fingerprint =
+            |r: ObservedResource| PriorState::new(vec![r], Requests::default()).fingerprint();
+        assert_eq!(fingerprint(early), fingerprint(late));
     }
 
     #[test]

@@ -489,7 +489,8 @@ mod current_cost_tests {
                 "tags": {"lifeboat-managed": "true", "lifeboat-layer": "tenant", "lifeboat-tenant": "cwz"},
                 "properties": {"hardwareProfile": {"vmSize": "Standard_D4s_v5"},
                     "extended": {"instanceView": {"powerState": {"code": power}}}}}),
-            matched: None,
+            read_digest: None,
+            settled: false,
         }
         };
         let mut graph = Graph::default();

@@ -532,9 +532,9 @@ fn compare(
     rollout: Option<&ResourceId>,
 ) -> Result<(Action, Vec<DiffEntry>, Option<String>), PlanError> {
     // A settled resource matched this very body as it was read.
-    let mut entries = match o.matched {
-        Some(_) => Vec::new(),
-        None => diff(
+    let mut entries = match o.settled {
+        true => Vec::new(),
+        false => diff(
             &r.body,
             &o.body,
             &DiffOptions {
@@ -959,7 +959,8 @@ mod tests {
             .unwrap(),
             resource_type: "Microsoft.Network/networkSecurityGroups".into(),
             body: json!({"tags": {"lifeboat-managed": "true", "lifeboat-layer": "tenant", "lifeboat-tenant": "cwz"}}),
-            matched: None,
+            read_digest: None,
+            settled: false,
         };
         let mut ledger = crate::observed::Ledger::default();
         ledger.recorded.insert(RG.to_ascii_lowercase());

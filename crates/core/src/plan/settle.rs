@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use super::diff::{DiffOptions, diff};
 use crate::body::Body;
 use crate::graph::{Graph, Resource};
-use crate::observed::{ObservedResource, PriorState, body_digest};
+use crate::observed::{ObservedResource, PriorState};
 
 /// What a settled resource keeps of `properties` (its top-level fields, such as
 /// tags, location, sku and zones, all stay), and who reads it:
@@ -171,7 +171,7 @@ fn settle_checked(
     mut observed: ObservedResource,
     referenced: &[String],
 ) -> ObservedResource {
-    if observed.matched.is_some() || super::failed(&observed) {
+    if observed.settled || super::failed(&observed) {
         return observed;
     }
     let unresolved = PriorState::default();
@@ -188,9 +188,10 @@ fn settle_checked(
     if differs {
         return observed;
     }
-    let digest = body_digest(&observed.body);
+    let digest = observed.digest();
     observed.body = kept(observed.body, referenced);
-    observed.matched = Some(digest);
+    observed.read_digest = Some(digest);
+    observed.settled = true;
     observed
 }
 
@@ -254,6 +255,7 @@ fn put(v: &mut Value, path: &str, value: Value) {
 mod tests {
     use super::*;
     use crate::id::ResourceId;
+    use crate::observed::body_digest;
     use serde_json::json;
 
     fn resource(body: Value) -> Resource {
@@ -289,7 +291,8 @@ mod tests {
                 "extended": {"instanceView": {"powerState": {"code": "PowerState/deallocated"}}}}});
         let full = seen(&r, cloud.clone());
         let s = settle(&r, full.clone(), &["/properties/principalId".to_string()]);
-        assert_eq!(s.matched, Some(body_digest(&cloud)));
+        assert!(s.settled);
+        assert_eq!(s.read_digest, Some(body_digest(&cloud)));
         // The fingerprint does not change with settling.
         assert_eq!(s.digest(), full.digest());
         assert_eq!(
@@ -320,7 +323,7 @@ mod tests {
             json!({"instanceView": {"powerState": {"code": "PowerState/deallocated"}}});
         let full = seen(&r, cloud);
         let settled = settle(&r, full.clone(), &[]);
-        assert!(settled.matched.is_some());
+        assert!(settled.settled);
         assert_ne!(settled.body, full.body);
         let prices = crate::cost::PriceTable::parse(crate::cost::EMBEDDED_WESTEUROPE).unwrap();
         for deallocated in [false, true] {
@@ -347,12 +350,12 @@ mod tests {
         let cloud = json!({"properties": {"hardwareProfile": {"vmSize": "Standard_D2s_v5"}, "provisioningState": "Succeeded"}});
         // A difference.
         let r = resource(json!({"properties": {"hardwareProfile": {"vmSize": "Standard_D4s_v5"}}}));
-        assert!(settle(&r, seen(&r, cloud.clone()), &[]).matched.is_none());
+        assert!(!settle(&r, seen(&r, cloud.clone()), &[]).settled);
         // A reference resolved against other resources.
         let r = resource(
             json!({"properties": {"x": {"$ref": {"id": "/subscriptions/s", "path": "id"}}}}),
         );
-        assert!(settle(&r, seen(&r, cloud.clone()), &[]).matched.is_none());
+        assert!(!settle(&r, seen(&r, cloud.clone()), &[]).settled);
         // A front-end on another HiX image version than declared differs; on the
         // declared one it settles, and keeps the version for the roll-out rules.
         let image = |v: &str| {
@@ -360,9 +363,9 @@ mod tests {
             format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/i/versions/{v}")}}}})
         };
         let r = resource(image("1.0.1"));
-        assert!(settle(&r, seen(&r, image("1.0.0")), &[]).matched.is_none());
+        assert!(!settle(&r, seen(&r, image("1.0.0")), &[]).settled);
         let s = settle(&r, seen(&r, image("1.0.1")), &[]);
-        assert!(s.matched.is_some());
+        assert!(s.settled);
         assert_eq!(
             super::super::gallery_image(&s.body).unwrap().name(),
             "1.0.1"
@@ -370,8 +373,8 @@ mod tests {
         // A failed last operation (put again).
         let r = resource(json!({"properties": {}}));
         let failed = json!({"properties": {"provisioningState": "Failed"}});
-        assert!(settle(&r, seen(&r, failed), &[]).matched.is_none());
-        assert!(settle(&r, seen(&r, cloud), &[]).matched.is_some());
+        assert!(!settle(&r, seen(&r, failed), &[]).settled);
+        assert!(settle(&r, seen(&r, cloud), &[]).settled);
     }
 
     #[test]

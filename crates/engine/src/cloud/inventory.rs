@@ -386,10 +386,14 @@ fn take_in(
     settle: Option<&lifeboat_core::plan::settle::Settler>,
 ) -> Result<Vec<ObservedResource>, ArmError> {
     // Each row is settled as soon as it is parsed: its full body is dropped
-    // before the next one is taken.
-    let take = |r: ObservedResource| match settle {
-        Some(s) => s.settle(r),
-        None => r,
+    // before the next one is taken. Its digest is worked out here too, on
+    // this core, not when the state is fingerprinted at the end.
+    let take = |r: ObservedResource| {
+        match settle {
+            Some(s) => s.settle(r),
+            None => r,
+        }
+        .with_digest()
     };
     let rows = page.rows()?;
     let mut out = Vec::with_capacity(rows.len());
@@ -456,7 +460,7 @@ pub async fn indexed(
         // as this machine has cores (each holds a page's rows in full).
         let mut taking = futures::stream::FuturesOrdered::new();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let (mut open, mut rendering) = (true, true);
+        let (mut open, mut rendering, mut ordered) = (true, true, false);
         loop {
             while running.len() < 32
                 && let Some(l) = c.queue.lists.pop_front()
@@ -507,6 +511,13 @@ pub async fn indexed(
                 }
                 else => break,
             }
+            // Every row is in: order them now, while the lists wait on ARM's
+            // read quota, so that ordering the whole state at the end (a
+            // fleet's ~17,000 resources) only merges in what the lists add.
+            if !ordered && !open && !rendering && held.is_empty() && taking.is_empty() {
+                by_id(&mut c.queue.indexed.found);
+                ordered = true;
+            }
         }
         let mut indexed = c.queue.indexed;
         // Every page taken in has let go of its share by now.
@@ -554,26 +565,30 @@ pub async fn complete(
     client: &ArmClient,
     indexed: Indexed,
     how: Completion<'_>,
-) -> Result<Vec<ObservedResource>, ArmError> {
+) -> Result<PriorState, ArmError> {
     let Indexed {
-        found,
+        mut found,
         listed,
         diagnosed,
         ..
     } = indexed;
-    let state = PriorState::new(found, Requests::default());
-    // Cheapest test first: few rows are of a type that holds such children.
-    let listable: HashSet<String> = state
-        .resources
-        .iter()
-        .filter(|r| holds_unindexed(&r.resource_type) && !listed.contains(r.id.key()))
-        .filter(|r| how.desired.contains(r.id.key()) || (how.orphan_in_scope)(r, &state))
-        .map(|r| r.id.key().to_string())
-        .collect();
-    let mut found = state.resources;
     // Keys, blob services and containers first: a blob service can carry
-    // diagnostic settings of its own.
-    let mut lists: Vec<(String, &str)> = Vec::new();
+    // diagnostic settings of its own. Usually the declarations had them all
+    // listed while the pages came in, and the state is not indexed for this.
+    let unlisted =
+        |r: &ObservedResource| holds_unindexed(&r.resource_type) && !listed.contains(r.id.key());
+    if found.iter().any(unlisted) {
+        let state = PriorState::new(found, Requests::default());
+        let lists: Vec<(String, &str)> = state
+            .resources
+            .iter()
+            .filter(|r| unlisted(r))
+            .filter(|r| how.desired.contains(r.id.key()) || (how.orphan_in_scope)(r, &state))
+            .flat_map(|r| child_lists(&r.id, &r.resource_type))
+            .collect();
+        found = state.resources;
+        found.extend(list_all(client, lists).await?);
+    }
     let in_scope = |id: &ResourceId| match id.resource_group() {
         Some(rg) => how.groups.contains(&format!(
             "/subscriptions/{}/resourcegroups/{}",
@@ -582,13 +597,6 @@ pub async fn complete(
         )),
         None => true,
     };
-    for r in found
-        .iter()
-        .filter(|r| holds_unindexed(&r.resource_type) && listable.contains(r.id.key()))
-    {
-        lists.extend(child_lists(&r.id, &r.resource_type));
-    }
-    found.extend(list_all(client, lists).await?);
     // Diagnostic settings likewise: of declared resources, and of those the
     // plan would delete or keep (whose owner only the whole state tells).
     let unlisted = |r: &ObservedResource| {
@@ -606,7 +614,7 @@ pub async fn complete(
         found = state.resources;
         found.extend(list_all(client, lists).await?);
     }
-    let so_far = PriorState::new(found, Requests::default());
+    let so_far = state_of(found);
     let mut stale: Vec<&Wanted> = how
         .recent
         .iter()
@@ -621,6 +629,9 @@ pub async fn complete(
             .iter()
             .filter(|w| so_far.get(&w.id).is_none()),
     );
+    if stale.is_empty() {
+        return Ok(so_far);
+    }
     stale.sort_by(|a, b| a.id.cmp(&b.id));
     stale.dedup_by(|a, b| a.id == b.id);
     let mut found = so_far.resources;
@@ -630,7 +641,19 @@ pub async fn complete(
         .collect::<Vec<_>>()
         .await;
     merge(&mut found, reads)?;
-    Ok(found)
+    Ok(state_of(found))
+}
+
+fn by_id(found: &mut [ObservedResource]) {
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+}
+
+/// `found` as a prior state: ordered by id, the first read of an id kept
+/// (a stable sort: already ordered rows cost one pass).
+fn state_of(mut found: Vec<ObservedResource>) -> PriorState {
+    by_id(&mut found);
+    found.dedup_by(|a, b| a.id == b.id);
+    PriorState::new(found, Requests::default())
 }
 
 /// Every item of the collections `lists` (path, api-version), 32 at a time.
@@ -690,10 +713,7 @@ fn merge(
 }
 
 /// One GET per desired resource (`--refresh direct`).
-pub async fn direct(
-    client: &ArmClient,
-    wanted: &[Wanted],
-) -> Result<Vec<ObservedResource>, ArmError> {
+pub async fn direct(client: &ArmClient, wanted: &[Wanted]) -> Result<PriorState, ArmError> {
     let reads = futures::stream::iter(wanted)
         .map(|w| async move { (w.id.clone(), client.get(&w.id, &w.api_version).await) })
         .buffer_unordered(32)
@@ -701,20 +721,18 @@ pub async fn direct(
         .await;
     let mut found = Vec::new();
     merge(&mut found, reads)?;
-    Ok(found)
+    Ok(state_of(found))
 }
 
 /// Keep what lifeboat manages (untagged child types count when an ancestor is
 /// managed), sorted, with the requests it took.
-pub fn managed(mut found: Vec<ObservedResource>, requests: Requests) -> PriorState {
-    found.sort_by(|a, b| a.id.cmp(&b.id));
-    found.dedup_by(|a, b| a.id == b.id);
-    let all = PriorState::new(found, requests);
+pub fn managed(mut all: PriorState, requests: Requests) -> PriorState {
     // Each resource's owner is looked up on its own (tags, then ancestors'):
     // on all cores.
     let keep: Vec<bool> =
         lifeboat_core::par::map_in_order(&all.resources, |_, r| all.ownership(r).is_some());
     if keep.iter().all(|&k| k) {
+        all.requests = requests;
         return all;
     }
     // Moved, not cloned: a fleet's state is tens of megabytes.
@@ -742,6 +760,48 @@ mod tests {
 
     fn id(path: &str) -> ResourceId {
         ResourceId::parse(&format!("{RG}/{path}")).unwrap()
+    }
+
+    /// The prior state is ordered by id whatever order rows and list items
+    /// came in (some already ordered while the lists ran), one per id, the
+    /// first read kept, and every id found.
+    #[test]
+    fn a_state_is_ordered_by_id_with_the_first_read_of_each_kept() {
+        let r = |path: &str, n: i64| {
+            let id = id(path);
+            ObservedResource::new(
+                id.clone(),
+                id.resource_type(),
+                serde_json::json!({ "n": n }),
+            )
+        };
+        let mut rows = vec![
+            r("Microsoft.KeyVault/vaults/b", 1),
+            r("Microsoft.KeyVault/vaults/c", 2),
+            r("Microsoft.KeyVault/vaults/B", 3),
+        ];
+        by_id(&mut rows);
+        rows.extend([
+            r("Microsoft.KeyVault/vaults/a", 4),
+            r("Microsoft.KeyVault/vaults/c", 5),
+        ]);
+        let state = state_of(rows);
+        let seen: Vec<(String, i64)> = state
+            .resources
+            .iter()
+            .map(|o| (o.id.name().to_string(), o.body["n"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a".to_string(), 4),
+                ("b".to_string(), 1),
+                ("c".to_string(), 2)
+            ]
+        );
+        for o in &state.resources {
+            assert_eq!(state.get(&o.id), Some(o));
+        }
     }
 
     fn note(c: &mut Collector, path: &str) {

@@ -313,7 +313,7 @@ impl Session {
                     .get_or_init(|| graph.resources.iter().map(|r| (r.id.key(), r)).collect())
                     .get(row.id.key())
                     .is_some_and(|r| {
-                        row.matched.is_some()
+                        row.settled
                             || lifeboat_core::plan::diff::diff(
                                 &r.body,
                                 &row.body,
