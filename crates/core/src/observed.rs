@@ -139,8 +139,12 @@ impl PriorState {
     }
 
     pub fn get(&self, id: &ResourceId) -> Option<&ObservedResource> {
+        self.get_key(id.key())
+    }
+
+    /// [`PriorState::get`] by an id's lower-cased key.
+    pub fn get_key(&self, key: &str) -> Option<&ObservedResource> {
         use std::hash::BuildHasher;
-        let key = id.key();
         self.index
             .find(self.hasher.hash_one(key), |&j| {
                 self.resources[j].id.key() == key
@@ -159,7 +163,7 @@ impl PriorState {
                     protected,
                 });
             }
-            cur = x.id.parent().and_then(|p| self.get(&p));
+            cur = x.id.parent_key().and_then(|k| self.get_key(k));
             protected |= cur.is_some_and(|c| c.is_protected());
         }
         None

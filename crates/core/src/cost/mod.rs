@@ -99,6 +99,9 @@ pub struct CostEstimate {
     pub tenants: Vec<TenantCost>,
 }
 
+/// The one type whose cost depends on whether it is deallocated.
+const VIRTUAL_MACHINE: &str = "microsoft.compute/virtualmachines";
+
 fn hourly(cost: f64, deallocated_when_idle: bool) -> Cost {
     Cost {
         idle_monthly: if deallocated_when_idle {
@@ -178,7 +181,7 @@ impl PriceTable {
         // Asked of every resource a plan reads: compared in place, no
         // lower-cased copy of each type.
         let is = |t: &str| resource_type.eq_ignore_ascii_case(t);
-        if is("microsoft.compute/virtualmachines") {
+        if is(VIRTUAL_MACHINE) {
             if let Some(size) = s("/properties/hardwareProfile/vmSize") {
                 match self.vm_hourly.get(size) {
                     Some(&p) => c += hourly(p, deallocated),
@@ -266,15 +269,18 @@ impl Declared {
         for o in &prior.resources {
             // A VM the manifests no longer declare idles as it is now: a deallocated
             // front-end costs its disk, not its compute (removing one saves ~10 USD
-            // a month, not ~160).
-            let observed_deallocated =
+            // a month, not ~160). Only a VM's compute depends on it: nothing
+            // else of a fleet's ~17,000 resources is looked up.
+            let observed_deallocated = || {
                 crate::observed::at(&o.body, "/properties/extended/instanceView/powerState/code")
                     .and_then(serde_json::Value::as_str)
-                    .is_some_and(|c| c.eq_ignore_ascii_case("PowerState/deallocated"));
-            let d = deallocated
-                .get(o.id.key())
-                .copied()
-                .unwrap_or(observed_deallocated);
+                    .is_some_and(|c| c.eq_ignore_ascii_case("PowerState/deallocated"))
+            };
+            let d = o.resource_type.eq_ignore_ascii_case(VIRTUAL_MACHINE)
+                && deallocated
+                    .get(o.id.key())
+                    .copied()
+                    .unwrap_or_else(observed_deallocated);
             let cost = prices.resource(&o.resource_type, &o.body, d, &mut ignored);
             // Most of a fleet (subnets, rules, keys, settings) costs nothing:
             // whose it is need not be asked.

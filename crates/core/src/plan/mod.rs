@@ -618,18 +618,21 @@ fn orphans(
     let (mut deletes, mut kept) = (Vec::new(), Vec::new());
     for o in &prior.resources {
         // A subnet, NSG rule or peering goes with its parent when the parent
-        // goes (or stays, protected): never on its own.
-        let with_parent = o.id.parent().is_some_and(|p| {
-            !desired_keys.contains(p.key())
-                && crate::api::inline_children(&p.resource_type())
-                    .any(|k| k.child.eq_ignore_ascii_case(&o.resource_type))
-        });
-        if with_parent
-            || desired_keys.contains(o.id.key())
+        // goes (or stays, protected): never on its own. (Asked last: most
+        // of what a plan reads is declared.)
+        let with_parent = || {
+            o.id.parent().is_some_and(|p| {
+                !desired_keys.contains(p.key())
+                    && crate::api::inline_children(&p.resource_type())
+                        .any(|k| k.child.eq_ignore_ascii_case(&o.resource_type))
+            })
+        };
+        if desired_keys.contains(o.id.key())
             || generated.contains(o.id.key())
             // Image versions come from `image build` and go with `image prune`.
             || o.resource_type.eq_ignore_ascii_case(IMAGE_VERSION)
             || opts.declared_elsewhere.contains(o.id.key())
+            || with_parent()
         {
             continue;
         }
