@@ -31,7 +31,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &DriftArgs) -> anyhow::Result<ExitCode> {
         .changes
         .iter()
         .any(|c| matches!(c.action, Action::Update | Action::Replace));
-    super::leave_to_exit((plan, prior));
+    super::leave_to_exit((plan, prior, ws));
     Ok(if args.detailed_exitcode && drifted {
         crate::exit::changes()
     } else {

@@ -62,7 +62,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     } else {
         crate::exit::SUCCESS
     };
-    super::leave_to_exit((plan, prior));
+    super::leave_to_exit((plan, prior, ws));
     Ok(code)
 }
 

@@ -44,6 +44,6 @@ pub fn run(cli: &Cli, ui: &Ui, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             &lifeboat_core::clock::now()?.to_string(),
         )),
     }
-    super::leave_to_exit(reading);
+    super::leave_to_exit((reading, ws));
     Ok(crate::exit::SUCCESS)
 }
