@@ -46,45 +46,44 @@ pub fn load(root: &Path) -> Result<Project, Diagnostics> {
 
     let mut tenants = Vec::new();
     let files = tenant_files(root, &mut diags);
-    // Reading and parsing the files is most of loading a fleet (200 manifests):
-    // on all cores, each with its own diagnostics, then taken in file order.
+    // Reading, parsing and reading each tenant's HR export are most of
+    // loading a fleet (200 manifests): on all cores, each file with its own
+    // diagnostics, then taken in file order.
     let read = crate::par::map_in_order(&files, |_, path| {
         let (mut d, mut src) = (Diagnostics::default(), Vec::new());
-        let node = read_source(root, path, &mut d, &mut src);
-        (node, d, src)
+        let tenant = read_source(root, path, &mut d, &mut src).and_then(|node| {
+            let mut r = Reader {
+                file: Arc::new(path.clone()),
+                diags: &mut d,
+            };
+            let mut t = documents::tenant(&mut r, &node)?;
+            if let Some(roster) = t.access.roster.as_mut() {
+                read_hr(root, roster, &mut d);
+            }
+            Some(t)
+        });
+        (tenant, d, src)
     });
-    for (path, (node, d, src)) in files.into_iter().zip(read) {
+    for (path, (tenant, d, src)) in files.into_iter().zip(read) {
         diags.0.extend(d.0);
         sources.extend(src);
-        let Some(node) = node else {
+        let Some(t) = tenant else {
             continue;
         };
-        let mut r = Reader {
-            file: Arc::new(path.clone()),
-            diags: &mut diags,
-        };
-        if let Some(t) = documents::tenant(&mut r, &node) {
-            let stem = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default();
-            if stem != t.id.value {
-                diags.push(
-                    t.id.origin.clone(),
-                    format!(
-                        "tenant id `{}` must match its file name (tenants/{}.yaml)",
-                        t.id.value, t.id.value
-                    ),
-                );
-            }
-            tenants.push(t);
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if stem != t.id.value {
+            diags.push(
+                t.id.origin.clone(),
+                format!(
+                    "tenant id `{}` must match its file name (tenants/{}.yaml)",
+                    t.id.value, t.id.value
+                ),
+            );
         }
-    }
-
-    for t in &mut tenants {
-        if let Some(roster) = t.access.roster.as_mut() {
-            read_hr(root, roster, &mut diags);
-        }
+        tenants.push(t);
     }
     if let Some(p) = &platform {
         cross_file(p, &tenants, &mut diags);
