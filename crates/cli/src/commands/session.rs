@@ -9,6 +9,7 @@ use crate::args::{Cli, CloudKind};
 use lifeboat_core::location::Location;
 use lifeboat_core::model::Project;
 use lifeboat_emulator::Faults;
+use lifeboat_engine::cloud::HttpClients;
 use lifeboat_engine::cloud::auth::Credential;
 use lifeboat_engine::cloud::client::{ArmClient, ClientConfig};
 use lifeboat_engine::cloud::graph::GraphClient;
@@ -74,8 +75,8 @@ pub fn open_state(
 }
 
 /// Start (or reach) the cloud named by the global flags, with the state store at
-/// `location`.
-pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
+/// `location`, sending with `http`.
+fn connect(cli: &Cli, location: &Location, http: HttpClients) -> anyhow::Result<Session> {
     let rt = runtime()?;
     let state = open_state(&rt, cli, location)?;
     let (endpoint, credential, scale) = match (cli.cloud, &cli.arm_endpoint) {
@@ -144,17 +145,23 @@ pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
     let graph = match (&cli.graph_endpoint, cli.cloud) {
         (Some(ep), CloudKind::Azure) => {
             plain_http_only_on_loopback(ep)?;
-            GraphClient::new(ep, Credential::for_graph(cli.auth.into(), ep)?, scale)
+            GraphClient::with_http(
+                ep,
+                Credential::for_graph(cli.auth.into(), ep)?,
+                scale,
+                http.graph,
+            )
         }
-        (None, CloudKind::Azure) => GraphClient::new(
+        (None, CloudKind::Azure) => GraphClient::with_http(
             "https://graph.microsoft.com",
             Credential::for_graph(cli.auth.into(), "https://graph.microsoft.com")?,
             scale,
+            http.graph,
         ),
         (ep, CloudKind::Local) => {
             let ep = ep.clone().unwrap_or_else(|| endpoint.clone());
             plain_http_only_on_loopback(&ep)?;
-            GraphClient::new(&ep, credential.clone(), scale)
+            GraphClient::with_http(&ep, credential.clone(), scale, http.graph)
         }
     };
     let mut cfg = ClientConfig::azure(&endpoint);
@@ -162,7 +169,7 @@ pub fn connect(cli: &Cli, location: &Location) -> anyhow::Result<Session> {
     // the endpoint announces itself as the emulator.
     cfg.time_scale = scale.unwrap_or(1.0);
     cfg.discover_time_scale = scale.is_none();
-    let client = ArmClient::new(cfg, credential);
+    let client = ArmClient::with_http(cfg, credential, http.arm);
     Ok(Session {
         rt,
         client,
@@ -178,13 +185,16 @@ pub fn open(
     cli: &Cli,
     ui: &crate::ui::Ui,
 ) -> anyhow::Result<Result<Workspace, std::process::ExitCode>> {
+    // Built while the manifests load: it reads the platform's certificates.
+    let http = std::thread::spawn(HttpClients::build);
     let project = match super::load_project(cli, ui) {
         Ok(p) => p,
         Err(code) => return Ok(Err(code)),
     };
     let templates = super::load_templates(cli)?;
     let location = state_location(cli, Some(&project))?;
-    let session = connect(cli, &location)?;
+    let http = http.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let session = connect(cli, &location, http)?;
     Ok(Ok(Workspace {
         project,
         templates,

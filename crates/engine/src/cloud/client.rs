@@ -260,14 +260,29 @@ fn class_index(c: Class) -> usize {
 
 impl ArmClient {
     pub fn new(cfg: ClientConfig, credential: Credential) -> ArmClient {
+        ArmClient::with_http(cfg, credential, ArmClient::http())
+    }
+
+    /// The HTTP client an [`ArmClient`] sends with. Building one loads the
+    /// platform's root certificates (~3 ms): a command builds it while it
+    /// loads its manifests ([`ArmClient::with_http`]).
+    pub fn http() -> reqwest::Client {
         crate::cloud::install_crypto();
-        let http = reqwest::Client::builder()
+        reqwest::Client::builder()
             .user_agent(concat!("lifeboat/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
             .timeout(Duration::from_secs(300))
             .pool_max_idle_per_host(64)
             .build()
-            .expect("the HTTP client builds with a crypto provider installed");
+            .expect("the HTTP client builds with a crypto provider installed")
+    }
+
+    /// [`ArmClient::new`], sending with `http` (from [`ArmClient::http`]).
+    pub fn with_http(
+        cfg: ClientConfig,
+        credential: Credential,
+        http: reqwest::Client,
+    ) -> ArmClient {
         let limits = RateLimiter::arm(cfg.time_scale);
         let scale = cfg.time_scale.to_bits();
         ArmClient {

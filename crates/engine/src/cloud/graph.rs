@@ -124,14 +124,30 @@ impl GraphClient {
     /// `time_scale` as for ARM (`None`: Azure time unless the endpoint announces
     /// the emulator's).
     pub fn new(endpoint: &str, credential: Credential, time_scale: Option<f64>) -> GraphClient {
+        GraphClient::with_http(endpoint, credential, time_scale, GraphClient::http())
+    }
+
+    /// The HTTP client a [`GraphClient`] sends with (see
+    /// [`crate::cloud::client::ArmClient::http`]).
+    pub fn http() -> reqwest::Client {
         super::install_crypto();
+        reqwest::Client::builder()
+            .user_agent(concat!("lifeboat/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(100))
+            .build()
+            .expect("the HTTP client builds with a crypto provider installed")
+    }
+
+    /// [`GraphClient::new`], sending with `http` (from [`GraphClient::http`]).
+    pub fn with_http(
+        endpoint: &str,
+        credential: Credential,
+        time_scale: Option<f64>,
+        http: reqwest::Client,
+    ) -> GraphClient {
         GraphClient {
-            http: reqwest::Client::builder()
-                .user_agent(concat!("lifeboat/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(30))
-                .timeout(Duration::from_secs(100))
-                .build()
-                .expect("the HTTP client builds with a crypto provider installed"),
+            http,
             endpoint: endpoint.trim_end_matches('/').to_string(),
             credential,
             scale: AtomicU64::new(time_scale.unwrap_or(1.0).to_bits()),

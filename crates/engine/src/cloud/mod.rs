@@ -24,3 +24,20 @@ pub mod retry;
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// The HTTP clients a session sends with, to ARM and to Microsoft Graph.
+/// Each loads the platform's root certificates as it is built (~3 ms): a
+/// command builds them while it loads its manifests.
+pub struct HttpClients {
+    pub arm: reqwest::Client,
+    pub graph: reqwest::Client,
+}
+
+impl HttpClients {
+    pub fn build() -> HttpClients {
+        HttpClients {
+            arm: client::ArmClient::http(),
+            graph: graph::GraphClient::http(),
+        }
+    }
+}
