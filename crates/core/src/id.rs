@@ -75,18 +75,20 @@ fn with_segments<R>(s: &str, f: impl FnOnce(&[&str]) -> R) -> R {
     let mut start = 0;
     // A byte loop: `split('/')` searches for each of a dozen short segments
     // on its own, and ids are split a hundred thousand times per fleet plan.
-    for (i, &c) in s.as_bytes().iter().enumerate().chain([(s.len(), &b'/')]) {
-        if c != b'/' {
+    let bytes = s.as_bytes();
+    for i in 0..bytes.len() {
+        if bytes[i] != b'/' {
             continue;
         }
-        if n == buf.len() {
+        if n + 1 == buf.len() {
             return f(&s.split('/').collect::<Vec<_>>());
         }
         buf[n] = &s[start..i];
         n += 1;
         start = i + 1;
     }
-    f(&buf[..n])
+    buf[n] = &s[start..];
+    f(&buf[..n + 1])
 }
 
 /// Byte offset of segment `i` of the segments `segs` of one string.
@@ -163,11 +165,11 @@ fn any_shape(segs: &[&str]) -> Shape {
 
 impl ResourceId {
     /// `raw` (its shape already worked out) with its lower-cased `key`.
-    fn from_parts(raw: &str, key: &str, shape: Shape) -> ResourceId {
+    fn from_parts(raw: &str, key: Box<str>, shape: Shape) -> ResourceId {
         ResourceId {
             inner: std::sync::Arc::new(Spelling {
                 raw: raw.into(),
-                key: key.into(),
+                key,
                 shape,
             }),
         }
@@ -188,14 +190,18 @@ impl ResourceId {
             id: s.to_string(),
             reason,
         })?;
-        Ok(ResourceId::from_parts(s, &s.to_ascii_lowercase(), shape))
+        Ok(ResourceId::from_parts(
+            s,
+            s.to_ascii_lowercase().into(),
+            shape,
+        ))
     }
 
     /// The id's first `end` bytes (cut at a segment boundary).
     fn prefix(&self, end: usize) -> ResourceId {
         let raw = &self.inner.raw[..end];
         let shape = with_segments(raw, any_shape);
-        ResourceId::from_parts(raw, &self.inner.key[..end], shape)
+        ResourceId::from_parts(raw, self.inner.key[..end].into(), shape)
     }
 
     pub fn as_str(&self) -> &str {
@@ -314,7 +320,7 @@ impl ResourceId {
     pub fn child(&self, type_segment: &str, name: &str) -> ResourceId {
         let raw = format!("{}/{type_segment}/{name}", self.as_str());
         let shape = with_segments(&raw, any_shape);
-        ResourceId::from_parts(&raw, &raw.to_ascii_lowercase(), shape)
+        ResourceId::from_parts(&raw, raw.to_ascii_lowercase().into(), shape)
     }
 }
 
