@@ -85,9 +85,12 @@ fn region<J: Json>(body: &J) -> String {
 pub fn needs(changes: &[Change], prior: &PriorState) -> Vec<QuotaNeed> {
     let mut by: BTreeMap<(String, String), (u64, Vec<String>)> = BTreeMap::new();
     for c in changes {
-        if !c
-            .resource_type
-            .eq_ignore_ascii_case("Microsoft.Compute/virtualMachines")
+        // Only what a plan creates or changes can need vCPUs: a fleet's
+        // unchanged VMs (~9,500) are not looked up.
+        if !matches!(c.action, Action::Create | Action::Update | Action::Replace)
+            || !c
+                .resource_type
+                .eq_ignore_ascii_case("Microsoft.Compute/virtualMachines")
         {
             continue;
         }
