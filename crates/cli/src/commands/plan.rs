@@ -69,9 +69,7 @@ pub fn run(cli: &Cli, ui: &Ui, args: &PlanArgs) -> anyhow::Result<ExitCode> {
 pub fn print_plan(ui: &Ui, plan: &lifeboat_core::plan::Plan, format: PlanFormat) {
     match format {
         PlanFormat::Human => ui.print(&report::plan_human(plan)),
-        PlanFormat::Json => {
-            ui.print(&serde_json::to_string(&report::plan_json(plan)).expect("JSON"))
-        }
+        PlanFormat::Json => ui.print_serialized(&report::plan_json(plan)),
         PlanFormat::Markdown => ui.print(&report::plan_markdown(plan)),
     }
 }

@@ -358,6 +358,22 @@ impl Ui {
         }
     }
 
+    /// A JSON result document on stdout, written as it is serialized: a
+    /// fleet's plan is ~4 MB, and no copy of it is built first.
+    pub fn print_serialized(&self, doc: &impl serde::Serialize) {
+        if !self.json() {
+            return self.print(&serde_json::to_string(doc).expect("JSON serializes"));
+        }
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        // A closed pipe ends the output quietly, as `print` does.
+        if let Err(e) = serde_json::to_writer(&mut out, doc) {
+            assert!(e.is_io(), "JSON serializes: {e}");
+            return;
+        }
+        let _ = out.write_all(b"\n");
+        let _ = out.flush();
+    }
+
     pub fn print_json(&self, v: &serde_json::Value) {
         self.print(&serde_json::to_string_pretty(v).expect("JSON serializes"));
     }
