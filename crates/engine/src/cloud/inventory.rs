@@ -575,20 +575,14 @@ pub async fn complete(
     // Keys, blob services and containers first: a blob service can carry
     // diagnostic settings of its own. Usually the declarations had them all
     // listed while the pages came in, and the state is not indexed for this.
-    let unlisted =
-        |r: &ObservedResource| holds_unindexed(&r.resource_type) && !listed.contains(r.id.key());
-    if found.iter().any(unlisted) {
-        let state = PriorState::new(found, Requests::default());
-        let lists: Vec<(String, &str)> = state
-            .resources
-            .iter()
-            .filter(|r| unlisted(r))
-            .filter(|r| how.desired.contains(r.id.key()) || (how.orphan_in_scope)(r, &state))
-            .flat_map(|r| child_lists(&r.id, &r.resource_type))
-            .collect();
-        found = state.resources;
-        found.extend(list_all(client, lists).await?);
-    }
+    found = list_missing(
+        client,
+        found,
+        &how,
+        |r| holds_unindexed(&r.resource_type) && !listed.contains(r.id.key()),
+        |r| child_lists(&r.id, &r.resource_type).collect(),
+    )
+    .await?;
     let in_scope = |id: &ResourceId| match id.resource_group() {
         Some(rg) => how.groups.contains(&format!(
             "/subscriptions/{}/resourcegroups/{}",
@@ -599,21 +593,17 @@ pub async fn complete(
     };
     // Diagnostic settings likewise: of declared resources, and of those the
     // plan would delete or keep (whose owner only the whole state tells).
-    let unlisted = |r: &ObservedResource| {
-        self::diagnosed(how.diagnosed_types, &r.resource_type) && !diagnosed.contains(r.id.key())
-    };
-    if found.iter().any(unlisted) {
-        let state = PriorState::new(found, Requests::default());
-        let lists: Vec<(String, &str)> = state
-            .resources
-            .iter()
-            .filter(|r| unlisted(r))
-            .filter(|r| how.desired.contains(r.id.key()) || (how.orphan_in_scope)(r, &state))
-            .map(|r| (diagnostics_path(&r.id), how.diagnostics_api))
-            .collect();
-        found = state.resources;
-        found.extend(list_all(client, lists).await?);
-    }
+    found = list_missing(
+        client,
+        found,
+        &how,
+        |r| {
+            self::diagnosed(how.diagnosed_types, &r.resource_type)
+                && !diagnosed.contains(r.id.key())
+        },
+        |r| vec![(diagnostics_path(&r.id), how.diagnostics_api)],
+    )
+    .await?;
     let so_far = state_of(found);
     let mut stale: Vec<&Wanted> = how
         .recent
@@ -642,6 +632,33 @@ pub async fn complete(
         .await;
     merge(&mut found, reads)?;
     Ok(state_of(found))
+}
+
+/// `found` with the `collections` of each resource `unlisted` picks that the
+/// plan reads: a declared one, or one in scope it would delete or keep (which
+/// only the whole state tells, so the state is indexed for it, but only when
+/// something is left to list).
+async fn list_missing<'a>(
+    client: &ArmClient,
+    mut found: Vec<ObservedResource>,
+    how: &Completion<'a>,
+    unlisted: impl Fn(&ObservedResource) -> bool,
+    collections: impl Fn(&ObservedResource) -> Vec<(String, &'a str)>,
+) -> Result<Vec<ObservedResource>, ArmError> {
+    if !found.iter().any(&unlisted) {
+        return Ok(found);
+    }
+    let state = PriorState::new(found, Requests::default());
+    let lists: Vec<(String, &str)> = state
+        .resources
+        .iter()
+        .filter(|r| unlisted(r))
+        .filter(|r| how.desired.contains(r.id.key()) || (how.orphan_in_scope)(r, &state))
+        .flat_map(&collections)
+        .collect();
+    found = state.resources;
+    found.extend(list_all(client, lists).await?);
+    Ok(found)
 }
 
 fn by_id(found: &mut [ObservedResource]) {
