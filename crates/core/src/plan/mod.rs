@@ -444,22 +444,11 @@ fn desired_part(
         deferred: Vec::new(),
         capacity_reductions: Vec::new(),
     };
-    // A tenant's front-ends (most of a fleet's resources) name one image:
-    // its id is parsed once, not once per VM.
-    let mut last_image: Option<(String, Option<ResourceId>)> = None;
     for (mut r, dep) in resources.into_iter().zip(deps) {
         let depends_on: Vec<ResourceId> = dep.iter().map(|&j| ids[j].clone()).collect();
         let observed = prior.get(&r.id);
         let mut rollout = None;
-        let image = image_reference(&r.body).and_then(|text| match &last_image {
-            Some((seen, id)) if seen == text => id.clone(),
-            _ => {
-                let id = gallery_version(text);
-                last_image = Some((text.to_string(), id.clone()));
-                id
-            }
-        });
-        if let Some(wanted) = image {
+        if let Some(wanted) = gallery_image(&r.body) {
             match hold_image(&r, observed, &wanted, prior, activated) {
                 Hold::Go => rollout = Some(wanted),
                 Hold::Defer(reason) => {
@@ -803,16 +792,7 @@ fn activated_tenants(prior: &PriorState) -> std::collections::HashSet<String> {
 
 /// The gallery image version a VM body is built from, if any.
 fn gallery_image<J: Json>(body: &J) -> Option<ResourceId> {
-    gallery_version(image_reference(body)?)
-}
-
-/// The image id a VM body names, as written.
-fn image_reference<J: Json>(body: &J) -> Option<&str> {
-    crate::observed::at(body, "/properties/storageProfile/imageReference/id")?.as_str()
-}
-
-/// `id` when it is a gallery image version's.
-fn gallery_version(id: &str) -> Option<ResourceId> {
+    let id = crate::observed::at(body, "/properties/storageProfile/imageReference/id")?.as_str()?;
     let id = ResourceId::parse(id).ok()?;
     id.resource_type()
         .eq_ignore_ascii_case(IMAGE_VERSION)
