@@ -234,9 +234,14 @@ pub async fn emulator(
         vcpu_quota: Default::default(),
     };
     adjust(&mut cfg);
-    let addr = lifeboat_emulator::start(&dir, "127.0.0.1:0", cfg)
-        .await
-        .unwrap();
+    let addr = lifeboat_emulator::start(
+        &dir,
+        "127.0.0.1:0",
+        cfg,
+        lifeboat_emulator::Warm::BeforeListening,
+    )
+    .await
+    .unwrap();
     (format!("http://{addr}"), dir)
 }
 

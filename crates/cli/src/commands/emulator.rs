@@ -42,7 +42,7 @@ pub fn serve(
             graph_lag: super::session::graph_lag(cli)?,
             vcpu_quota: super::session::vcpu_quota(cli)?,
         };
-        let addr = lifeboat_emulator::start(data, listen, cfg)
+        let addr = lifeboat_emulator::start(data, listen, cfg, lifeboat_emulator::Warm::BeforeListening)
             .await
             .with_context(|| format!("listening on {listen}"))?;
         ui.note(&format!(

@@ -102,6 +102,7 @@ fn connect(cli: &Cli, location: &Location, http: HttpClients) -> anyhow::Result<
                         graph_lag: graph_lag(cli)?,
                         vcpu_quota: vcpu_quota(cli)?,
                     },
+                    lifeboat_emulator::Warm::Alongside,
                 ))
                 .context("starting the embedded local cloud on 127.0.0.1")?;
             (
