@@ -288,10 +288,13 @@ impl Collector {
         self.note(&r.id, &r.resource_type);
         match &self.early {
             Some(e) => {
+                // Digested now, while later lists wait on ARM's read quota,
+                // not when the state is fingerprinted at the end.
                 let r = match &e.settle {
                     Some(s) => s.settle(r),
                     None => r,
-                };
+                }
+                .with_digest();
                 self.queue.indexed.found.push(r)
             }
             None => self.unsettled.push(r),
@@ -916,8 +919,14 @@ mod tests {
             settle: None,
         };
         c.learn(Some(Learned::All(early)));
-        // The listed item held back is added and noted by the whole graph.
+        // The listed item held back is added and noted by the whole graph,
+        // digested as it is (the fingerprint at the end only reads digests).
         assert_eq!(c.queue.indexed.found.len(), 1);
+        let added = &c.queue.indexed.found[0];
+        assert_eq!(
+            added.read_digest,
+            Some(lifeboat_core::observed::body_digest(&added.body))
+        );
         assert_eq!(
             queued(&mut c),
             [
