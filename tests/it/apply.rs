@@ -81,11 +81,16 @@ fn apply_then_plan_is_empty_and_the_report_has_the_documented_shape() {
     assert_eq!(report(&r)["summary"]["succeeded"], 62, "{}", r.stderr);
     assert_converged(&p);
     // Front-ends are left deallocated: idle, they cost nothing but their disks.
+    // (Its OS disk names it too, as `managedBy`.)
     let fe = stored_files(&p)
         .into_iter()
-        .find(|f| f.contains("/virtualMachines/lb-cwz-fe01\""))
+        .map(|f| serde_json::from_str::<Value>(&f).unwrap())
+        .find(|v| {
+            v["id"]
+                .as_str()
+                .is_some_and(|id| id.ends_with("/virtualMachines/lb-cwz-fe01"))
+        })
         .expect("front-end stored");
-    let fe: Value = serde_json::from_str(&fe).unwrap();
     assert_eq!(fe["operation"]["name"], "deallocate", "{fe}");
 
     // Generated admin passwords went to Key Vault only: never stored on a VM,
@@ -452,6 +457,64 @@ fn destroy_keeps_protected_data_and_the_shared_layer_while_tenants_exist() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!has_resource(&p, "/disks/lb-rst-sql-data01"));
     assert!(!has_resource(&p, "/resourceGroups/lb-rst-rg"));
+}
+
+/// A tenant with its front-ends and SQL VM running goes in one destroy: a
+/// disk's `managedBy` (its VM) orders nothing, so an attached disk and its VM
+/// are no cycle (they were, and the SQL VM, its disk, the key vault, the NIC
+/// and the group were left behind); the OS disks Azure made go with their
+/// VMs, and no held disk is deleted on its own (the emulator refuses that,
+/// as ARM does).
+#[test]
+fn a_running_tenant_goes_in_one_destroy_with_its_vms_disks() {
+    let p = Project::example("destroy-running");
+    let up = [
+        "--no-progress",
+        "apply",
+        "--auto-approve",
+        "--tenant",
+        "rst",
+        "--shared",
+    ];
+    assert_eq!(p.run(&up).code, 0);
+    let r = p.run(&["--time-scale", "0.001", "image", "build", "--tenant", "rst"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(p.run(&up).code, 0);
+    assert!(
+        has_resource(&p, "/disks/lb-rst-fe01-osdisk"),
+        "Azure's OS disk"
+    );
+    // ... which a plan neither deletes nor lists as kept.
+    let r = p.run(&["--output", "json", "plan", "--tenant", "rst"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let plan: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(plan["summary"]["delete"], 0, "{}", r.stdout);
+    assert_eq!(plan["kept"], serde_json::json!([]), "{}", r.stdout);
+    let r = p.run(&[
+        "--no-progress",
+        "destroy",
+        "--tenant",
+        "rst",
+        "--auto-approve",
+        "--allow-data-loss",
+        "rst",
+        "--outside-window",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        !r.stdout.contains("osdisk"),
+        "OS disks are not planned: {}",
+        r.stdout
+    );
+    for gone in [
+        "/virtualMachines/lb-rst-sql",
+        "/disks/lb-rst-sql-data01",
+        "/disks/lb-rst-fe01-osdisk",
+        "/networkInterfaces/lb-rst-sql-nic",
+        "/resourceGroups/lb-rst-rg",
+    ] {
+        assert!(!has_resource(&p, gone), "{gone} left behind");
+    }
 }
 
 #[test]

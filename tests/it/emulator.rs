@@ -88,6 +88,84 @@ async fn vm_power_actions_and_run_command() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// As Azure: a VM made from an image gets its OS disk as a resource of its
+/// own (named by `osDisk.name`, held by the VM, untagged), which the VM's
+/// body then names; a disk a VM holds cannot be deleted on its own; deleting
+/// the VM takes the OS disk whose `deleteOption` is `Delete` and detaches a
+/// data disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_from_an_image_gets_its_os_disk_which_goes_with_it() {
+    let (c, dir) = local("osdisk", 0.001).await;
+    let rg = ResourceId::parse(&format!("{SUB}/resourceGroups/rg")).unwrap();
+    c.put(&rg, "2021-04-01", &json!({"location": "westeurope"}))
+        .await
+        .unwrap();
+    let disk = |name: &str| {
+        ResourceId::parse(&format!(
+            "{}/providers/Microsoft.Compute/disks/{name}",
+            rg.as_str()
+        ))
+        .unwrap()
+    };
+    let data = disk("vm1-data");
+    c.put(&data, "2024-03-02", &json!({"location": "westeurope", "sku": {"name": "Premium_LRS"}, "properties": {"creationData": {"createOption": "Empty"}, "diskSizeGB": 64}}))
+        .await
+        .unwrap();
+    let vm = ResourceId::parse(&format!(
+        "{}/providers/Microsoft.Compute/virtualMachines/vm1",
+        rg.as_str()
+    ))
+    .unwrap();
+    c.put(&vm, "2024-07-01", &json!({"location": "westeurope", "tags": {"lifeboat-managed": "true"}, "properties": {
+        "hardwareProfile": {"vmSize": "Standard_D4s_v5"},
+        "storageProfile": {
+            "osDisk": {"name": "vm1-osdisk", "createOption": "FromImage", "deleteOption": "Delete",
+                       "managedDisk": {"storageAccountType": "StandardSSD_LRS"}},
+            "dataDisks": [{"lun": 0, "createOption": "Attach", "managedDisk": {"id": data.as_str()}}]
+        }}}))
+        .await
+        .unwrap();
+    let os = disk("vm1-osdisk");
+    let got = c.get(&vm, "2024-07-01").await.unwrap().unwrap();
+    let os_disk = &got["properties"]["storageProfile"]["osDisk"];
+    assert_eq!(os_disk["managedDisk"]["id"], os.as_str(), "{got}");
+    assert_eq!(os_disk["osType"], "Windows");
+    assert_eq!(os_disk["diskSizeGB"], 127);
+    let d = c
+        .get(&os, "2024-03-02")
+        .await
+        .unwrap()
+        .expect("the OS disk exists");
+    assert_eq!(d["managedBy"], vm.as_str());
+    assert_eq!(d["properties"]["diskState"], "Attached");
+    assert_eq!(d["properties"]["creationData"]["createOption"], "FromImage");
+    assert_eq!(d["sku"]["name"], "StandardSSD_LRS");
+    assert!(d.get("tags").is_none(), "a VM's tags are not copied: {d}");
+    // Held disks stay.
+    for held in [&os, &data] {
+        let e = c.delete(held, "2024-03-02").await.unwrap_err();
+        assert!(
+            e.to_string().contains("OperationNotAllowed")
+                && e.to_string().contains("is attached to VM"),
+            "{e}"
+        );
+    }
+    assert!(c.delete(&vm, "2024-07-01").await.unwrap());
+    assert!(
+        c.get(&os, "2024-03-02").await.unwrap().is_none(),
+        "deleteOption Delete"
+    );
+    let d = c
+        .get(&data, "2024-03-02")
+        .await
+        .unwrap()
+        .expect("detached, not deleted");
+    assert_eq!(d["properties"]["diskState"], "Unattached");
+    assert!(d.get("managedBy").is_none());
+    assert!(c.delete(&data, "2024-03-02").await.unwrap());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_graph_pages_by_1000_with_skip_token() {
     let (c, dir) = local("graph", 0.0005).await;

@@ -75,6 +75,23 @@ impl ObservedResource {
     pub fn is_protected(&self) -> bool {
         self.tag("lifeboat-protected") == Some("true")
     }
+    /// The resource that holds this one (ARM's `managedBy`): a VM's OS disk,
+    /// which Azure creates with the VM and deletes or detaches with it. Such a
+    /// resource is the platform's, not lifeboat's: never planned on its own.
+    pub fn held_by(&self) -> Option<&str> {
+        use crate::body::field;
+        field(self.body.as_object()?, "managedBy")?
+            .as_str()
+            .filter(|h| !h.is_empty())
+    }
+    /// An OS disk a VM holds: its price is the VM's (`cost` prices a VM with
+    /// its OS disk, as the manifests declare it), not a disk's of its own.
+    pub fn is_held_os_disk(&self) -> bool {
+        self.resource_type
+            .eq_ignore_ascii_case("Microsoft.Compute/disks")
+            && self.held_by().is_some()
+            && at(&self.body, "/properties/osType").is_some()
+    }
 }
 
 /// Request counts, as reported in plan output.

@@ -267,6 +267,9 @@ impl Declared {
         } = self;
         let mut ignored = Vec::new();
         for o in &prior.resources {
+            if o.is_held_os_disk() {
+                continue;
+            }
             // A VM the manifests no longer declare idles as it is now: a deallocated
             // front-end costs its disk, not its compute (removing one saves ~10 USD
             // a month, not ~160). Only a VM's compute depends on it: nothing
@@ -519,6 +522,43 @@ mod current_cost_tests {
         };
         assert_eq!(current("PowerState/deallocated").idle_monthly, 0.0);
         assert!(current("PowerState/running").idle_monthly > 100.0);
+        // The OS disk Azure made for the VM is priced with the VM, not again
+        // as a disk; a data disk it holds, or a disk nobody holds, is a disk.
+        let with = |extra: Vec<ObservedResource>| {
+            let mut all = vec![vm("PowerState/running")];
+            all.extend(extra);
+            let prior = PriorState::new(all, Default::default());
+            estimate(&graph, &prior, &prices).tenants[0]
+                .current
+                .idle_monthly
+        };
+        let disk = |name: &str, body: serde_json::Value| ObservedResource {
+            id: crate::id::ResourceId::parse(&format!(
+                "/subscriptions/s/resourceGroups/lb-cwz-rg/providers/Microsoft.Compute/disks/{name}"
+            ))
+            .unwrap(),
+            resource_type: "Microsoft.Compute/disks".into(),
+            body,
+            read_digest: None,
+            settled: false,
+        };
+        let held = "/subscriptions/s/resourceGroups/lb-cwz-rg/providers/Microsoft.Compute/virtualMachines/fe1";
+        let tags = serde_json::json!({"lifeboat-managed": "true", "lifeboat-layer": "tenant", "lifeboat-tenant": "cwz"});
+        let os = disk(
+            "fe1-osdisk",
+            // Tagged here so that only its being the VM's keeps it out.
+            serde_json::json!({"managedBy": held, "sku": {"name": "StandardSSD_LRS"}, "tags": tags,
+                "properties": {"osType": "Windows", "diskSizeGB": 127}}),
+        );
+        assert!(os.is_held_os_disk());
+        assert_eq!(with(vec![os]), with(vec![]));
+        let data = disk(
+            "fe1-data",
+            serde_json::json!({"managedBy": held, "sku": {"name": "Premium_LRS"}, "tags": tags,
+                "properties": {"diskSizeGB": 1024}}),
+        );
+        assert!(!data.is_held_os_disk());
+        assert!(with(vec![data]) > with(vec![]));
     }
 }
 

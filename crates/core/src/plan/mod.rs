@@ -632,6 +632,8 @@ fn orphans(
             // Image versions come from `image build` and go with `image prune`.
             || o.resource_type.eq_ignore_ascii_case(IMAGE_VERSION)
             || opts.declared_elsewhere.contains(o.id.key())
+            // A VM's OS disk is Azure's: it goes (or is detached) with its VM.
+            || o.is_held_os_disk()
             || with_parent()
         {
             continue;
@@ -853,7 +855,10 @@ fn failed(o: &crate::observed::ObservedResource) -> bool {
 }
 
 /// Ids an observed resource refers to (its parent and ARM ids in its body), so
-/// that apply can delete orphans in reverse dependency order.
+/// that apply can delete orphans in reverse dependency order. `managedBy` is
+/// not one: it names the holder (a disk's VM), which refers to the disk in
+/// turn and must go first; read as a dependency it made every attached disk
+/// and its VM a cycle, and a tenant's destroy stopped there.
 fn references(body: &serde_json::Value, id: &ResourceId) -> Vec<ResourceId> {
     fn walk(v: &serde_json::Value, out: &mut Vec<ResourceId>) {
         match v {
@@ -868,7 +873,13 @@ fn references(body: &serde_json::Value, id: &ResourceId) -> Vec<ResourceId> {
         }
     }
     let mut out: Vec<ResourceId> = id.parent().into_iter().collect();
-    walk(body, &mut out);
+    match body {
+        serde_json::Value::Object(o) => o
+            .iter()
+            .filter(|(k, _)| k.as_str() != "managedBy")
+            .for_each(|(_, x)| walk(x, &mut out)),
+        other => walk(other, &mut out),
+    }
     out.retain(|r| r != id && r.as_str().split('/').count() > 3);
     out.sort();
     out.dedup();
@@ -999,6 +1010,37 @@ mod tests {
             reasons.iter().any(|r| r.contains("a tag alone never")),
             "{reasons:?}"
         );
+    }
+
+    /// Azure's OS disk of a VM (held by it, never declared) is neither
+    /// deleted nor kept; a disk's `managedBy` does not order deletes (the VM
+    /// names the disk and goes first: read both ways they were a cycle).
+    #[test]
+    fn a_vms_own_os_disk_is_not_planned_and_a_holder_is_no_dependency() {
+        let vm = format!("{RG}/providers/Microsoft.Compute/virtualMachines/fe1");
+        let os = ObservedResource {
+            id: ResourceId::parse(&format!(
+                "{RG}/providers/Microsoft.Compute/disks/fe1-osdisk"
+            ))
+            .unwrap(),
+            resource_type: "Microsoft.Compute/disks".into(),
+            body: json!({"managedBy": vm, "tags": {"lifeboat-managed": "true", "lifeboat-layer": "tenant", "lifeboat-tenant": "cwz"},
+                "properties": {"osType": "Windows", "encryption": {"diskEncryptionSetId": format!("{RG}/providers/Microsoft.Compute/diskEncryptionSets/des")}}}),
+            read_digest: None,
+            settled: false,
+        };
+        let refs = references(&os.body, &os.id);
+        assert!(refs.iter().all(|r| r.as_str() != vm), "{refs:?}");
+        assert!(refs.iter().any(|r| r.name() == "des"), "{refs:?}");
+        let mut loose = os.clone();
+        loose.body.as_object_mut().unwrap().remove("managedBy");
+        let prior = PriorState::new(vec![os], Requests::default());
+        let p = run(vec![], prior.resources.clone(), &[], &Scope::everything()).unwrap();
+        assert!(p.changes.is_empty() && p.kept.is_empty(), "{:?}", p.changes);
+        // Once its VM let go of it (deleteOption Detach), it is a disk like
+        // any other.
+        let p = run(vec![], vec![loose], &[], &Scope::everything()).unwrap();
+        assert_eq!(p.summary.delete, 1);
     }
 
     #[test]

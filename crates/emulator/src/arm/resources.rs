@@ -122,8 +122,13 @@ impl Emulator {
         {
             return refused;
         }
-        let fam = put_family(&resource_type);
         let creating = existing.is_none();
+        let os_disk = match resource_type.eq_ignore_ascii_case("Microsoft.Compute/virtualMachines")
+        {
+            true => self.os_disk_of(id, &mut body, existing.as_ref(), now),
+            false => None,
+        };
+        let fam = put_family(&resource_type);
         let secs = if creating {
             put_seconds(&resource_type)
         } else {
@@ -182,6 +187,11 @@ impl Emulator {
         if let Err(r) = self.write_inline(id, declared, api) {
             return r;
         }
+        if let Some(disk) = os_disk
+            && let Err(r) = self.save(&disk)
+        {
+            return r;
+        }
         if is_vm {
             self.attach_disks(&stored);
         }
@@ -232,6 +242,9 @@ impl Emulator {
             }
             return Self::busy(op, now, self.retry_after(op.done_ms - now));
         }
+        if let Some(refused) = self.attached_elsewhere(&existing, now) {
+            return refused;
+        }
         let api = query_param(&req.query, "api-version")
             .unwrap_or(&existing.api_version)
             .to_string();
@@ -249,6 +262,7 @@ impl Emulator {
             && op.failure.is_none()
         {
             self.release_vm(id);
+            self.release_disks(&existing, &op);
         }
         let shown = existing
             .indexing
@@ -299,6 +313,226 @@ impl Emulator {
         self.op_headers(req, id, fam, &loc, &op, &api, Reply::empty(202), true)
     }
 
+    /// A VM created from an image gets its OS disk from the platform, as
+    /// Azure does: a `Microsoft.Compute/disks` resource beside the VM (named
+    /// as `osDisk.name` says, or `<vm>_OsDisk_1_<guid>`), `managedBy` the VM,
+    /// untagged (a VM's tags are not copied to it), and Resource Graph indexes
+    /// it like any disk (a 200-hospital fleet has ~5,000). The VM's body
+    /// then names it (`osDisk.managedDisk.id`) with the OS type and size, as
+    /// a recorded `GET` of a created VM shows. Returns the disk to store on
+    /// creation; an update keeps what creation set.
+    fn os_disk_of(
+        &self,
+        vm: &ResourceId,
+        body: &mut Value,
+        existing: Option<&StoredResource>,
+        now: u64,
+    ) -> Option<StoredResource> {
+        const OS: &str = "/properties/storageProfile/osDisk";
+        if let Some(e) = existing {
+            for field in ["managedDisk/id", "osType", "diskSizeGB", "name"] {
+                let pointer = format!("{OS}/{field}");
+                if let (Some(v), Some(Value::Object(os))) =
+                    (e.body.pointer(&pointer).cloned(), body.pointer_mut(OS))
+                {
+                    let (parents, key) = field.rsplit_once('/').unwrap_or(("", field));
+                    let mut at = os;
+                    if !parents.is_empty() {
+                        at = match at
+                            .entry(parents.to_string())
+                            .or_insert_with(|| json!({}))
+                            .as_object_mut()
+                        {
+                            Some(o) => o,
+                            None => continue,
+                        };
+                    }
+                    at.insert(key.to_string(), v);
+                }
+            }
+            return None;
+        }
+        let os = body.pointer(OS)?;
+        if !os
+            .get("createOption")
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.eq_ignore_ascii_case("FromImage"))
+        {
+            return None;
+        }
+        let name = os
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "{}_OsDisk_1_{}",
+                    vm.name(),
+                    stable_guid(&format!("osdisk:{}", vm.key())).replace('-', "")
+                )
+            });
+        let disk = ResourceId::parse(&format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/disks/{name}",
+            vm.subscription(),
+            vm.resource_group().unwrap_or_default()
+        ))
+        .ok()?;
+        let image = os_image(body);
+        // The gallery image definition says which OS it holds.
+        let os_type = image
+            .as_ref()
+            .and_then(|v| v.parent())
+            .and_then(|definition| self.load(&definition, now).ok().flatten())
+            .and_then(|d| {
+                d.body
+                    .pointer("/properties/osType")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "Windows".into());
+        // A Windows image's OS disk, unless the VM sizes it.
+        let size = os.get("diskSizeGB").and_then(Value::as_u64).unwrap_or(127);
+        let sku = os
+            .pointer("/managedDisk/storageAccountType")
+            .and_then(Value::as_str)
+            .unwrap_or("Premium_LRS")
+            .to_string();
+        let encryption = match os
+            .pointer("/managedDisk/diskEncryptionSet/id")
+            .and_then(Value::as_str)
+        {
+            Some(des) => {
+                json!({"type": "EncryptionAtRestWithCustomerKey", "diskEncryptionSetId": des})
+            }
+            None => json!({"type": "EncryptionAtRestWithPlatformKey"}),
+        };
+        let creation = match &image {
+            Some(v) => {
+                json!({"createOption": "FromImage", "galleryImageReference": {"id": shape::canonical_id(v.as_str())}})
+            }
+            None => json!({"createOption": "FromImage"}),
+        };
+        let mut disk_body = json!({
+            "location": body.get("location").cloned().unwrap_or(Value::Null),
+            "managedBy": shape::canonical_id(vm.as_str()),
+            "sku": {"name": sku, "tier": if sku.starts_with("Premium") { "Premium" } else { "Standard" }},
+            "properties": {
+                "osType": os_type,
+                "hyperVGeneration": "V2",
+                "creationData": creation,
+                "diskSizeGB": size,
+                "encryption": encryption,
+            },
+        });
+        if let Some(zones) = body.get("zones") {
+            disk_body["zones"] = zones.clone();
+        }
+        self.server_fields(&disk, &mut disk_body, None, now);
+        if let Some(Value::Object(o)) = body.pointer_mut(OS) {
+            o.insert("name".into(), json!(name));
+            o.insert("osType".into(), json!(os_type));
+            o.entry("diskSizeGB").or_insert(json!(size));
+            if let Some(Value::Object(md)) = o.get_mut("managedDisk") {
+                md.insert("id".into(), json!(shape::canonical_id(disk.as_str())));
+            }
+        }
+        Some(StoredResource {
+            resource_type: disk.resource_type(),
+            api_version: lifeboat_core::api::DISKS.to_string(),
+            body: disk_body,
+            operation: None,
+            power: None,
+            sql_mode: None,
+            shipping: None,
+            visible_from_ms: None,
+            replicated_ms: None,
+            indexing: Some(Indexing {
+                at_ms: now + self.graph_lag_ms(),
+                previous: None,
+            }),
+            id: disk,
+        })
+    }
+
+    /// ARM refuses to delete a disk a VM still holds (`OperationNotAllowed`,
+    /// "Disk … is attached to VM …"): it goes with the VM, or once detached.
+    fn attached_elsewhere(&self, r: &StoredResource, now: u64) -> Option<Reply> {
+        if !r
+            .resource_type
+            .eq_ignore_ascii_case("Microsoft.Compute/disks")
+        {
+            return None;
+        }
+        let holder = r
+            .body
+            .get("managedBy")
+            .and_then(Value::as_str)
+            .and_then(|v| ResourceId::parse(v).ok())?;
+        let held =
+            matches!(self.load(&holder, now), Ok(Some(ref vm)) if self.view(vm, now).is_some());
+        held.then(|| {
+            Reply::error(
+                409,
+                "OperationNotAllowed",
+                &format!(
+                    "Disk {} is attached to VM {}.",
+                    r.id.name(),
+                    shape::canonical_id(holder.as_str())
+                ),
+            )
+        })
+    }
+
+    /// A VM being deleted lets go of its disks: those whose `deleteOption`
+    /// is `Delete` go with it (the same operation), the others are detached.
+    fn release_disks(&self, vm: &StoredResource, op: &Operation) {
+        let profile = vm.body.pointer("/properties/storageProfile");
+        let os = profile.and_then(|p| p.get("osDisk")).into_iter();
+        let data = profile
+            .and_then(|p| p.get("dataDisks"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        for d in os.chain(data) {
+            let Some(disk) = d
+                .pointer("/managedDisk/id")
+                .and_then(Value::as_str)
+                .and_then(|s| ResourceId::parse(s).ok())
+            else {
+                continue;
+            };
+            let lock = self.lock(&disk);
+            let _g = lock.lock().expect("disk lock");
+            let Ok(Some(mut r)) = self.store.get(&disk) else {
+                continue;
+            };
+            if !r
+                .body
+                .get("managedBy")
+                .and_then(Value::as_str)
+                .is_some_and(|m| m.eq_ignore_ascii_case(vm.id.as_str()))
+            {
+                continue;
+            }
+            let goes = d
+                .get("deleteOption")
+                .and_then(Value::as_str)
+                .is_some_and(|o| o.eq_ignore_ascii_case("Delete"));
+            if goes {
+                r.operation = Some(Operation {
+                    id: op.id.clone(),
+                    kind: OpKind::Delete,
+                    started_ms: op.started_ms,
+                    done_ms: op.done_ms,
+                    failure: None,
+                });
+            } else if let Some(o) = r.body.as_object_mut() {
+                o.remove("managedBy");
+            }
+            let _ = self.store.put(&r);
+        }
+    }
+
     /// A VM's attached data disks are `managedBy` it, as ARM records.
     fn attach_disks(&self, vm: &StoredResource) {
         let disks = vm
@@ -341,4 +575,11 @@ impl Emulator {
             let _ = self.store.put(&child);
         }
     }
+}
+
+/// The gallery image version a VM's OS disk is made from, if any.
+fn os_image(vm: &Value) -> Option<ResourceId> {
+    vm.pointer("/properties/storageProfile/imageReference/id")
+        .and_then(Value::as_str)
+        .and_then(|s| ResourceId::parse(s).ok())
 }
