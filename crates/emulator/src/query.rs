@@ -7,10 +7,11 @@
 //! other two. Subnets, NSG rules and peerings appear only inside their parent's
 //! row; Key Vault keys and secrets, blob services, containers and diagnostic
 //! settings are not indexed at all. Supported: `| where` with `and`, `or`,
-//! parentheses, `==`, `=~`, `!=`, `in~ (...)`, `startswith`, on `id`, `name`,
-//! `type`, `location`, `resourceGroup`, `subscriptionId` and `tags['k']` /
-//! `tags.k`; `| project` of columns; `| order by id`. Anything else is an error,
-//! as a real ARG would give for a typo.
+//! parentheses, `==`, `=~`, `!=`, `!~`, `in~ (...)`, `startswith`, and
+//! `isempty`/`isnotempty`/`isnull`/`isnotnull(...)`, on `id`, `name`, `type`,
+//! `location`, `resourceGroup`, `subscriptionId`, `managedBy`, `tags['k']` /
+//! `tags.k` and `properties.a.b`; `| project` of columns; `| order by id`.
+//! Anything else is an error, as a real ARG would give for a typo.
 
 use std::borrow::Cow;
 
@@ -27,7 +28,40 @@ enum Expr {
         op: Op,
         values: Vec<String>,
     },
+    /// `isempty(field)` and its kin.
+    Test {
+        field: String,
+        test: Test,
+    },
     True,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Test {
+    /// Absent, null or the empty string.
+    Empty,
+    NotEmpty,
+    /// Absent or null.
+    Null,
+    NotNull,
+}
+
+/// A row's value of a column, as the `where` clause sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field<'r> {
+    Str(Cow<'r, str>),
+    /// A number, boolean, object or array: compares as no string does.
+    Other,
+}
+
+impl<'r> Field<'r> {
+    fn of(v: &'r Value) -> Option<Field<'r>> {
+        match v {
+            Value::Null => None,
+            Value::String(s) => Some(Field::Str(Cow::Borrowed(s))),
+            _ => Some(Field::Other),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,6 +69,7 @@ enum Op {
     Eq,
     EqCi,
     Ne,
+    NeCi,
     InCi,
     StartsWith,
 }
@@ -139,7 +174,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
             i = j;
         } else {
             let two: String = cs[i..(i + 2).min(cs.len())].iter().collect();
-            if ["==", "=~", "!="].contains(&two.as_str()) {
+            if ["==", "=~", "!=", "!~"].contains(&two.as_str()) {
                 out.push(Tok::Sym(two));
                 i += 2;
             } else {
@@ -197,45 +232,29 @@ impl Parser {
             self.expect_sym(")")?;
             return Ok(e);
         }
-        let field = match self.next() {
-            Some(Tok::Word(w)) => w,
-            other => return Err(format!("expected a column, found {other:?}")),
+        let test = match self.peek() {
+            Some(Tok::Word(w)) => match w.to_ascii_lowercase().as_str() {
+                "isempty" => Some(Test::Empty),
+                "isnotempty" => Some(Test::NotEmpty),
+                "isnull" => Some(Test::Null),
+                "isnotnull" => Some(Test::NotNull),
+                _ => None,
+            },
+            _ => None,
         };
-        let field = if field.eq_ignore_ascii_case("tags") {
-            match self.next() {
-                Some(Tok::Sym(s)) if s == "[" => {
-                    let k = match self.next() {
-                        Some(Tok::Str(k)) => k,
-                        other => return Err(format!("expected a tag name, found {other:?}")),
-                    };
-                    self.expect_sym("]")?;
-                    format!("tags.{k}")
-                }
-                Some(Tok::Sym(s)) if s == "." => match self.next() {
-                    Some(Tok::Word(k)) => format!("tags.{k}"),
-                    other => return Err(format!("expected a tag name, found {other:?}")),
-                },
-                other => return Err(format!("expected tags['name'], found {other:?}")),
-            }
-        } else {
-            let known = [
-                "id",
-                "name",
-                "type",
-                "location",
-                "resourceGroup",
-                "subscriptionId",
-            ];
-            known
-                .iter()
-                .find(|k| k.eq_ignore_ascii_case(&field))
-                .map(|k| k.to_string())
-                .ok_or_else(|| format!("unknown column `{field}`"))?
-        };
+        if let Some(test) = test {
+            self.pos += 1;
+            self.expect_sym("(")?;
+            let field = self.column()?;
+            self.expect_sym(")")?;
+            return Ok(Expr::Test { field, test });
+        }
+        let field = self.column()?;
         let op = match self.next() {
             Some(Tok::Sym(s)) if s == "==" => Op::Eq,
             Some(Tok::Sym(s)) if s == "=~" => Op::EqCi,
             Some(Tok::Sym(s)) if s == "!=" => Op::Ne,
+            Some(Tok::Sym(s)) if s == "!~" => Op::NeCi,
             Some(Tok::Word(w)) if w.eq_ignore_ascii_case("in~") => Op::InCi,
             Some(Tok::Word(w)) if w.eq_ignore_ascii_case("startswith") => Op::StartsWith,
             other => return Err(format!("unsupported operator {other:?}")),
@@ -262,6 +281,65 @@ impl Parser {
             }
         };
         Ok(Expr::Cmp { field, op, values })
+    }
+
+    /// A column: a known one, `tags['k']` / `tags.k` (as `tags.k`), or a
+    /// path into `properties` (as `properties.a.b`).
+    fn column(&mut self) -> Result<String, String> {
+        let field = match self.next() {
+            Some(Tok::Word(w)) => w,
+            other => return Err(format!("expected a column, found {other:?}")),
+        };
+        if field.eq_ignore_ascii_case("properties") {
+            let mut path = String::from("properties");
+            while self.peek() == Some(&Tok::Sym(".".into())) {
+                self.pos += 1;
+                match self.next() {
+                    Some(Tok::Word(k)) => {
+                        path.push('.');
+                        path.push_str(&k);
+                    }
+                    other => return Err(format!("expected a property name, found {other:?}")),
+                }
+            }
+            if path == "properties" {
+                return Err("`properties` compares only by a path (properties.name)".into());
+            }
+            return Ok(path);
+        }
+        let field = if field.eq_ignore_ascii_case("tags") {
+            match self.next() {
+                Some(Tok::Sym(s)) if s == "[" => {
+                    let k = match self.next() {
+                        Some(Tok::Str(k)) => k,
+                        other => return Err(format!("expected a tag name, found {other:?}")),
+                    };
+                    self.expect_sym("]")?;
+                    format!("tags.{k}")
+                }
+                Some(Tok::Sym(s)) if s == "." => match self.next() {
+                    Some(Tok::Word(k)) => format!("tags.{k}"),
+                    other => return Err(format!("expected a tag name, found {other:?}")),
+                },
+                other => return Err(format!("expected tags['name'], found {other:?}")),
+            }
+        } else {
+            let known = [
+                "id",
+                "name",
+                "type",
+                "location",
+                "resourceGroup",
+                "subscriptionId",
+                "managedBy",
+            ];
+            known
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(&field))
+                .map(|k| k.to_string())
+                .ok_or_else(|| format!("unknown column `{field}`"))?
+        };
+        Ok(field)
     }
 }
 
@@ -351,7 +429,7 @@ impl Query {
                     walk(a, out);
                     walk(b, out);
                 }
-                Expr::Cmp { field, .. } => {
+                Expr::Cmp { field, .. } | Expr::Test { field, .. } => {
                     out.push(field.split('.').next().unwrap_or(field));
                 }
                 Expr::True => {}
@@ -364,12 +442,16 @@ impl Query {
 
     pub fn matches(&self, row: &Value) -> bool {
         eval(&self.filter, &|field| {
-            match field.strip_prefix("tags.") {
-                Some(k) => row.get("tags").and_then(|t| t.get(k)),
-                None => row.get(field),
+            if let Some(k) = field.strip_prefix("tags.") {
+                return row.get("tags").and_then(|t| t.get(k)).and_then(Field::of);
             }
-            .and_then(Value::as_str)
-            .map(Cow::Borrowed)
+            match field.strip_prefix("properties.") {
+                Some(path) => path
+                    .split('.')
+                    .try_fold(row.get("properties")?, |v, k| v.get(k))
+                    .and_then(Field::of),
+                None => row.get(field).and_then(Field::of),
+            }
         })
     }
 
@@ -381,25 +463,44 @@ impl Query {
     }
 }
 
-/// A `where` clause: `field` gives a row's string value of a field (`tags.k`
-/// for a tag), `None` when it has none.
-fn eval<'r>(e: &Expr, field: &impl Fn(&str) -> Option<Cow<'r, str>>) -> bool {
+/// A `where` clause: `field` gives a row's value of a field (`tags.k` for a
+/// tag, `properties.a.b` for a property), `None` when it has none or null.
+fn eval<'r>(e: &Expr, field: &impl Fn(&str) -> Option<Field<'r>>) -> bool {
     match e {
         Expr::True => true,
         Expr::Or(a, b) => eval(a, field) || eval(b, field),
         Expr::And(a, b) => eval(a, field) && eval(b, field),
+        Expr::Test { field: name, test } => {
+            let v = field(name);
+            let empty = match &v {
+                None => true,
+                Some(Field::Str(s)) => s.is_empty(),
+                Some(Field::Other) => false,
+            };
+            match test {
+                Test::Empty => empty,
+                Test::NotEmpty => !empty,
+                Test::Null => v.is_none(),
+                Test::NotNull => v.is_some(),
+            }
+        }
         Expr::Cmp {
             field: name,
             op,
             values,
         } => {
-            let actual = field(name).unwrap_or_default();
+            // What is not a string compares as the empty string does.
+            let actual = match field(name) {
+                Some(Field::Str(s)) => s,
+                _ => Cow::Borrowed(""),
+            };
             let actual = actual.as_ref();
             let v = values.first().map(String::as_str).unwrap_or("");
             match op {
                 Op::Eq => actual == v,
                 Op::EqCi => actual.eq_ignore_ascii_case(v),
                 Op::Ne => actual != v,
+                Op::NeCi => !actual.eq_ignore_ascii_case(v),
                 Op::InCi => values.iter().any(|x| x.eq_ignore_ascii_case(actual)),
                 // ASCII case folding keeps byte lengths: a prefix compared
                 // byte for byte, without lower-cased copies.
@@ -412,30 +513,34 @@ fn eval<'r>(e: &Expr, field: &impl Fn(&str) -> Option<Cow<'r, str>>) -> bool {
     }
 }
 
-/// The string value of `field` in `row(r, view)` (`None`: absent or not a
-/// string), read from `r` and `view` as `row` would place it.
-fn row_field<'r>(r: &'r StoredResource, view: &'r Value, field: &str) -> Option<Cow<'r, str>> {
-    let from_view = |k: &str| view.get(k).map(|v| v.as_str().map(Cow::Borrowed));
+/// The value of `field` in `row(r, view)` (`None`: absent or null), read
+/// from `r` and `view` as `row` would place it.
+fn row_field<'r>(r: &'r StoredResource, view: &'r Value, field: &str) -> Option<Field<'r>> {
+    // `Some(None)`: the view has the key, null.
+    let from_view = |k: &str| view.get(k).map(Field::of);
     if let Some(k) = field.strip_prefix("tags.") {
-        return view.get("tags")?.get(k)?.as_str().map(Cow::Borrowed);
+        return view.get("tags")?.get(k).and_then(Field::of);
     }
+    if let Some(path) = field.strip_prefix("properties.") {
+        return path
+            .split('.')
+            .try_fold(view.get("properties")?, |v, k| v.get(k))
+            .and_then(Field::of);
+    }
+    let owned = |s: String| Some(Field::Str(Cow::Owned(s)));
     match field {
-        "id" => Some(Cow::Borrowed(
+        "id" => Some(Field::Str(Cow::Borrowed(
             view.get("id")
                 .and_then(Value::as_str)
                 .unwrap_or(r.id.as_str()),
-        )),
-        "name" => Some(Cow::Borrowed(r.id.name())),
-        "type" => Some(Cow::Owned(Table::row_type(&r.resource_type))),
-        "subscriptionId" => from_view(field).unwrap_or(Some(Cow::Borrowed(r.id.subscription()))),
-        "resourceGroup" => from_view(field).unwrap_or_else(|| {
-            Some(Cow::Owned(
-                r.id.resource_group().unwrap_or("").to_ascii_lowercase(),
-            ))
-        }),
-        // `row` keeps no `properties`, and no key a `where` field with a dot
-        // could name.
-        _ if field == "properties" || field.contains('.') => None,
+        ))),
+        "name" => Some(Field::Str(Cow::Borrowed(r.id.name()))),
+        "type" => owned(Table::row_type(&r.resource_type)),
+        "subscriptionId" => {
+            from_view(field).unwrap_or(Some(Field::Str(Cow::Borrowed(r.id.subscription()))))
+        }
+        "resourceGroup" => from_view(field)
+            .unwrap_or_else(|| owned(r.id.resource_group().unwrap_or("").to_ascii_lowercase())),
         _ => from_view(field).flatten(),
     }
 }
@@ -485,15 +590,15 @@ mod tests {
     }
 
     /// The row `row` builds for a `where` clause: the body's top-level fields
-    /// the clause names, `properties` never (what the query path did before
-    /// it read fields in place).
+    /// the clause names (what the query path did before it read fields in
+    /// place).
     fn filter_row(q: &Query, r: &StoredResource, view: &Value) -> Value {
         let fields = q.fields();
         let top = view
             .as_object()
             .map(|o| {
                 o.iter()
-                    .filter(|(k, _)| k.as_str() != "properties" && fields.contains(&k.as_str()))
+                    .filter(|(k, _)| fields.contains(&k.as_str()))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             })
@@ -529,6 +634,17 @@ mod tests {
                 json!({"id": "/subscriptions/s2/resourceGroups/other/providers/Microsoft.Storage/storageAccounts/ST", "resourceGroup": "LB-moved", "subscriptionId": 7}),
             ),
             stored(
+                "/subscriptions/s1/resourceGroups/lb-cwz-rg/providers/Microsoft.Compute/disks/fe1-osdisk",
+                "Microsoft.Compute/disks",
+                json!({"managedBy": "/subscriptions/s1/resourceGroups/lb-cwz-rg/providers/Microsoft.Compute/virtualMachines/fe1",
+                    "properties": {"osType": "Windows", "diskSizeGB": 127}}),
+            ),
+            stored(
+                "/subscriptions/s1/resourceGroups/lb-cwz-rg/providers/Microsoft.Compute/disks/data",
+                "Microsoft.Compute/disks",
+                json!({"managedBy": "", "tags": {"lifeboat-managed": "true"}, "properties": {"osType": null, "diskSizeGB": 64}}),
+            ),
+            stored(
                 "/subscriptions/s2/resourceGroups/lb-x/providers/Microsoft.Authorization/roleAssignments/a",
                 "Microsoft.Authorization/roleAssignments",
                 json!("not an object"),
@@ -546,6 +662,10 @@ mod tests {
             "resources | where resourceGroup == 'LB-moved' or resourceGroup == 'lb-cwz-rg'",
             "resources | where subscriptionId == ''",
             "resources | where id == '/subscriptions/s2/resourceGroups/other/providers/Microsoft.Storage/storageAccounts/st'",
+            "resources | where isempty(managedBy) or type !~ 'microsoft.compute/disks' or isnull(properties.osType)",
+            "resources | where isnotempty(managedBy) and isnotnull(properties.osType)",
+            "resources | where isnull(managedBy) and properties.diskSizeGB == ''",
+            "resources | where isnotempty(properties.x) or isempty(tags.lifeboat-tenant)",
         ];
         let mut matched = 0;
         for text in queries {
@@ -573,6 +693,21 @@ mod tests {
         ] {
             assert_eq!(q.matches(&json!({ "resourceGroup": rg })), want, "{rg}");
         }
+        // What lifeboat's reads leave out: a VM's own OS disk, only.
+        let q = Query::parse(
+            "resources | where isempty(managedBy) or type !~ 'microsoft.compute/disks' or isnull(properties.osType)",
+        )
+        .unwrap();
+        let kept: Vec<&str> = resources
+            .iter()
+            .filter(|r| q.matches_resource(r, &r.body))
+            .map(|r| r.id.name())
+            .collect();
+        assert!(
+            !kept.contains(&"fe1-osdisk") && kept.contains(&"data"),
+            "{kept:?}"
+        );
+        assert_eq!(kept.len(), resources.len() - 1);
         // Both answers occur: the comparison tells something.
         assert!(
             matched > 5 && matched < queries.len() * resources.len() - 5,
@@ -599,6 +734,16 @@ mod tests {
         );
         assert!(Query::parse("authorizationresources | union resources").is_err());
         assert!(Query::parse("resources | project id, n = name").is_err());
+        assert!(
+            Query::parse("resources | where isempty(properties)")
+                .unwrap_err()
+                .contains("path")
+        );
+        assert!(
+            Query::parse("resources | where isempty(foo)")
+                .unwrap_err()
+                .contains("unknown column")
+        );
     }
 
     #[test]

@@ -42,10 +42,14 @@ pub struct Wanted {
 
 /// The Resource Graph query for everything lifeboat manages in a subscription:
 /// tagged resources, plus every resource in a resource group named with the
-/// platform prefix (child types such as peerings and containers cannot be tagged).
+/// platform prefix (child types such as peerings and containers cannot be
+/// tagged), but the OS disks Azure makes for VMs: held by their VM
+/// (`managedBy`), never declared, never planned (see
+/// `ObservedResource::is_held_os_disk`), they would be a quarter of a fleet's
+/// rows (one per front-end). A detached one is read like any disk.
 pub fn managed_query(prefix: &str) -> String {
     format!(
-        "resources | union resourcecontainers | where tags['lifeboat-managed'] =~ 'true' or resourceGroup startswith '{prefix}-' | project id, name, type, location, resourceGroup, tags, properties, sku, kind, zones, identity, plan, managedBy"
+        "resources | union resourcecontainers | where tags['lifeboat-managed'] =~ 'true' or resourceGroup startswith '{prefix}-' | where isempty(managedBy) or type !~ 'microsoft.compute/disks' or isnull(properties.osType) | project id, name, type, location, resourceGroup, tags, properties, sku, kind, zones, identity, plan, managedBy"
     )
 }
 
