@@ -436,22 +436,19 @@ impl Emulator {
                 md.insert("id".into(), json!(shape::canonical_id(disk.as_str())));
             }
         }
-        Some(StoredResource {
-            resource_type: disk.resource_type(),
-            api_version: lifeboat_core::api::DISKS.to_string(),
-            body: disk_body,
-            operation: None,
-            power: None,
-            sql_mode: None,
-            shipping: None,
-            visible_from_ms: None,
-            replicated_ms: None,
-            indexing: Some(Indexing {
-                at_ms: now + self.graph_lag_ms(),
-                previous: None,
-            }),
-            id: disk,
-        })
+        let resource_type = disk.resource_type();
+        let mut stored = StoredResource::new(
+            disk,
+            resource_type,
+            lifeboat_core::api::DISKS.to_string(),
+            disk_body,
+        );
+        // Resource Graph shows it once the create is indexed.
+        stored.indexing = Some(Indexing {
+            at_ms: now + self.graph_lag_ms(),
+            previous: None,
+        });
+        Some(stored)
     }
 
     /// ARM refuses to delete a disk a VM still holds (`OperationNotAllowed`,
@@ -486,6 +483,53 @@ impl Emulator {
     /// A VM being deleted lets go of its disks: those whose `deleteOption`
     /// is `Delete` go with it (the same operation), the others are detached.
     fn release_disks(&self, vm: &StoredResource, op: &Operation) {
+        self.each_disk(vm, |entry, disk| {
+            if !disk
+                .body
+                .get("managedBy")
+                .and_then(Value::as_str)
+                .is_some_and(|m| m.eq_ignore_ascii_case(vm.id.as_str()))
+            {
+                return false;
+            }
+            let goes = entry
+                .get("deleteOption")
+                .and_then(Value::as_str)
+                .is_some_and(|o| o.eq_ignore_ascii_case("Delete"));
+            if goes {
+                disk.operation = Some(Operation {
+                    id: op.id.clone(),
+                    kind: OpKind::Delete,
+                    started_ms: op.started_ms,
+                    done_ms: op.done_ms,
+                    failure: None,
+                });
+            } else if let Some(o) = disk.body.as_object_mut() {
+                o.remove("managedBy");
+            }
+            true
+        });
+    }
+
+    /// The disks a VM names are `managedBy` it, as ARM records.
+    fn attach_disks(&self, vm: &StoredResource) {
+        let holder = shape::canonical_id(vm.id.as_str());
+        self.each_disk(vm, |_, disk| {
+            let held = disk.body.get("managedBy").and_then(Value::as_str) == Some(holder.as_str());
+            if !held {
+                disk.body["managedBy"] = json!(holder);
+            }
+            !held
+        });
+    }
+
+    /// Each stored disk `vm` names (OS disk, then data disks), under its
+    /// lock, with the VM's entry for it; stored again when `f` says so.
+    fn each_disk(
+        &self,
+        vm: &StoredResource,
+        mut f: impl FnMut(&Value, &mut StoredResource) -> bool,
+    ) {
         let profile = vm.body.pointer("/properties/storageProfile");
         let os = profile.and_then(|p| p.get("osDisk")).into_iter();
         let data = profile
@@ -493,69 +537,20 @@ impl Emulator {
             .and_then(Value::as_array)
             .into_iter()
             .flatten();
-        for d in os.chain(data) {
-            let Some(disk) = d
+        for entry in os.chain(data) {
+            let Some(id) = entry
                 .pointer("/managedDisk/id")
                 .and_then(Value::as_str)
                 .and_then(|s| ResourceId::parse(s).ok())
             else {
                 continue;
             };
-            let lock = self.lock(&disk);
+            let lock = self.lock(&id);
             let _g = lock.lock().expect("disk lock");
-            let Ok(Some(mut r)) = self.store.get(&disk) else {
-                continue;
-            };
-            if !r
-                .body
-                .get("managedBy")
-                .and_then(Value::as_str)
-                .is_some_and(|m| m.eq_ignore_ascii_case(vm.id.as_str()))
+            if let Ok(Some(mut disk)) = self.store.get(&id)
+                && f(entry, &mut disk)
             {
-                continue;
-            }
-            let goes = d
-                .get("deleteOption")
-                .and_then(Value::as_str)
-                .is_some_and(|o| o.eq_ignore_ascii_case("Delete"));
-            if goes {
-                r.operation = Some(Operation {
-                    id: op.id.clone(),
-                    kind: OpKind::Delete,
-                    started_ms: op.started_ms,
-                    done_ms: op.done_ms,
-                    failure: None,
-                });
-            } else if let Some(o) = r.body.as_object_mut() {
-                o.remove("managedBy");
-            }
-            let _ = self.store.put(&r);
-        }
-    }
-
-    /// A VM's attached data disks are `managedBy` it, as ARM records.
-    fn attach_disks(&self, vm: &StoredResource) {
-        let disks = vm
-            .body
-            .pointer("/properties/storageProfile/dataDisks")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for d in disks {
-            let Some(disk) = d
-                .pointer("/managedDisk/id")
-                .and_then(Value::as_str)
-                .and_then(|s| ResourceId::parse(s).ok())
-            else {
-                continue;
-            };
-            let lock = self.lock(&disk);
-            let _g = lock.lock().expect("disk lock");
-            if let Ok(Some(mut r)) = self.store.get(&disk)
-                && r.body.get("managedBy").and_then(Value::as_str) != Some(vm.id.as_str())
-            {
-                r.body["managedBy"] = json!(shape::canonical_id(vm.id.as_str()));
-                let _ = self.store.put(&r);
+                let _ = self.store.put(&disk);
             }
         }
     }
