@@ -468,18 +468,11 @@ fn destroy_keeps_protected_data_and_the_shared_layer_while_tenants_exist() {
 #[test]
 fn a_running_tenant_goes_in_one_destroy_with_its_vms_disks() {
     let p = Project::example("destroy-running");
-    let up = [
-        "--no-progress",
-        "apply",
-        "--auto-approve",
-        "--tenant",
-        "rst",
-        "--shared",
-    ];
-    assert_eq!(p.run(&up).code, 0);
+    let up = crate::common::APPLY_RST;
+    assert_eq!(p.run(up).code, 0);
     let r = p.run(&["--time-scale", "0.001", "image", "build", "--tenant", "rst"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(p.run(&up).code, 0);
+    assert_eq!(p.run(up).code, 0);
     assert!(
         has_resource(&p, "/disks/lb-rst-fe01-osdisk"),
         "Azure's OS disk"
@@ -520,15 +513,8 @@ fn a_running_tenant_goes_in_one_destroy_with_its_vms_disks() {
 #[test]
 fn lowering_sql_capacity_needs_the_flag_and_shows_before_and_after() {
     let p = Project::example("capacity");
-    let args = [
-        "--no-progress",
-        "apply",
-        "--auto-approve",
-        "--tenant",
-        "rst",
-        "--shared",
-    ];
-    assert_eq!(p.run(&args).code, 0);
+    let args = crate::common::APPLY_RST;
+    assert_eq!(p.run(args).code, 0);
     p.edit(
         "tenants/rst.yaml",
         "size: Standard_E8ds_v5",

@@ -18,6 +18,16 @@ pub const SLOW_APPLY_CWZ: &[&str] = &[
     "--shared",
 ];
 
+/// An apply of rst and the shared layer.
+pub const APPLY_RST: &[&str] = &[
+    "--no-progress",
+    "apply",
+    "--auto-approve",
+    "--tenant",
+    "rst",
+    "--shared",
+];
+
 pub struct Project {
     pub dir: PathBuf,
 }

@@ -612,17 +612,7 @@ fn published_head(r: &Run) -> String {
 fn a_published_head_catches_a_truncated_deleted_or_resealed_trail() {
     use sha2::{Digest, Sha256};
     let p = Project::example("audit-head");
-    let first = run(
-        &p,
-        &[
-            "--no-progress",
-            "apply",
-            "--auto-approve",
-            "--tenant",
-            "rst",
-            "--shared",
-        ],
-    );
+    let first = run(&p, crate::common::APPLY_RST);
     assert_eq!(first.code, 0, "{}", first.stderr);
     let second = run(
         &p,
