@@ -36,6 +36,9 @@ enum Expr {
     True,
 }
 
+/// As Microsoft documents Kusto's `isempty` and `isnull`: a string is never
+/// null (`isnull("")` is false), `isempty` is true of null and of `""`, and
+/// neither is true of an array or an object.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Test {
     /// Absent, null or the empty string.
