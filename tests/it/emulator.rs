@@ -141,6 +141,25 @@ async fn a_vm_from_an_image_gets_its_os_disk_which_goes_with_it() {
     assert_eq!(d["properties"]["creationData"]["createOption"], "FromImage");
     assert_eq!(d["sku"]["name"], "StandardSSD_LRS");
     assert!(d.get("tags").is_none(), "a VM's tags are not copied: {d}");
+    // A second VM may not take that disk's name: refused, nothing created.
+    let vm2 = ResourceId::parse(&format!(
+        "{}/providers/Microsoft.Compute/virtualMachines/vm2",
+        rg.as_str()
+    ))
+    .unwrap();
+    let e = c
+        .put(
+            &vm2,
+            "2024-07-01",
+            &json!({"location": "westeurope", "properties": {
+            "storageProfile": {"osDisk": {"name": "vm1-osdisk", "createOption": "FromImage"}}}}),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("ConflictingUserInput"), "{e}");
+    assert!(c.get(&vm2, "2024-07-01").await.unwrap().is_none());
+    let d = c.get(&os, "2024-03-02").await.unwrap().unwrap();
+    assert_eq!(d["managedBy"], vm.as_str());
     // Held disks stay.
     for held in [&os, &data] {
         let e = c.delete(held, "2024-03-02").await.unwrap_err();

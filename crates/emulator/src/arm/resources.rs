@@ -98,11 +98,7 @@ impl Emulator {
                 "tenantId": stable_guid(&format!("tenant:{}", id.subscription())),
             });
         }
-        if let Some(image) = body
-            .pointer("/properties/storageProfile/imageReference/id")
-            .and_then(Value::as_str)
-            .and_then(|s| ResourceId::parse(s).ok())
-        {
+        if let Some(image) = os_image(&body) {
             // As Azure: a VM cannot be created from an image version that does not exist.
             let exists =
                 matches!(self.load(&image, now), Ok(Some(ref v)) if self.view(v, now).is_some());
@@ -181,6 +177,12 @@ impl Emulator {
                 }),
             }),
         };
+        // The new OS disk's name is held from the check until it is stored.
+        let disk_lock = os_disk.as_ref().map(|d| self.lock(&d.id));
+        let disk_guard = disk_lock.as_ref().map(|l| l.lock().expect("disk lock"));
+        if let Some(refused) = os_disk.as_ref().and_then(|d| self.name_taken(d, now)) {
+            return refused;
+        }
         if let Err(r) = self.save(&stored) {
             return r;
         }
@@ -192,6 +194,8 @@ impl Emulator {
         {
             return r;
         }
+        // Released before the VM's disks are walked (each under its lock).
+        drop(disk_guard);
         if is_vm {
             self.attach_disks(&stored);
         }
@@ -315,12 +319,13 @@ impl Emulator {
 
     /// A VM created from an image gets its OS disk from the platform, as
     /// Azure does: a `Microsoft.Compute/disks` resource beside the VM (named
-    /// as `osDisk.name` says, or `<vm>_OsDisk_1_<guid>`), `managedBy` the VM,
-    /// untagged (a VM's tags are not copied to it), and Resource Graph indexes
-    /// it like any disk (a 200-hospital fleet has ~5,000). The VM's body
-    /// then names it (`osDisk.managedDisk.id`) with the OS type and size, as
-    /// a recorded `GET` of a created VM shows. Returns the disk to store on
-    /// creation; an update keeps what creation set.
+    /// as `osDisk.name` says, which `server_fields` filled when the client
+    /// did not), `managedBy` the VM, untagged (a VM's tags are not copied to
+    /// it), and Resource Graph indexes it like any disk (a 200-hospital fleet
+    /// has ~5,000). The VM's body then names it (`osDisk.managedDisk.id`)
+    /// with the OS type and size, as a recorded `GET` of a created VM shows.
+    /// Returns the disk to store on creation; an update keeps what creation
+    /// set where the client sends nothing.
     fn os_disk_of(
         &self,
         vm: &ResourceId,
@@ -330,24 +335,14 @@ impl Emulator {
     ) -> Option<StoredResource> {
         const OS: &str = "/properties/storageProfile/osDisk";
         if let Some(e) = existing {
-            for field in ["managedDisk/id", "osType", "diskSizeGB", "name"] {
-                let pointer = format!("{OS}/{field}");
-                if let (Some(v), Some(Value::Object(os))) =
-                    (e.body.pointer(&pointer).cloned(), body.pointer_mut(OS))
-                {
-                    let (parents, key) = field.rsplit_once('/').unwrap_or(("", field));
-                    let mut at = os;
-                    if !parents.is_empty() {
-                        at = match at
-                            .entry(parents.to_string())
-                            .or_insert_with(|| json!({}))
-                            .as_object_mut()
-                        {
-                            Some(o) => o,
-                            None => continue,
-                        };
+            if body.pointer(OS).is_some() {
+                for field in ["managedDisk/id", "osType", "diskSizeGB"] {
+                    let pointer = format!("{OS}/{field}");
+                    if let Some(v) = e.body.pointer(&pointer)
+                        && shape::missing(body, &pointer)
+                    {
+                        shape::set(body, &pointer, v.clone());
                     }
-                    at.insert(key.to_string(), v);
                 }
             }
             return None;
@@ -360,17 +355,7 @@ impl Emulator {
         {
             return None;
         }
-        let name = os
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                format!(
-                    "{}_OsDisk_1_{}",
-                    vm.name(),
-                    stable_guid(&format!("osdisk:{}", vm.key())).replace('-', "")
-                )
-            });
+        let name = os.get("name").and_then(Value::as_str)?.to_string();
         let disk = ResourceId::parse(&format!(
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Compute/disks/{name}",
             vm.subscription(),
@@ -428,14 +413,13 @@ impl Emulator {
             disk_body["zones"] = zones.clone();
         }
         self.server_fields(&disk, &mut disk_body, None, now);
-        if let Some(Value::Object(o)) = body.pointer_mut(OS) {
-            o.insert("name".into(), json!(name));
-            o.insert("osType".into(), json!(os_type));
-            o.entry("diskSizeGB").or_insert(json!(size));
-            if let Some(Value::Object(md)) = o.get_mut("managedDisk") {
-                md.insert("id".into(), json!(shape::canonical_id(disk.as_str())));
-            }
-        }
+        shape::set(body, &format!("{OS}/osType"), json!(os_type));
+        shape::set(body, &format!("{OS}/diskSizeGB"), json!(size));
+        shape::set(
+            body,
+            &format!("{OS}/managedDisk/id"),
+            json!(shape::canonical_id(disk.as_str())),
+        );
         let resource_type = disk.resource_type();
         let mut stored = StoredResource::new(
             disk,
@@ -449,6 +433,27 @@ impl Emulator {
             previous: None,
         });
         Some(stored)
+    }
+
+    /// A new VM's OS disk may not take the name of a disk that exists: ARM
+    /// refuses the create (`409 ConflictingUserInput`; the message is the one
+    /// remembered from Azure, "… already exists … Only CreateOption.Attach is
+    /// supported.", not found in the stored recordings) rather than replace
+    /// what that disk holds.
+    fn name_taken(&self, disk: &StoredResource, now: u64) -> Option<Reply> {
+        let taken =
+            matches!(self.load(&disk.id, now), Ok(Some(ref d)) if self.view(d, now).is_some());
+        taken.then(|| {
+            Reply::error(
+                409,
+                "ConflictingUserInput",
+                &format!(
+                    "Disk {} already exists in resource group {}. Only CreateOption.Attach is supported.",
+                    disk.id.name(),
+                    disk.id.resource_group().unwrap_or_default().to_ascii_uppercase()
+                ),
+            )
+        })
     }
 
     /// ARM refuses to delete a disk a VM still holds (`OperationNotAllowed`,

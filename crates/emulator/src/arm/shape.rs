@@ -187,7 +187,7 @@ const GUIDED: &[&str] = &[
     "microsoft.network/virtualnetworks/virtualnetworkpeerings",
 ];
 
-fn set(body: &mut Value, pointer: &str, v: Value) {
+pub(super) fn set(body: &mut Value, pointer: &str, v: Value) {
     let mut cur = body;
     let parts: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
     for (i, p) in parts.iter().enumerate() {
@@ -203,7 +203,7 @@ fn set(body: &mut Value, pointer: &str, v: Value) {
     }
 }
 
-fn missing(body: &Value, pointer: &str) -> bool {
+pub(super) fn missing(body: &Value, pointer: &str) -> bool {
     body.pointer(pointer).is_none_or(Value::is_null)
 }
 
